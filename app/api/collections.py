@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+
+from flask import request
+from flask_smorest import Blueprint
+
+from app.api import API_PREFIX, accepted
+from app.api.schemas import (
+    CollectionCreateSchema,
+    CollectionPageSchema,
+    CollectionSchema,
+    DocumentsInSchema,
+    FilesInSchema,
+    JobSchema,
+    ListArgsSchema,
+    SearchRequestSchema,
+)
+from app.auth import current_tenant_id
+from app.extensions import db
+from app.services import collections, ingest, search
+from app.services.errors import UnsupportedMediaType, ValidationFailed
+
+blp = Blueprint(
+    "collections",
+    __name__,
+    url_prefix=f"{API_PREFIX}/collections",
+    description="Collections, their documents, and searches over them",
+)
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(CollectionCreateSchema)
+@blp.response(201, CollectionSchema)
+@blp.alt_response(409, description="A collection with that name exists")
+def create_collection(body: dict):
+    """Create an empty collection."""
+    collection = collections.create_collection(db.session, current_tenant_id(), **body)
+    return collections.attach_stats(db.session, [collection])[0]
+
+
+@blp.route("", methods=["GET"])
+@blp.arguments(ListArgsSchema, location="query", as_kwargs=True)
+@blp.response(200, CollectionPageSchema)
+def list_collections(limit: int, cursor: str | None):
+    """List collections, newest first."""
+    items, next_cursor = collections.list_collections(
+        db.session, current_tenant_id(), limit=limit, cursor=cursor
+    )
+    return {"items": collections.attach_stats(db.session, list(items)), "next_cursor": next_cursor}
+
+
+@blp.route("/<name>")
+@blp.response(200, CollectionSchema)
+@blp.alt_response(404, description="No such collection")
+def get_collection(name: str):
+    """Read a collection with its document and chunk counts and index generation."""
+    collection = collections.get_collection(db.session, current_tenant_id(), name)
+    return collections.attach_stats(db.session, [collection])[0]
+
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": DocumentsInSchema},
+        "multipart/form-data": {"schema": FilesInSchema},
+    },
+}
+
+
+@blp.route("/<name>/documents", methods=["POST"])
+@blp.doc(requestBody=_UPLOAD_BODY)
+@blp.response(202, JobSchema)
+@blp.alt_response(413, description="A file or the request is over MAX_UPLOAD_MB")
+@blp.alt_response(415, description="Unsupported content or file type")
+@blp.alt_response(422, description="Invalid documents")
+@blp.alt_response(503, description="The job queue is unreachable")
+def upload_documents(name: str):
+    """Add documents: JSON texts, or files (txt, md) as multipart `files` parts.
+
+    Creates the collection if absent. Answers at once with an ingest job.
+    """
+    tenant = current_tenant_id()
+    if request.mimetype == "multipart/form-data":
+        uploads = [ingest.Upload(f.filename or "", f.stream) for f in request.files.getlist("files")]
+        if not uploads:
+            raise ValidationFailed(
+                "The multipart body has no `files` part.",
+                errors=[{"field": "files", "message": "Attach one or more files."}],
+            )
+        job = ingest.submit_files(db.session, tenant, name, uploads, _form_metadata())
+    elif request.is_json:
+        body = DocumentsInSchema().load(_json_body())
+        job = ingest.submit_documents(db.session, tenant, name, body["documents"])
+    else:
+        raise UnsupportedMediaType(
+            "Send application/json documents or multipart/form-data files."
+        )
+    return accepted(job)
+
+
+@blp.route("/<name>/search", methods=["POST"])
+@blp.arguments(SearchRequestSchema)
+@blp.response(202, JobSchema)
+@blp.alt_response(404, description="No such collection")
+@blp.alt_response(503, description="The job queue is unreachable")
+def submit_search(body: dict, name: str):
+    """Search a collection. Answers at once with a search job to poll."""
+    job = search.submit_search(db.session, current_tenant_id(), name, body)
+    return accepted(job)
+
+
+def _json_body():
+    body = request.get_json(silent=True)
+    if body is None:
+        from flask_smorest import abort
+
+        abort(400, message="The body is not valid JSON.")
+    return body
+
+
+def _form_metadata() -> dict:
+    raw = request.form.get("metadata")
+    if not raw:
+        return {}
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise ValidationFailed(
+            "The `metadata` part must be a JSON object.",
+            errors=[{"field": "metadata", "message": "Must be a JSON object."}],
+        )
+    return metadata

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import time
+
+import marshmallow as ma
+from flask import current_app
+from flask_smorest import Blueprint
+
+from app.services import health
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness, readiness, health")
+_started = time.monotonic()
+
+
+class ProbeSchema(ma.Schema):
+    status = ma.fields.String()
+    checks = ma.fields.Dict()
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String(metadata={"enum": ["healthy", "degraded", "unhealthy"]})
+    version = ma.fields.String()
+    uptime_s = ma.fields.Float()
+    components = ma.fields.Dict()
+
+
+@blp.route("/live")
+@blp.response(200, ProbeSchema)
+def live():
+    """200 while the process serves requests."""
+    return {"status": "ok", "checks": {}}
+
+
+@blp.route("/ready")
+@blp.response(200, ProbeSchema)
+@blp.alt_response(503, schema=ProbeSchema, description="The database or the broker does not answer")
+def ready():
+    """200 when the database and the job broker answer, else 503."""
+    checks = {"database": health.database_ok(), "broker": health.broker_ok()}
+    ok = all(checks.values())
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    return (body, 200) if ok else (body, 503, {"Retry-After": "5"})
+
+
+@blp.route("")
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="The database or Redis is down")
+def overall():
+    """Overall health with the state of each component."""
+    body = health.report(current_app.config["QUARRY_VERSION"], time.monotonic() - _started)
+    if body["status"] == "unhealthy":
+        return body, 503, {"Retry-After": "5"}
+    return body

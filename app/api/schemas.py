@@ -1,0 +1,170 @@
+"""Marshmallow schemas: request validation and the one JSON shape of each object."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.api import API_PREFIX
+from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
+from app.services.collections import INDEX_TYPES, NAME_PATTERN
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_TYPES = ("ingest", "search")
+
+
+class StrictSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+# --- lists --------------------------------------------------------------------
+
+
+class ListArgsSchema(StrictSchema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None)
+
+
+class JobListArgsSchema(ListArgsSchema):
+    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
+    type = fields.String(validate=validate.OneOf(JOB_TYPES))
+    collection = fields.String()
+
+
+def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    return ma.Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(allow_none=True, required=True),
+        },
+        name=name,
+    )
+
+
+# --- jobs -----------------------------------------------------------------------
+
+
+class ProgressSchema(ma.Schema):
+    processed = fields.Integer()
+    total = fields.Integer()
+    percent = fields.Float()
+
+
+class JobErrorSchema(ma.Schema):
+    code = fields.String()
+    message = fields.String()
+
+
+class JobSchema(ma.Schema):
+    """The one place a job row becomes JSON."""
+
+    id = fields.String()
+    type = fields.String(metadata={"enum": list(JOB_TYPES)})
+    status = fields.String(metadata={"enum": list(JOB_STATUSES)})
+    collection = fields.String(attribute="collection_name", allow_none=True)
+    progress = fields.Method("_progress", metadata={"type": "object"})
+    result = fields.Dict(allow_none=True)
+    error = fields.Method("_error", allow_none=True, metadata={"type": "object"})
+    attempts = fields.Integer()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    links = fields.Method("_links", metadata={"type": "object"})
+
+    def _progress(self, job) -> dict:
+        total = job.progress_total or 0
+        processed = min(job.progress_processed or 0, total) if total else (job.progress_processed or 0)
+        percent = round(100.0 * processed / total, 1) if total else (100.0 if job.status == "succeeded" else 0.0)
+        return {"processed": processed, "total": total, "percent": percent}
+
+    def _error(self, job) -> dict | None:
+        if job.error_code is None:
+            return None
+        return {"code": job.error_code, "message": job.error_message}
+
+    def _links(self, job) -> dict:
+        return {"self": f"{API_PREFIX}/jobs/{job.id}"}
+
+
+JobPageSchema = page_schema(JobSchema, "JobPage")
+
+
+# --- collections ---------------------------------------------------------------
+
+
+class CollectionCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Regexp(NAME_PATTERN, error="Use 1-64 characters: lowercase letters, digits, '_' or '-', starting with a letter or digit."))
+    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    index_type = fields.String(
+        load_default="flat",
+        validate=validate.OneOf(INDEX_TYPES, error="Index type must be one of: {choices}."),
+    )
+
+
+class CollectionSchema(ma.Schema):
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    index_type = fields.String()
+    documents = fields.Integer()
+    chunks = fields.Integer()
+    generation = fields.Integer()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+CollectionPageSchema = page_schema(CollectionSchema, "CollectionPage")
+
+
+# --- documents -----------------------------------------------------------------
+
+
+class DocumentInSchema(StrictSchema):
+    id = fields.String(validate=validate.Length(min=1, max=256))
+    text = fields.String(required=True, validate=validate.Length(min=1))
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @ma.validates("text")
+    def _has_text(self, value: str, **_kwargs) -> None:
+        if not value.strip():
+            raise ma.ValidationError("Text must not be blank.")
+
+
+class DocumentsInSchema(StrictSchema):
+    documents = fields.List(
+        fields.Nested(DocumentInSchema), required=True, validate=validate.Length(min=1, max=10000)
+    )
+
+
+class FilesInSchema(ma.Schema):
+    """Documents the multipart form; the view reads the parts itself."""
+
+    files = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True)
+    metadata = fields.String(metadata={"description": "JSON object applied to every file's metadata"})
+
+
+# --- search --------------------------------------------------------------------
+
+
+class SearchRequestSchema(StrictSchema):
+    query = fields.String(required=True, validate=validate.Length(min=1, max=10000))
+    top_k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    pipeline = fields.String(
+        load_default=DEFAULT_PIPELINE,
+        validate=validate.OneOf(sorted(PIPELINES), error="Pipeline must be one of: {choices}."),
+    )
+    filters = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @ma.validates("query")
+    def _has_text(self, value: str, **_kwargs) -> None:
+        if not value.strip():
+            raise ma.ValidationError("Query must not be blank.")
+
+    @ma.validates("filters")
+    def _scalar_filters(self, value: dict, **_kwargs) -> None:
+        for key, wanted in value.items():
+            values = wanted if isinstance(wanted, list) else [wanted]
+            if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise ma.ValidationError(
+                    f"Filter {key!r} must be a string, number or boolean, or a non-empty list of them."
+                )

@@ -1,0 +1,102 @@
+"""The one configuration object. Every setting comes from the environment
+(an optional `.env` file is read for local runs), with a safe default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+load_dotenv(PROJECT_ROOT / ".env", override=False)
+
+# The private Redis that `make run` starts listens here (not 6379, so it never
+# collides with a system Redis).
+LOCAL_REDIS_PORT = 6391
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _int(name: str, default: int) -> int:
+    try:
+        return int(_env(name, str(default)))
+    except ValueError:
+        raise RuntimeError(f"{name} must be an integer") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(_env(name, str(default))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path
+    database_url: str
+    redis_url: str
+    celery_broker_url: str
+    index_dir: Path
+    upload_dir: Path
+    embedding_model: str
+    max_upload_mb: int
+    chunk_tokens: int
+    chunk_overlap_tokens: int
+    embed_batch_size: int
+    job_lease_seconds: int
+    job_time_limit_seconds: int
+    stuck_queued_seconds: int
+    recovery_interval_seconds: int
+    job_retention_days: int
+    broker_visibility_timeout: int
+    worker_concurrency: int
+    log_level: str
+    version: str = field(default="0.1.0")
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        var_dir = _path("QUARRY_VAR_DIR", PROJECT_ROOT / "var")
+        redis_url = _env("REDIS_URL", f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0")
+        return cls(
+            var_dir=var_dir,
+            database_url=_env("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}"),
+            redis_url=redis_url,
+            celery_broker_url=_env("CELERY_BROKER_URL", redis_url),
+            index_dir=_path("INDEX_DIR", var_dir / "indexes"),
+            upload_dir=_path("UPLOAD_DIR", var_dir / "uploads"),
+            embedding_model=_env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
+            max_upload_mb=_int("MAX_UPLOAD_MB", 100),
+            chunk_tokens=_int("CHUNK_TOKENS", 200),
+            chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
+            embed_batch_size=_int("EMBED_BATCH_SIZE", 64),
+            job_lease_seconds=_int("JOB_LEASE_SECONDS", 60),
+            job_time_limit_seconds=_int("JOB_TIME_LIMIT_SECONDS", 3600),
+            stuck_queued_seconds=_int("STUCK_QUEUED_SECONDS", 300),
+            recovery_interval_seconds=_int("RECOVERY_INTERVAL_SECONDS", 30),
+            job_retention_days=_int("JOB_RETENTION_DAYS", 30),
+            broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", 7200),
+            worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
+            log_level=_env("LOG_LEVEL", "INFO").upper(),
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    def normalized_database_url(self) -> str:
+        """Heroku-style `postgres://` URLs name the psycopg 3 driver explicitly."""
+        url = self.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+
+settings = Settings.from_env()

@@ -1,0 +1,154 @@
+"""RFC 9457 problem details: the one way every error leaves the API."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, g, json
+from werkzeug.exceptions import HTTPException
+
+from app.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+CODE_FOR_STATUS = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ProblemSchema(ma.Schema):
+    """Documents the problem body in the OpenAPI spec."""
+
+    type = ma.fields.String(metadata={"description": "URI naming the problem type"})
+    title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
+    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    detail = ma.fields.String(metadata={"description": "What went wrong, for a person"})
+    code = ma.fields.String(metadata={"description": "Stable machine-readable error code"})
+    request_id = ma.fields.String(metadata={"description": "The X-Request-ID of the request"})
+    errors = ma.fields.List(
+        ma.fields.Dict(),
+        metadata={"description": "Validation failures: [{field, message}]"},
+    )
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, Any] | None = None,
+) -> Response:
+    code = code or CODE_FOR_STATUS.get(status, "error")
+    body: dict[str, Any] = {
+        "type": f"urn:quarry:problem:{code}",
+        "title": title or _phrase(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": g.get("request_id"),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = str(value)
+    return response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def flatten_validation_messages(messages: Any, prefix: str = "") -> list[dict[str, str]]:
+    """marshmallow/webargs messages ({location: {field: [msg]}}) as [{field, message}]."""
+    out: list[dict[str, str]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if not prefix and key in {"json", "query", "form", "files", "headers", "view_args", "path"}:
+                out.extend(flatten_validation_messages(value, ""))
+                continue
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                name = prefix or "body"
+            out.extend(flatten_validation_messages(value, name))
+    elif isinstance(messages, list):
+        if all(isinstance(m, str) for m in messages):
+            out.extend({"field": prefix or "body", "message": m} for m in messages)
+        else:
+            for item in messages:
+                out.extend(flatten_validation_messages(item, prefix))
+    else:
+        out.append({"field": prefix or "body", "message": str(messages)})
+    return out
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Werkzeug and flask-smorest errors (abort, routing, webargs validation)."""
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    headers = {
+        k: v for k, v in error.get_headers() if k.lower() != "content-type"
+    }
+    headers.update(data.get("headers") or {})
+    errors = None
+    if "messages" in data or "errors" in data:
+        errors = flatten_validation_messages(data.get("errors") or data.get("messages"))
+    detail = data.get("message") or error.description or _phrase(status)
+    if status == 422 and errors:
+        detail = "The request has invalid fields: " + ", ".join(sorted({e["field"] for e in errors})) + "."
+    if status == 400 and errors:
+        detail = "; ".join(e["message"] for e in errors)
+        errors = None
+    if status >= 500:
+        log.error("HTTP %s: %s", status, detail)
+    return problem(status, detail, errors=errors, headers=headers)
+
+
+def handle_service_error(error: ServiceError) -> Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = error.retry_after
+    return problem(
+        error.status, error.detail, code=error.code, title=error.title, errors=error.errors, headers=headers
+    )
+
+
+def handle_validation_error(error: ma.ValidationError) -> Response:
+    """A schema loaded by hand in a view (bodies webargs cannot parse for us)."""
+    errors = flatten_validation_messages(error.messages)
+    detail = "The request has invalid fields: " + ", ".join(sorted({e["field"] for e in errors})) + "."
+    return problem(422, detail, errors=errors)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem(500, "The server failed to handle the request. It has been logged.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(ma.ValidationError, handle_validation_error)
+    app.register_error_handler(Exception, handle_unexpected)

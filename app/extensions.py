@@ -1,0 +1,131 @@
+"""Process-wide singletons shared by the web app and the workers.
+
+The web app binds them in `create_app()`; worker processes bind them when the
+Celery app is imported (`workers/__init__.py`). Neither binds at import time
+of this module, so tests can point them at their own database and Redis.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import redis
+from celery import Celery
+from flask_smorest import Api
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+
+class Database:
+    """One engine and a thread-scoped session factory per process."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session = scoped_session(sessionmaker(expire_on_commit=False))
+
+    def configure(self, url: str) -> None:
+        if self.engine is not None and str(self.engine.url) == url:
+            return
+        if self.engine is not None:
+            self.session.remove()
+            self.engine.dispose()
+        kwargs: dict = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            # Web threads and worker processes share one file: wait for the
+            # writer lock rather than failing with "database is locked".
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        self.session.configure(bind=self.engine)
+
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        """A session for work outside a request (tasks, CLI): closed at the end."""
+        session = self.session()
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            self.session.remove()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    # A deferred transaction that reads and then writes fails at once with
+    # "database is locked" when another process wrote in between; taking the
+    # write lock up front makes it wait (busy_timeout) instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class RedisClient:
+    """Lazily connected client for the shared fast state (locks, health)."""
+
+    def __init__(self) -> None:
+        self._client: redis.Redis | None = None
+        self._url: str | None = None
+
+    def configure(self, url: str) -> None:
+        if url != self._url:
+            self._url = url
+            self._client = redis.Redis.from_url(
+                url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+            )
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            raise RuntimeError("Redis is not configured")
+        return self._client
+
+
+class QuarryApi(Api):
+    """flask-smorest's Api with RFC 9457 problem bodies for every error."""
+
+    def __init__(self) -> None:
+        from app.errors import ProblemSchema
+
+        self.ERROR_SCHEMA = ProblemSchema
+        super().__init__()
+
+    def handle_http_exception(self, error):
+        from app.errors import handle_http_exception
+
+        return handle_http_exception(error)
+
+    def _register_responses(self):
+        from app.errors import PROBLEM_CONTENT_TYPE
+
+        super()._register_responses()
+        # Error responses are documented as application/problem+json.
+        components = self.spec.components
+        for response in [*components.responses_lazy.values(), *components.responses.values()]:
+            if "content" in response and "application/json" in response["content"]:
+                response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}
+
+
+db = Database()
+redis_store = RedisClient()
+api = QuarryApi()
+celery = Celery("quarry")
+celery.config_from_object("celeryconfig")
+
+
+def init_runtime(database_url: str, redis_url: str) -> None:
+    """Bind the shared singletons; called by create_app() and by the workers."""
+    db.configure(database_url)
+    redis_store.configure(redis_url)

@@ -1,0 +1,64 @@
+"""Celery settings, read from the one Settings object (app/config.py)."""
+
+from kombu import Queue
+
+from app.config import settings
+
+broker_url = settings.celery_broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # A message whose worker died is handed out again after this long; the job
+    # lease (JOB_LEASE_SECONDS) recovers it much sooner, see services/jobs.py.
+    "visibility_timeout": settings.broker_visibility_timeout,
+    "socket_connect_timeout": 2,
+}
+# Submits must fail fast when the broker is down: the API answers 503.
+task_publish_retry = True
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+# Results live in the job row, not in a Celery result backend.
+task_ignore_result = True
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# Nothing lost: a message is acknowledged only after its task finished, and a
+# task whose worker process died is put back on the queue.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+task_queues = (Queue("search"), Queue("ingest"))
+task_default_queue = "search"
+task_routes = {
+    "quarry.ingest": {"queue": "ingest"},
+    "quarry.search": {"queue": "search"},
+    # Short housekeeping tasks share the fast lane with searches.
+    "quarry.maintenance.*": {"queue": "search"},
+}
+task_soft_time_limit = settings.job_time_limit_seconds
+task_time_limit = settings.job_time_limit_seconds + 60
+
+# Events for Flower.
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+beat_schedule = {
+    "recover-stuck-jobs": {
+        "task": "quarry.maintenance.recover_stuck_jobs",
+        "schedule": float(settings.recovery_interval_seconds),
+    },
+    "purge-expired-jobs": {
+        "task": "quarry.maintenance.purge_expired_jobs",
+        "schedule": 3600.0,
+    },
+}
+
+# Pool size; torch threads per child are sized from it (workers/signals.py).
+worker_concurrency = settings.worker_concurrency

@@ -1,0 +1,36 @@
+"""Worker process hooks: load the model after fork, recover jobs on start."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_process_init, worker_ready
+
+from app.config import settings
+from app.extensions import celery, db
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _load_model_in_child(**_kwargs) -> None:
+    """Each prefork child loads the model once, after the fork; torch gets a
+    share of the cores so children x threads never exceeds them."""
+    from app.search.embedding import set_torch_threads
+    from app.services.indexing import embedder
+
+    # Connections inherited from the parent must not be shared across processes.
+    if db.engine is not None:
+        db.engine.dispose(close=False)
+    import os
+
+    cores = os.cpu_count() or 1
+    set_torch_threads(max(1, cores // max(1, settings.worker_concurrency)))
+    embedder()
+
+
+@worker_ready.connect
+def _recover_on_start(**_kwargs) -> None:
+    """A worker that starts after a crash picks up the jobs the dead one held
+    as soon as their leases run out, without waiting for beat."""
+    celery.send_task("quarry.maintenance.recover_stuck_jobs")
