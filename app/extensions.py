@@ -23,7 +23,9 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.session = scoped_session(sessionmaker(expire_on_commit=False))
+        self.factory = sessionmaker(expire_on_commit=False)
+        # Bound to the current thread: the web request's session.
+        self.session = scoped_session(self.factory)
 
     def configure(self, url: str) -> None:
         if self.engine is not None and str(self.engine.url) == url:
@@ -40,19 +42,17 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
-        self.session.configure(bind=self.engine)
+        self.factory.configure(bind=self.engine)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
-        """A session for work outside a request (tasks, CLI): closed at the end."""
-        session = self.session()
+        """A short-lived session of its own (tasks, CLI, checkpoints), closed
+        at the end; uncommitted work is rolled back."""
+        session = self.factory()
         try:
             yield session
-        except BaseException:
-            session.rollback()
-            raise
         finally:
-            self.session.remove()
+            session.close()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -87,6 +87,7 @@ def submit_files(
                 f"Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
             )
     collection = get_or_create_collection(session, tenant_id, collection_name)
+    session.commit()  # hold no database lock while the files stream to disk
     job_id = uuid.uuid4().hex
     staging = _staging_dir(job_id)
     try:

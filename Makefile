@@ -1,0 +1,42 @@
+# Quarry: `make run` starts the whole service; `make test` runs the suite.
+# Both install whatever is missing first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch goes in before anything that depends on it, so pip
+# never resolves torch itself (which would pull several GB of CUDA packages).
+TORCH := torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install redis-server run test test-postgres bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@if $(BIN)/python -m pip list 2>/dev/null | grep -qi '^nvidia-'; then \
+		echo "error: a CUDA torch build was pulled in" >&2; exit 1; fi
+	touch $@
+
+# Debian's redis-server, when the machine has none.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing Debian's redis-server"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+run: install redis-server
+	@scripts/run-local.sh
+
+test: install redis-server
+	$(BIN)/python -m pytest
+
+bench: install redis-server
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf var .pytest_cache

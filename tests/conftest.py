@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# In-process code (unit and database tests) keeps its files out of the
+# project's var/; the service processes get their own directories.
+os.environ["QUARRY_VAR_DIR"] = tempfile.mkdtemp(prefix="quarry-test-var-")
+os.environ.pop("REDIS_URL", None)
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("CELERY_BROKER_URL", None)
+
+from tests.support import RedisServer, Stack, create_database
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url, drop = create_database(tmp_path_factory.mktemp("db"))
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, database_url, redis_server):
+    """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests."""
+    stack = Stack(tmp_path_factory.mktemp("stack"), database_url, redis_server, MAX_UPLOAD_MB="1")
+    try:
+        stack.start_web()
+        stack.start_worker(concurrency=2)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def new_stack(tmp_path_factory):
+    """A private stack (own Redis and database) for tests that break things."""
+    made: list = []
+
+    def make(**env: str) -> Stack:
+        workdir = tmp_path_factory.mktemp("private")
+        redis = RedisServer(workdir / "redis").start()
+        url, drop = create_database(workdir)
+        stack = Stack(workdir, url, redis, **env)
+        made.append((stack, redis, drop))
+        return stack
+
+    yield make
+    for stack, redis, drop in made:
+        stack.stop()
+        redis.stop()
+        drop()
+
+
+@pytest.fixture(scope="session")
+def runtime(database_url, redis_server):
+    """Services in this process, bound to the test database and Redis."""
+    from app.extensions import celery, db, init_runtime
+
+    # Redis database 1: messages sent from here never reach the service's worker.
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    init_runtime(database_url, url)
+    celery.conf.broker_url = url
+    yield db
+    db.session.remove()

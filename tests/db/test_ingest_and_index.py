@@ -1,0 +1,139 @@
+"""Ingest and indexing against the real model and FAISS, in this process:
+idempotent re-runs, content-hash dedupe, generation numbers, rebuilds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.config import settings
+from app.models import Chunk, Collection, Document, Job, utcnow
+from app.services import ingest, jobs, search
+from app.services.indexing import index_for_search, sync_collection_index
+
+DOCS = [
+    {"id": "volcano", "text": "Volcanoes erupt molten rock called lava and ash."},
+    {"id": "bees", "text": "Honey bees collect nectar from flowers to make honey."},
+    {"id": "chess", "text": "In chess, the bishop moves diagonally across the board."},
+    {"id": "tides", "text": "Ocean tides are caused by the gravitational pull of the moon."},
+]
+
+
+@pytest.fixture
+def collection(runtime):
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    with runtime.session_scope() as session:
+        ingest.get_or_create_collection(session, "default", name)
+        return session.scalars(select(Collection).where(Collection.name == name)).one()
+
+
+def submit(runtime, collection, documents) -> str:
+    with runtime.session_scope() as session:
+        return ingest.submit_documents(session, "default", collection.name, documents).id
+
+
+def counts(runtime, collection_id):
+    with runtime.session_scope() as session:
+        docs = session.scalar(select(func.count()).where(Document.collection_id == collection_id))
+        chunks = session.scalar(select(func.count()).where(Chunk.collection_id == collection_id))
+        generation = session.get(Collection, collection_id).generation
+    return docs, chunks, generation
+
+
+def job_result(runtime, job_id):
+    with runtime.session_scope() as session:
+        job = session.get(Job, job_id)
+        return job.status, job.result
+
+
+def top_document(runtime, collection, query: str) -> str:
+    with runtime.session_scope() as session:
+        job = jobs.create_job(
+            session, tenant_id="default", job_type="search", collection_id=collection.id,
+            params={"query": query, "top_k": 3, "pipeline": "dense", "filters": {}},
+        )
+    assert jobs.run(job.id, search.run_search) == "succeeded"
+    return job_result(runtime, job.id)[1]["hits"][0]["document_id"]
+
+
+def test_ingest_stores_chunks_indexes_them_and_moves_the_generation(runtime, collection):
+    job_id = submit(runtime, collection, DOCS)
+    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    status, result = job_result(runtime, job_id)
+    assert result["documents"] == 4 and result["chunks"] == 4 and result["skipped_duplicates"] == 0
+    assert counts(runtime, collection.id) == (4, 4, 1)
+    assert top_document(runtime, collection, "what makes lava?") == "volcano"
+    # The staged upload is removed once the job finished.
+    assert not (settings.upload_dir / job_id).exists()
+
+
+def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection):
+    job_id = submit(runtime, collection, DOCS)
+    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    first = job_result(runtime, job_id)[1]
+    # As if the worker died just before recording success: the message comes
+    # back and the job is run again from the start.
+    with runtime.session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(
+                status="running", lease_expires_at=utcnow() - timedelta(seconds=1), result=None
+            )
+        )
+        session.commit()
+    # Success removed the staged upload; put it back as the crashed run had it.
+    staging = settings.upload_dir / job_id
+    staging.mkdir(parents=True)
+    (staging / "documents.json").write_text(json.dumps(DOCS))
+
+    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    status, second = job_result(runtime, job_id)
+    assert {k: second[k] for k in ("documents", "chunks", "skipped_duplicates")} == {
+        k: first[k] for k in ("documents", "chunks", "skipped_duplicates")
+    }
+    docs, chunks, generation = counts(runtime, collection.id)
+    assert (docs, chunks) == (4, 4)
+    assert generation == 1  # nothing new to index
+
+
+def test_identical_content_is_skipped_and_adds_no_chunks(runtime, collection):
+    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    again = [{"text": d["text"]} for d in DOCS[:2]] + [{"text": DOCS[0]["text"]}]
+    job_id = submit(runtime, collection, again)
+    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    result = job_result(runtime, job_id)[1]
+    assert (result["documents"], result["chunks"], result["skipped_duplicates"]) == (0, 0, 3)
+    assert counts(runtime, collection.id) == (4, 4, 1)
+
+
+def test_new_content_under_an_existing_id_replaces_the_document(runtime, collection):
+    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    changed = [{"id": "bees", "text": "Bumblebees are large, hairy bees that nest in the ground."}]
+    assert jobs.run(submit(runtime, collection, changed), ingest.run_ingest) == "succeeded"
+    docs, chunks, generation = counts(runtime, collection.id)
+    assert (docs, chunks, generation) == (4, 4, 2)
+    assert top_document(runtime, collection, "hairy ground-nesting bees") == "bees"
+
+
+def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
+    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    before = top_document(runtime, collection, "the moon pulls the sea")
+    shutil.rmtree(settings.index_dir / collection.id)
+    from app.services.indexing import index_store
+
+    index_store()._cache.clear()  # a fresh reader process
+    with runtime.session_scope() as session:
+        current = session.get(Collection, collection.id)
+    index, generation = index_for_search(current)
+    assert index.size == 4 and generation == 2
+    assert top_document(runtime, collection, "the moon pulls the sea") == before == "tides"
+
+
+def test_sync_without_changes_keeps_the_generation(runtime, collection):
+    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    assert sync_collection_index(collection.id) == 1
+    assert sync_collection_index(collection.id, rebuild=True) == 2

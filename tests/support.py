@@ -1,0 +1,224 @@
+"""Real parts for the tests: a Redis server, a migrated database, and the
+service's own processes (gunicorn web, Celery worker) driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """A private redis-server on a free port; can be stopped and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            ],
+            stdout=(self.directory / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._answers, 10, what="redis-server")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+def create_database(directory: Path) -> tuple[str, Any]:
+    """A new, migrated database: PostgreSQL when TEST_DATABASE_URL is set,
+    else a SQLite file. Returns its URL and a function that drops it."""
+    from app.cli import upgrade_database
+
+    base = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not base:
+        url = f"sqlite:///{directory / 'quarry.db'}"
+        upgrade_database(url)
+        return url, lambda: None
+    base_url = make_url(base)
+    if base_url.drivername in ("postgres", "postgresql"):
+        base_url = base_url.set(drivername="postgresql+psycopg")
+    name = f"quarry_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = base_url.set(database=name).render_as_string(hide_password=False)
+    upgrade_database(url)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return url, drop
+
+
+class Stack:
+    """The service's web and worker processes against one database and Redis."""
+
+    def __init__(self, workdir: Path, database_url: str, redis: RedisServer, **env: str) -> None:
+        self.workdir = workdir
+        self.redis = redis
+        self.env = {
+            **os.environ,
+            "QUARRY_VAR_DIR": str(workdir / "var"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis.url,
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+        self.http = requests.Session()
+        self._workers = 0
+
+    def _spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
+        log = (self.workdir / log_name).open("ab")
+        process = subprocess.Popen(
+            args,
+            cwd=PROJECT_ROOT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill reaches the children
+        )
+        self.processes.append(process)
+        return process
+
+    def start_web(self) -> "Stack":
+        self._spawn(
+            [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
+            "web.log",
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            WEB_CONCURRENCY="1",
+            WEB_THREADS="4",
+        )
+        wait_until(self._web_answers, 60, what="the web process")
+        return self
+
+    def _web_answers(self) -> bool:
+        try:
+            return self.http.get(self.base_url + "/health/live", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start_worker(self, concurrency: int = 1) -> subprocess.Popen:
+        self._workers += 1
+        log_name = f"worker{self._workers}.log"
+        process = self._spawn(
+            [
+                str(BIN / "celery"), "-A", "workers", "worker", "-Q", "search,ingest",
+                "--concurrency", str(concurrency), "-n", f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            ],
+            log_name,
+            WORKER_CONCURRENCY=str(concurrency),
+        )
+        log_path = self.workdir / log_name
+        wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")
+        return process
+
+    def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        process.wait(30)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+    # --- HTTP helpers ---
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.http.get(self.url(path), timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.http.post(self.url(path), timeout=60, **kwargs)
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
+        def finished():
+            job = self.get(f"/api/v1/jobs/{job_id}").json()
+            return job if job["status"] in TERMINAL else None
+
+        return wait_until(finished, timeout, interval=0.2, what=f"job {job_id}")
+
+    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
+
+    def search(self, collection: str, timeout: float = 60, **body) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
