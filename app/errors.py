@@ -81,27 +81,33 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def flatten_validation_messages(messages: Any, prefix: str = "") -> list[dict[str, str]]:
-    """marshmallow/webargs messages ({location: {field: [msg]}}) as [{field, message}]."""
-    out: list[dict[str, str]] = []
+_LOCATIONS = {"json", "query", "form", "files", "headers", "view_args", "path", "cookies"}
+
+
+def flatten_validation_messages(messages: Any) -> list[dict[str, str]]:
+    """marshmallow/webargs messages ({location: {field: [msg]}} or {field: [msg]})
+    as [{field, message}], nested fields joined with dots."""
+    if isinstance(messages, dict) and messages and set(messages) <= _LOCATIONS:
+        return [e for value in messages.values() for e in _flatten(value, "")]
+    return _flatten(messages, "")
+
+
+def _flatten(messages: Any, prefix: str) -> list[dict[str, str]]:
     if isinstance(messages, dict):
+        out = []
         for key, value in messages.items():
-            if not prefix and key in {"json", "query", "form", "files", "headers", "view_args", "path"}:
-                out.extend(flatten_validation_messages(value, ""))
-                continue
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key == "_schema":
-                name = prefix or "body"
-            out.extend(flatten_validation_messages(value, name))
-    elif isinstance(messages, list):
-        if all(isinstance(m, str) for m in messages):
-            out.extend({"field": prefix or "body", "message": m} for m in messages)
-        else:
-            for item in messages:
-                out.extend(flatten_validation_messages(item, prefix))
-    else:
-        out.append({"field": prefix or "body", "message": str(messages)})
-    return out
+            name = prefix or "body" if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            out.extend(_flatten(value, name))
+        return out
+    if isinstance(messages, list):
+        out = []
+        for item in messages:
+            if isinstance(item, str):
+                out.append({"field": prefix or "body", "message": item})
+            else:
+                out.extend(_flatten(item, prefix))
+        return out
+    return [{"field": prefix or "body", "message": str(messages)}]
 
 
 def handle_http_exception(error: HTTPException) -> Response:

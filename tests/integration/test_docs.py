@@ -1,0 +1,41 @@
+"""The OpenAPI document describes the contract; the docs pages need no internet."""
+
+from __future__ import annotations
+
+import re
+
+
+def test_openapi_describes_every_route(service):
+    spec = service.get("/openapi.json").json()
+    paths = spec["paths"]
+    expected = {
+        "/api/v1/collections": {"get", "post"},
+        "/api/v1/collections/{name}": {"get"},
+        "/api/v1/collections/{name}/documents": {"post"},
+        "/api/v1/collections/{name}/search": {"post"},
+        "/api/v1/jobs": {"get"},
+        "/api/v1/jobs/{job_id}": {"get"},
+        "/health": {"get"},
+        "/health/live": {"get"},
+        "/health/ready": {"get"},
+    }
+    for path, methods in expected.items():
+        assert path in paths, path
+        assert methods <= set(paths[path]), (path, set(paths[path]))
+    upload = paths["/api/v1/collections/{name}/documents"]["post"]
+    assert {"application/json", "multipart/form-data"} <= set(upload["requestBody"]["content"])
+    search = paths["/api/v1/collections/{name}/search"]["post"]
+    assert "202" in search["responses"] and "422" in search["responses"]
+    problem = spec["components"]["responses"]["UNPROCESSABLE_ENTITY"]["content"]
+    assert "application/problem+json" in problem
+
+
+def test_docs_pages_load_their_assets_from_this_server(service):
+    for page in ("/docs", "/redoc"):
+        html = service.get(page)
+        assert html.status_code == 200
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert sources, page
+        for source in sources:
+            assert source.startswith("/"), f"{page} loads {source} from elsewhere"
+            assert service.get(source).status_code == 200, source

@@ -1,0 +1,86 @@
+"""Nothing lost: the broker going away, and a worker killed mid-job."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from tests.support import wait_until
+
+
+def test_submit_while_redis_is_down_is_503_and_works_again_after(new_stack):
+    stack = new_stack()
+    stack.start_web()
+    stack.start_worker()
+    assert stack.post("/api/v1/collections", json={"name": "outage"}).status_code == 201
+
+    stack.redis.stop()
+    response = stack.post("/api/v1/collections/outage/search", json={"query": "anything"})
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    assert stack.get("/health/ready").status_code == 503
+    # The refused job is recorded as failed, not left queued forever.
+    refused = stack.get("/api/v1/jobs", params={"collection": "outage"}).json()["items"]
+    assert [(j["status"], j["error"]["code"]) for j in refused] == [("failed", "service_unavailable")]
+
+    stack.redis.start()
+    wait_until(lambda: stack.get("/health/ready").status_code == 200, 30, what="readiness")
+    job = stack.search("outage", query="anything", timeout=120)
+    assert job["status"] == "succeeded"
+
+
+WORDS = (
+    "time year people way day man thing woman life child world school state family "
+    "student group country problem hand part place case week company system program "
+    "question work government number night point home water room mother area money "
+    "story fact month lot right study book eye job word business issue side kind head "
+    "house service friend father power hour game line end member law car city name"
+).split()
+
+
+def large_corpus(n: int) -> list[dict]:
+    rng = random.Random(7)
+    return [
+        {"id": f"doc-{i}", "text": f"Document {i}. " + " ".join(rng.choice(WORDS) for _ in range(80))}
+        for i in range(n)
+    ]
+
+
+def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
+    stack = new_stack(JOB_LEASE_SECONDS="4")
+    stack.start_web()
+    worker = stack.start_worker()
+    documents = large_corpus(1000)
+
+    response = stack.post("/api/v1/collections/crash/documents", json={"documents": documents})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+
+    def mid_way():
+        job = stack.get(f"/api/v1/jobs/{job_id}").json()
+        return job if 0 < job["progress"]["processed"] < 500 else None
+
+    before_kill = wait_until(mid_way, 120, interval=0.05, what="ingest progress")
+    stack.kill(worker)  # SIGKILL to the whole worker: parent and pool child
+    time.sleep(1)
+    stalled = stack.get(f"/api/v1/jobs/{job_id}").json()
+    assert stalled["status"] == "running"
+    assert stalled["progress"]["processed"] < stalled["progress"]["total"] == 1000
+
+    time.sleep(4)  # the dead worker's lease runs out
+    stack.start_worker()
+    job = stack.wait_job(job_id, timeout=300)
+
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2
+    assert before_kill["progress"]["processed"] > 0
+    assert (job["result"]["documents"], job["result"]["chunks"], job["result"]["skipped_duplicates"]) == (1000, 1000, 0)
+    collection = stack.get("/api/v1/collections/crash").json()
+    assert (collection["documents"], collection["chunks"]) == (1000, 1000)
+    # The index holds each chunk once: a document's own text finds it first,
+    # and no hit appears twice.
+    hits = stack.search("crash", query=documents[123]["text"], top_k=20)["result"]["hits"]
+    assert hits[0]["document_id"] == "doc-123"
+    assert len({h["chunk_id"] for h in hits}) == len(hits) == 20

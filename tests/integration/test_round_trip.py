@@ -1,0 +1,209 @@
+"""The whole service over HTTP: gunicorn, a real Redis, a real Celery worker,
+the real embedding model and FAISS."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+TOPICS = [
+    ("volcano", "Volcanoes erupt molten rock called lava, along with ash and gas."),
+    ("bees", "Honey bees collect nectar from flowers and turn it into honey in the hive."),
+    ("chess", "In chess the bishop moves diagonally and the knight jumps in an L shape."),
+    ("tides", "Ocean tides rise and fall because of the gravitational pull of the moon."),
+    ("bread", "Bakers knead dough with yeast so that bread rises before it is baked."),
+    ("jazz", "Jazz musicians improvise solos over swinging rhythms and blue notes."),
+    ("glacier", "Glaciers are slow rivers of ice that carve valleys into mountains."),
+    ("python", "Python is a programming language known for readable code and indentation."),
+    ("mars", "Mars is the red planet, with dusty plains and the giant volcano Olympus Mons."),
+    ("coffee", "Coffee beans are roasted and ground before brewing a hot drink."),
+    ("tennis", "Tennis players serve and volley across a net on grass or clay courts."),
+    ("photosynthesis", "Plants use sunlight, water and carbon dioxide to make sugar in photosynthesis."),
+    ("vaccine", "Vaccines train the immune system to recognise a virus before an infection."),
+    ("bridge", "Suspension bridges hang their deck from steel cables slung between towers."),
+    ("origami", "Origami is the Japanese art of folding paper into birds and flowers."),
+    ("penguin", "Penguins are flightless birds that swim in the cold seas of Antarctica."),
+    ("violin", "The violin is a string instrument played with a bow made of horsehair."),
+    ("desert", "Deserts receive very little rain, and cacti store water in their stems."),
+    ("bitcoin", "Bitcoin is a digital currency recorded on a public blockchain ledger."),
+    ("marathon", "A marathon is a long-distance running race of about forty-two kilometres."),
+]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def corpus(service):
+    """A collection with the 20 topic documents, ingested over HTTP."""
+    name = unique("topics")
+    response = service.post(
+        f"/api/v1/collections/{name}/documents",
+        json={"documents": [{"id": i, "text": t, "metadata": {"topic": i}} for i, t in TOPICS]},
+    )
+    assert response.status_code == 202, response.text
+    job = service.wait_job(response.json()["id"])
+    return name, job
+
+
+def test_ingest_of_20_documents_succeeds_with_progress_at_total(service, corpus):
+    name, job = corpus
+    assert job["status"] == "succeeded", job
+    assert job["type"] == "ingest" and job["collection"] == name
+    assert job["progress"] == {"processed": 20, "total": 20, "percent": 100.0}
+    assert job["result"]["documents"] == 20 and job["result"]["chunks"] == 20
+    assert job["result"]["failed"] == [] and job["result"]["skipped_duplicates"] == 0
+    assert job["error"] is None and job["started_at"] and job["finished_at"]
+
+    collection = service.get(f"/api/v1/collections/{name}").json()
+    assert (collection["documents"], collection["chunks"]) == (20, 20)
+    assert collection["generation"] >= 1
+
+
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("which animal cannot fly and lives near the south pole?", "penguin"),
+        ("how do green leaves turn light into food", "photosynthesis"),
+        ("cryptocurrency ledger", "bitcoin"),
+    ],
+)
+def test_search_ranks_the_relevant_document_first(service, corpus, query, expected):
+    name, _ = corpus
+    response = service.post(f"/api/v1/collections/{name}/search", json={"query": query, "top_k": 5})
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/api/v1/jobs/{response.json()['id']}"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["status"] in ("queued", "running", "succeeded")
+
+    job = service.wait_job(response.json()["id"])
+    assert job["status"] == "succeeded", job
+    hits = job["result"]["hits"]
+    assert hits[0]["document_id"] == expected
+    assert len(hits) == 5
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert hits[0]["metadata"] == {"topic": expected}
+    assert hits[0]["text"] == dict(TOPICS)[expected]
+    assert job["result"]["pipeline"] == "dense"
+    assert job["result"]["index_generation"] >= 1 and job["result"]["took_ms"] >= 0
+
+
+def test_search_filters_restrict_hits_to_matching_metadata(service, corpus):
+    name, _ = corpus
+    job = service.search(name, query="frozen ice", top_k=10, filters={"topic": ["bread", "jazz"]})
+    assert job["status"] == "succeeded"
+    assert sorted(h["document_id"] for h in job["result"]["hits"]) == ["bread", "jazz"]
+
+
+def test_file_upload_is_ingested_and_searchable(service):
+    name = unique("files")
+    response = service.post(
+        f"/api/v1/collections/{name}/documents",
+        files=[
+            ("files", ("lava.txt", b"Basalt forms when lava cools quickly at the surface.", "text/plain")),
+            ("files", ("notes.md", b"# Knots\nA bowline makes a fixed loop at the end of a rope.", "text/markdown")),
+        ],
+        data={"metadata": '{"team": "docs"}'},
+    )
+    assert response.status_code == 202, response.text
+    job = service.wait_job(response.json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["documents"] == 2
+
+    hits = service.search(name, query="tie a loop in a rope", top_k=1)["result"]["hits"]
+    assert hits[0]["document_id"] == "notes.md"
+    assert hits[0]["metadata"] == {"filename": "notes.md", "team": "docs"}
+
+
+def test_a_bad_file_fails_alone_and_the_others_are_ingested(service):
+    name = unique("mixed")
+    response = service.post(
+        f"/api/v1/collections/{name}/documents",
+        files=[
+            ("files", ("good.txt", b"Granite is an igneous rock with visible crystals.", "text/plain")),
+            ("files", ("bad.txt", b"\xff\xfe\x00binary\x00junk", "text/plain")),
+        ],
+    )
+    job = service.wait_job(response.json()["id"])
+    assert job["status"] == "succeeded"
+    assert job["result"]["documents"] == 1
+    assert [f["source"] for f in job["result"]["failed"]] == ["bad.txt"]
+    assert "UTF-8" in job["result"]["failed"][0]["error"]
+
+
+def test_uploading_identical_content_again_adds_no_chunks(service, corpus):
+    name, _ = corpus
+    again = [{"text": text} for _, text in TOPICS[:3]]
+    job = service.ingest(name, again)
+    assert job["status"] == "succeeded"
+    assert (job["result"]["documents"], job["result"]["chunks"], job["result"]["skipped_duplicates"]) == (0, 0, 3)
+    assert service.get(f"/api/v1/collections/{name}").json()["chunks"] == 20
+
+
+def test_job_polling_supports_etags(service, corpus):
+    name, job = corpus
+    first = service.get(f"/api/v1/jobs/{job['id']}")
+    assert first.status_code == 200 and first.headers.get("ETag")
+    assert "Retry-After" not in first.headers  # finished: nothing more to wait for
+    again = service.get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_jobs_list_newest_first_with_filters_and_cursor(service, corpus):
+    name, _ = corpus
+    service.search(name, query="violin bow")
+    service.search(name, query="espresso")
+    page = service.get("/api/v1/jobs", params={"collection": name, "type": "search", "limit": 1}).json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    assert page["items"][0]["type"] == "search"
+    seen = [page["items"][0]["id"]]
+    while page["next_cursor"]:
+        page = service.get(
+            "/api/v1/jobs",
+            params={"collection": name, "type": "search", "limit": 1, "cursor": page["next_cursor"]},
+        ).json()
+        seen += [j["id"] for j in page["items"]]
+    assert len(seen) == len(set(seen)) >= 2
+    created = [service.get(f"/api/v1/jobs/{i}").json()["created_at"] for i in seen]
+    assert created == sorted(created, reverse=True)
+    ingests = service.get("/api/v1/jobs", params={"collection": name, "type": "ingest"}).json()["items"]
+    assert ingests and all(j["type"] == "ingest" for j in ingests)
+
+
+def test_collections_create_conflict_list_and_read(service):
+    name = unique("empty")
+    created = service.post("/api/v1/collections", json={"name": name, "description": "nothing yet"})
+    assert created.status_code == 201
+    assert created.json()["name"] == name and created.json()["documents"] == 0
+    assert created.json()["index_type"] == "flat" and created.json()["generation"] == 0
+
+    conflict = service.post("/api/v1/collections", json={"name": name})
+    assert conflict.status_code == 409
+    assert conflict.headers["Content-Type"] == "application/problem+json"
+    assert conflict.json()["code"] == "conflict"
+
+    names = []
+    page = {"next_cursor": None}
+    while True:
+        params = {"limit": 100, **({"cursor": page["next_cursor"]} if page["next_cursor"] else {})}
+        page = service.get("/api/v1/collections", params=params).json()
+        names += [c["name"] for c in page["items"]]
+        if not page["next_cursor"]:
+            break
+    assert name in names
+
+    empty = service.search(name, query="anything")
+    assert empty["status"] == "succeeded" and empty["result"]["hits"] == []
+
+
+def test_health_endpoints_report_the_real_components(service):
+    assert service.get("/health/live").status_code == 200
+    ready = service.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+    health = service.get("/health").json()
+    assert health["status"] == "healthy"
+    assert health["components"]["workers"]["count"] >= 1
+    assert health["components"]["database"]["status"] == "up"
+    assert health["components"]["redis"]["status"] == "up"
+    assert health["version"] and health["uptime_s"] >= 0
