@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
-from flask import Flask, Response, g, json
+from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
 from app.services.errors import ServiceError
@@ -110,9 +110,29 @@ def _flatten(messages: Any, prefix: str) -> list[dict[str, str]]:
     return [{"field": prefix or "body", "message": str(messages)}]
 
 
+def _discard_unread_body(limit: int) -> None:
+    """Read and drop what is left of a refused request body (up to `limit`
+    bytes), so the client's keep-alive connection is clean for its next
+    request; gunicorn's own drain of a kept-alive socket can fail mid-body."""
+    stream = request.environ.get("wsgi.input")
+    remaining = request.content_length or 0
+    if stream is None or not 0 < remaining <= limit:
+        return
+    try:
+        while remaining > 0:
+            block = stream.read(min(remaining, 256 * 1024))
+            if not block:
+                break
+            remaining -= len(block)
+    except OSError:
+        pass
+
+
 def handle_http_exception(error: HTTPException) -> Response:
     """Werkzeug and flask-smorest errors (abort, routing, webargs validation)."""
     status = error.code or 500
+    if status == 413:
+        _discard_unread_body(4 * (current_app.config.get("MAX_CONTENT_LENGTH") or 0))
     data = getattr(error, "data", None) or {}
     headers = {
         k: v for k, v in error.get_headers() if k.lower() != "content-type"

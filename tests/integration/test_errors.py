@@ -109,6 +109,8 @@ def test_file_over_the_limit_is_413(service, collection):
         files=[("files", ("big.txt", too_big, "text/plain"))],
     )
     assert_problem(response, 413, "payload_too_large")
+    # The refused body was drained: the keep-alive connection still works.
+    assert service.get("/health/live").status_code == 200
 
 
 def test_wrong_method_is_405_problem(service):
