@@ -8,6 +8,7 @@ import uuid
 
 from flask import Flask, g, request
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, settings as default_settings
 
@@ -41,20 +42,34 @@ def create_app(settings: Settings | None = None) -> Flask:
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Submit searches and document uploads; get a job id at once; "
-                "poll the job for its result.",
+                "poll the job for its result. Every /api/v1 route takes an API key as "
+                "`Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+            },
+            "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "qk_…"},
+                    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
             },
         },
+        OPENAPI_SWAGGER_UI_CONFIG={"persistAuthorization": True},
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     )
+    if settings.trusted_proxy_count:
+        # X-Forwarded-For is believed only from this many proxies in front.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1)
 
-    from app import cli, errors
-    from app.api import collections, health, jobs
-    from app.extensions import api, init_runtime
+    from app import auth, cli, errors
+    from app.api import collections, health, jobs, keys
+    from app.extensions import api, init_runtime, limiter
 
     init_runtime(settings.normalized_database_url(), settings.redis_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
 
     api.init_app(app)
-    for blueprint in (collections.blp, jobs.blp, health.blp):
+    for blueprint in (collections.blp, jobs.blp, keys.blp, health.blp):
         api.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     cli.register(app)
@@ -67,6 +82,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _assign_request_id():
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    # Order matters: identify the key, let the limiter count the request (per
+    # key, or per IP without a valid key), then refuse bad keys and scopes.
+    auth.register_identify(app)
+    # Registered before the limiter, so it runs after the limiter's own
+    # after_request (Flask runs them in reverse): Flask-Limiter puts its window
+    # reset into Retry-After on every response, but outside a 429 the header is
+    # ours (a poll hint on 202s and job reads, a back-off on 503s).
+    app.after_request(_settle_retry_after)
+    limiter.init_app(app)
+    auth.register_enforce(app)
 
     @app.before_request
     def _require_json_bodies():
@@ -91,6 +117,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         db.session.remove()
 
     return app
+
+
+def _settle_retry_after(response):
+    if not request.path.startswith("/api/"):
+        return response  # the limiter does not touch other routes
+    wanted = g.get("retry_after")
+    if wanted is not None:
+        response.headers["Retry-After"] = str(wanted)
+    elif response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
 
 
 def _swagger_asset(filename: str):

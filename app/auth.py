@@ -1,10 +1,69 @@
-"""Who is calling. Until API keys exist every request acts for the default
-tenant; blueprints ask here rather than assuming, so keys slot in later."""
+"""Who is calling, and may they? API keys on every /api/v1 route.
+
+Three steps around Flask-Limiter's own check, so that requests without a
+valid key are rate limited per IP *before* they learn the key was wrong:
+identify (before the limiter) → limiter → enforce (after the limiter).
+"""
 
 from __future__ import annotations
 
-from app.models import DEFAULT_TENANT
+from flask import Flask, g, request
+
+from app.extensions import db
+from app.services import keys
+from app.services.errors import Forbidden, Unauthorized
+
+API_PATH = "/api/"
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return "malformed"  # never matches the key format
+        return value.strip()
+    return request.headers.get("X-API-Key") or None
+
+
+def identify() -> None:
+    g.principal = None
+    g.auth_error = None
+    if not request.path.startswith(API_PATH):
+        return
+    try:
+        g.principal = keys.authenticate(db.session, _presented_key())
+    except Unauthorized as error:
+        g.auth_error = error
+
+
+def required_scope() -> str:
+    if (request.blueprint or "") == "keys":
+        return "admin"
+    return "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+
+
+def enforce() -> None:
+    if not request.path.startswith(API_PATH):
+        return
+    if g.auth_error is not None:
+        raise g.auth_error
+    scope = required_scope()
+    if scope not in g.principal.scopes:
+        raise Forbidden(f"This API key lacks the `{scope}` scope this request needs.")
+
+
+def current_principal() -> keys.Principal:
+    return g.principal
 
 
 def current_tenant_id() -> str:
-    return DEFAULT_TENANT
+    return g.principal.tenant_id
+
+
+def register_identify(app: Flask) -> None:
+    app.before_request(identify)
+
+
+def register_enforce(app: Flask) -> None:
+    app.before_request(enforce)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import click
-from alembic import command
-from alembic.config import Config
 from flask import Flask
 from flask.cli import AppGroup
 
@@ -12,9 +10,12 @@ from app.config import PROJECT_ROOT, settings
 
 db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 index_cli = AppGroup("index", help="FAISS index upkeep.")
+keys_cli = AppGroup("keys", help="API keys: create, list, revoke.")
 
 
-def alembic_config(database_url: str | None = None) -> Config:
+def alembic_config(database_url: str | None = None):
+    from alembic.config import Config
+
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.set_main_option(
@@ -29,6 +30,8 @@ def upgrade_database(database_url: str | None = None, revision: str = "head") ->
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
@@ -44,6 +47,8 @@ def db_upgrade(revision: str) -> None:
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
     """Take the database schema back to REVISION."""
+    from alembic import command
+
     command.downgrade(alembic_config(), revision)
 
 
@@ -62,6 +67,96 @@ def index_rebuild(collection: str, tenant: str) -> None:
     click.echo(f"{collection}: rebuilt, generation {generation}")
 
 
+def _parse_expiry(value: str | None):
+    """An ISO 8601 time, or a number of days from now."""
+    from datetime import datetime, timedelta, timezone
+
+    if not value:
+        return None
+    if value.isdigit():
+        return datetime.now(timezone.utc) + timedelta(days=int(value))
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use an ISO 8601 time or a number of days") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@keys_cli.command("create")
+@click.option("--tenant", required=True, help="Tenant name; created if new.")
+@click.option("--scopes", required=True, help="Comma-separated: read,write,admin.")
+@click.option("--tier", default="free", show_default=True, type=click.Choice(["free", "pro", "enterprise"]))
+@click.option("--name", default="cli", show_default=True, help="A label for the key.")
+@click.option("--expires", default=None, help="ISO 8601 time, or days from now.")
+def keys_create(tenant: str, scopes: str, tier: str, name: str, expires: str | None) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    from app.extensions import db
+    from app.services import keys
+    from app.services.errors import ServiceError
+
+    with db.session_scope() as session:
+        owner = keys.ensure_tenant(session, tenant)
+        try:
+            key, plaintext = keys.create_key(
+                session,
+                owner.id,
+                name=name,
+                scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                tier=tier,
+                expires_at=_parse_expiry(expires),
+            )
+        except ServiceError as error:
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors or [])
+            raise click.ClickException(detail or error.detail) from None
+        click.echo(
+            f"Created key {key.id} ({key.prefix}) for tenant {tenant!r}: "
+            f"scopes {','.join(key.scopes)}, tier {key.tier}"
+            + (f", expires {key.expires_at.isoformat()}" if key.expires_at else "")
+            + ".",
+            err=True,
+        )
+        click.echo(plaintext)
+
+
+@keys_cli.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's keys.")
+def keys_list(tenant: str | None) -> None:
+    """List keys (never the secrets)."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import ApiKey, Tenant
+
+    with db.session_scope() as session:
+        query = select(ApiKey, Tenant.name).join(Tenant, ApiKey.tenant_id == Tenant.id)
+        if tenant:
+            query = query.where(Tenant.name == tenant)
+        for key, tenant_name in session.execute(query.order_by(ApiKey.created_at)):
+            state = "revoked" if key.revoked_at else "active"
+            click.echo(
+                f"{key.id}  {key.prefix}  {tenant_name:<16} {','.join(key.scopes):<16} "
+                f"{key.tier:<10} {state:<8} {key.name}"
+            )
+
+
+@keys_cli.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke KEY, given by id or prefix."""
+    from app.extensions import db
+    from app.services import keys
+    from app.services.errors import NotFound
+
+    with db.session_scope() as session:
+        try:
+            found = keys.find_key(session, key)
+        except NotFound as error:
+            raise click.ClickException(error.detail) from None
+        keys.revoke_key(session, found.tenant_id, found.id)
+        click.echo(f"revoked {found.id} ({found.prefix})")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(index_cli)
+    app.cli.add_command(keys_cli)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -58,7 +58,12 @@ class Settings:
     broker_visibility_timeout: int
     worker_concurrency: int
     log_level: str
-    version: str = field(default="0.1.0")
+    ratelimit_storage_url: str
+    rate_limits: dict[str, str]
+    inflight_jobs: dict[str, int]
+    queue_depth_limit: int
+    key_rotation_grace_seconds: int
+    trusted_proxy_count: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -84,6 +89,24 @@ class Settings:
             broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", 7200),
             worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
+            ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL", redis_url),
+            # Requests per key by tier, and per client IP for requests
+            # without a valid key ("anonymous"); limits-library notation.
+            rate_limits={
+                "free": _env("RATE_LIMIT_FREE", "60/minute"),
+                "pro": _env("RATE_LIMIT_PRO", "600/minute"),
+                "enterprise": _env("RATE_LIMIT_ENTERPRISE", "6000/minute"),
+                "anonymous": _env("RATE_LIMIT_ANONYMOUS", "20/minute"),
+            },
+            # Queued + running jobs one key may have at once, by tier.
+            inflight_jobs={
+                "free": _int("INFLIGHT_JOBS_FREE", 10),
+                "pro": _int("INFLIGHT_JOBS_PRO", 100),
+                "enterprise": _int("INFLIGHT_JOBS_ENTERPRISE", 1000),
+            },
+            queue_depth_limit=_int("QUEUE_DEPTH_LIMIT", 10000),
+            key_rotation_grace_seconds=_int("KEY_ROTATION_GRACE_SECONDS", 86400),
+            trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),
         )
 
     @property

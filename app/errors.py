@@ -71,6 +71,8 @@ def problem(
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = str(value)
+        if name.lower() == "retry-after":
+            g.retry_after = str(value)
     return response
 
 
@@ -153,11 +155,9 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_service_error(error: ServiceError) -> Response:
-    headers = {}
-    if error.retry_after is not None:
-        headers["Retry-After"] = error.retry_after
     return problem(
-        error.status, error.detail, code=error.code, title=error.title, errors=error.errors, headers=headers
+        error.status, error.detail, code=error.code, title=error.title,
+        errors=error.errors, headers=error.headers,
     )
 
 

@@ -62,6 +62,37 @@ class Base(DeclarativeBase):
     )
 
 
+class Tenant(Base):
+    """Owner of collections, documents, jobs and keys."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key. Only a SHA-256 hash of the secret is stored; the visible
+    prefix lets a leaked key be recognised and looked up."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tier: Mapped[str] = mapped_column(String(16), default="free")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The key this one replaced by rotation.
+    rotated_from_id: Mapped[str | None] = mapped_column(String(32))
+
+
 class Collection(Base):
     __tablename__ = "collections"
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_collections_tenant_name"),)
@@ -136,12 +167,15 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_api_key_status", "api_key_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
     type: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    # The key that submitted the job (for the in-flight quota); never the secret.
+    api_key_id: Mapped[str | None] = mapped_column(String(32))
     collection_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # Kept by name too, so a job still reads well after its collection is gone.
     collection_name: Mapped[str | None] = mapped_column(String(64))

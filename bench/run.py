@@ -259,12 +259,18 @@ def search_once(http, base_url: str, query: str) -> dict:
     job_id = response.json()["id"]
     polls = 0
     deadline = t0 + 120
+    bad_polls = 0
     while True:
         _t.sleep(POLL_INTERVAL)
-        job = http.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=30).json()
+        reply = http.get(f"{base_url}/api/v1/jobs/{job_id}", timeout=30)
         polls += 1
-        if job["status"] in TERMINAL:
-            break
+        if reply.status_code == 200:
+            job = reply.json()
+            if job["status"] in TERMINAL:
+                break
+        else:
+            bad_polls += 1
+            job = {"status": f"HTTP {reply.status_code}", "body": reply.text[:300]}
         if _t.perf_counter() > deadline:
             return {"error": f"job {job_id} not final after 120 s", "latency_ms": None, "job": job}
     t_done = _t.perf_counter()
@@ -275,6 +281,7 @@ def search_once(http, base_url: str, query: str) -> dict:
         "latency_ms": (t_done - t0) * 1000,
         "post_ms": (t_posted - t0) * 1000,
         "polls": polls,
+        "bad_polls": bad_polls,
     }
     if job["status"] != "succeeded":
         out["error"] = f"job {job_id} {job['status']}: {job.get('error')}"
@@ -295,6 +302,46 @@ def search_once(http, base_url: str, query: str) -> dict:
     return out
 
 
+class StackDied(RuntimeError):
+    """A service process exited while the benchmark was using it."""
+
+
+def check_alive(stack) -> None:
+    for process in stack.processes:
+        code = process.poll()
+        if code is not None:
+            raise StackDied(
+                f"service process {process.pid} ({' '.join(map(str, process.args[:3]))} ...) "
+                f"exited with {code} at {dt.datetime.now().strftime('%H:%M:%S')} without being asked to"
+            )
+
+
+BENCH_TIER = "enterprise"
+BENCH_LIMITS = {"RATE_LIMIT_ENTERPRISE": "1000000/minute", "INFLIGHT_JOBS_ENTERPRISE": "100000"}
+
+
+def make_api_key(database_url: str) -> str | None:
+    """An API key for the benchmark's tenant, made directly in the database,
+    when this version of the service has API keys; None when it has none."""
+    try:
+        from app.services import keys
+    except ImportError:
+        return None
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            tenant = keys.ensure_tenant(session, "bench")
+            _, plaintext = keys.create_key(
+                session, tenant.id, name="bench", scopes=["read", "write"], tier=BENCH_TIER
+            )
+            return plaintext
+    finally:
+        engine.dispose()
+
+
 def run_service(args, docs, queries, workdir: Path, log) -> dict:
     import requests
 
@@ -305,7 +352,26 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
     db_url, drop = create_database(workdir / "db")
     stackdir = workdir / "stack"
     stackdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(stackdir, db_url, redis)
+    # gunicorn >= 25 opens a control socket at $HOME/.gunicorn/gunicorn.ctl by
+    # default, shared by every gunicorn of the user: a second one takes the
+    # path over, and gunicornc commands meant for another instance reach it.
+    # Keep ours private.
+    stack = Stack(
+        stackdir, db_url, redis,
+        GUNICORN_CMD_ARGS=f"--control-socket {stackdir / 'gunicorn.ctl'}",
+        # When the API rate-limits keys by tier, the benchmark's key must not
+        # be the bottleneck: measure the service, not the limit.
+        **BENCH_LIMITS,
+    )
+    api_key = make_api_key(db_url)
+    out["api_key"] = bool(api_key)
+    auth_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    stack.http.headers.update(auth_headers)
+
+    def new_session():
+        http = requests.Session()
+        http.headers.update(auth_headers)
+        return http
     sampler = None
     try:
         t = time.perf_counter()
@@ -325,6 +391,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         t0 = time.perf_counter()
         job_ids = []
         for batch in payloads:
+            check_alive(stack)
             r = stack.post(f"/api/v1/collections/{COLLECTION}/documents", json={"documents": batch})
             if r.status_code != 202:
                 raise RuntimeError(f"ingest POST answered {r.status_code}: {r.text[:500]}")
@@ -339,6 +406,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
                     jobs_done[jid] = job
                     pending.discard(jid)
             if pending:
+                check_alive(stack)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"ingest not finished after {args.ingest_timeout} s: {sorted(pending)}")
                 time.sleep(0.1)
@@ -378,6 +446,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             f"({n_docs / ingest_wall:.1f} docs/s, {n_chunks / ingest_wall:.1f} chunks/s); "
             f"statuses {sorted(set(out['ingest']['statuses']))}"
         )
+        check_alive(stack)
         coll = stack.get(f"/api/v1/collections/{COLLECTION}").json()
         out["collection"] = coll
 
@@ -386,7 +455,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             search_once(stack.http, stack.base_url, text)
         warm = []
         threads = [
-            threading.Thread(target=lambda q=q: warm.append(search_once(requests.Session(), stack.base_url, q)))
+            threading.Thread(target=lambda q=q: warm.append(search_once(new_session(), stack.base_url, q)))
             for _, q in queries[:2]
         ]
         for th in threads:
@@ -398,7 +467,11 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         t0 = time.perf_counter()
         seq = []
         for i, (qid, text) in enumerate(queries):
-            r = search_once(stack.http, stack.base_url, text)
+            try:
+                r = search_once(stack.http, stack.base_url, text)
+            except Exception:
+                check_alive(stack)
+                raise
             r["qid"] = qid
             seq.append(r)
             if r.get("error"):
@@ -419,6 +492,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
                 for k in ("post_to_row", "queue", "run", "notice")
             },
             "failed": len(seq) - len(ok),
+            "bad_polls": sum(r.get("bad_polls", 0) for r in seq),
             "retried": sum(1 for r in ok if (r.get("attempts") or 1) > 1),
         }
         out["rankings"] = {r["qid"]: dedupe(r.get("doc_ids", [])) for r in seq}
@@ -434,7 +508,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         conc: list[dict] = []
 
         def client() -> None:
-            http = requests.Session()
+            http = new_session()
             while True:
                 with lock:
                     item = next(cursor, None)
@@ -456,6 +530,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         for th in threads:
             th.join()
         conc_wall = time.perf_counter() - t0
+        check_alive(stack)
         ok = [r for r in conc if r.get("status") == "succeeded"]
         for r in conc:
             if r.get("error"):
@@ -471,6 +546,7 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
                 for k in ("post_to_row", "queue", "run", "notice")
             },
             "failed": len(conc) - len(ok),
+            "bad_polls": sum(r.get("bad_polls", 0) for r in conc),
             "retried": sum(1 for r in ok if (r.get("attempts") or 1) > 1),
         }
         conc_rank = {r["qid"]: dedupe(r.get("doc_ids", [])) for r in conc}
@@ -482,6 +558,11 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             f"concurrent x{CLIENT_THREADS}: {len(ok)}/{len(conc)} ok, {c['qps']:.2f} q/s, "
             f"p50 {c['latency']['p50']:.1f} ms, p95 {c['latency']['p95']:.1f} ms"
         )
+    except StackDied:
+        raise
+    except Exception:
+        check_alive(stack)  # a dead process explains the failure: say so
+        raise
     finally:
         if sampler is not None:
             out["memory"] = sampler.stop()
@@ -621,6 +702,15 @@ def machine_info() -> dict:
         except Exception:  # noqa: BLE001
             pass
     info["versions"] = versions
+    try:
+        git = ["git", "-C", str(ROOT)]
+        info["git_head"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        info["git_dirty"] = [
+            line[3:] for line in subprocess.run(git + ["status", "--porcelain"], capture_output=True, text=True).stdout.splitlines()
+            if line[3:] and not line[3:].startswith(("bench/", "docs/benchmarks.md"))
+        ]
+    except OSError:
+        pass
     return info
 
 
@@ -634,6 +724,20 @@ def versions_in_subprocess() -> dict:
         return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     except Exception:  # noqa: BLE001
         return {}
+
+
+def cpu_busy_seconds() -> float:
+    """Busy CPU time of the whole machine since boot, in core-seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (the service
+    processes, redis, the baseline process)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def fmt(x, digits=1):
@@ -666,6 +770,15 @@ def render(results: dict) -> str:
         f"- Machine: {m.get('nproc')} CPUs ({m.get('cpu_model', '?')}), {m.get('ram_gb', 0):.1f} GB RAM, "
         f"Linux {m.get('kernel')}, Python {m.get('python')}; load average at start {' '.join(m.get('loadavg_at_start', []))}"
     )
+    if m.get("git_head"):
+        dirty = m.get("git_dirty") or []
+        add(
+            f"- Code: commit {m['git_head']}"
+            + (f" plus uncommitted changes to {', '.join(f'`{d}`' for d in dirty)}" if dirty else " (clean tree)")
+            + ("; the API took an API key (one made for the run, tier "
+               f"`{BENCH_TIER}` with its rate limit raised so the limiter never refused the benchmark)"
+               if results["service"].get("api_key") else "")
+        )
     v = m.get("versions", {})
     add("- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
     add(
@@ -687,6 +800,13 @@ def render(results: dict) -> str:
         f"- Baseline: a fresh Python process after the service was stopped; `Embedder` + `chunk_text` + "
         f"`VectorIndex`, one query at a time (encode + search), torch threads = {base['torch_threads']}"
     )
+    cpu = results.get("cpu")
+    if cpu:
+        add(
+            f"- Other load: processes outside the benchmark used {fmt(cpu['other_core_s'])} core-seconds during the "
+            f"run ({fmt(cpu['other_share'] * 100)}% of the machine's {m.get('nproc')} cores), the benchmark "
+            f"{fmt(cpu['benchmark_core_s'])}"
+        )
     add("")
     add("## Results")
     add("")
@@ -867,6 +987,8 @@ def main() -> int:
     parser.add_argument("--render", type=Path, default=None, help="only re-render the report from a --json file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs, database)")
     parser.add_argument("--ingest-timeout", type=float, default=1800)
+    parser.add_argument("--attempts", type=int, default=4, help="service phase attempts if its processes get killed")
+    parser.add_argument("--retry-wait", type=float, default=30.0)
     parser.add_argument("--baseline", type=str, default=None, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     args.dataset = args.dataset.resolve()
@@ -882,6 +1004,7 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
+    busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)
@@ -914,7 +1037,23 @@ def main() -> int:
     log(f"machine: {machine.get('nproc')} CPUs, {machine.get('cpu_model')}, load {machine.get('loadavg_at_start')}")
 
     try:
-        service = run_service(args, docs, queries, workdir, log)
+        interruptions = []
+        for attempt in range(1, args.attempts + 1):
+            attempt_dir = workdir / f"service-{attempt}"
+            try:
+                service = run_service(args, docs, queries, attempt_dir, log)
+                break
+            except StackDied as exc:
+                # Something outside the benchmark stopped our processes (seen:
+                # a broad `pkill` of every gunicorn/celery of this project when
+                # a developer's local service restarts). Start over, cleanly.
+                interruptions.append(str(exc))
+                log(f"service phase interrupted: {exc}")
+                if attempt == args.attempts:
+                    raise
+                log(f"starting the service phase again in {args.retry_wait:.0f} s")
+                time.sleep(args.retry_wait)
+        service["interruptions"] = interruptions
         log("service stopped; running the in-process baseline")
         baseline_json = workdir / "baseline.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline", str(baseline_json), "--dataset", str(args.dataset)]
@@ -945,6 +1084,14 @@ def main() -> int:
         "baseline": {k: v for k, v in baseline.items() if k != "rankings"},
         "quality": {"service": quality(service["rankings"], qrels), "baseline": quality(baseline["rankings"], qrels)},
         "total_s": time.perf_counter() - started,
+    }
+    busy, own = cpu_busy_seconds() - busy0, own_cpu_seconds() - own0
+    results["cpu"] = {
+        "machine_busy_core_s": busy,
+        "benchmark_core_s": own,
+        "other_core_s": max(0.0, busy - own),
+        "other_share": max(0.0, busy - own) / (results["total_s"] * machine.get("nproc", 1)),
+        "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
     }
     results["rankings_identical"] = sum(
         1 for qid in qrels if service["rankings"].get(qid) == baseline["rankings"].get(qid)

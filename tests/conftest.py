@@ -32,8 +32,12 @@ def database_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, database_url, redis_server):
     """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests."""
-    stack = Stack(tmp_path_factory.mktemp("stack"), database_url, redis_server, MAX_UPLOAD_MB="1")
+    stack = Stack(
+        tmp_path_factory.mktemp("stack"), database_url, redis_server,
+        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3",
+    )
     try:
+        stack.authenticate(stack.create_key("main", tier="enterprise"))
         stack.start_web()
         stack.start_worker(concurrency=2)
         yield stack
@@ -52,6 +56,7 @@ def new_stack(tmp_path_factory):
         url, drop = create_database(workdir)
         stack = Stack(workdir, url, redis, **env)
         made.append((stack, redis, drop))
+        stack.authenticate(stack.create_key("private", tier="enterprise"))
         return stack
 
     yield make

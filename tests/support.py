@@ -106,7 +106,46 @@ def create_database(directory: Path) -> tuple[str, Any]:
     return url, drop
 
 
-class Stack:
+class Client:
+    """An HTTP client of the service, sending one API key (or none)."""
+
+    def __init__(self, base_url: str, key: str | None = None) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.http.get(self.url(path), timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.http.post(self.url(path), timeout=60, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.http.delete(self.url(path), timeout=30, **kwargs)
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
+        def finished():
+            job = self.get(f"/api/v1/jobs/{job_id}").json()
+            return job if job["status"] in TERMINAL else None
+
+        return wait_until(finished, timeout, interval=0.2, what=f"job {job_id}")
+
+    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
+
+    def search(self, collection: str, timeout: float = 60, **body) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
+
+
+class Stack(Client):
     """The service's web and worker processes against one database and Redis."""
 
     def __init__(self, workdir: Path, database_url: str, redis: RedisServer, **env: str) -> None:
@@ -122,9 +161,8 @@ class Stack:
             **env,
         }
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"http://127.0.0.1:{self.port}")
         self.processes: list[subprocess.Popen] = []
-        self.http = requests.Session()
         self._workers = 0
 
     def _spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
@@ -195,30 +233,25 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
 
-    # --- HTTP helpers ---
+    # --- keys and clients ---
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
+    def flask(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", *args],
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+        )
 
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.http.get(self.url(path), timeout=30, **kwargs)
+    def create_key(
+        self, tenant: str, scopes: str = "read,write,admin", tier: str = "enterprise", name: str = "test"
+    ) -> str:
+        """A key made the way an operator makes the first one: with the CLI."""
+        done = self.flask("keys", "create", "--tenant", tenant, "--scopes", scopes, "--tier", tier, "--name", name)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
 
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return self.http.post(self.url(path), timeout=60, **kwargs)
+    def client(self, key: str | None = None) -> "Client":
+        return Client(self.base_url, key)
 
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
-        def finished():
-            job = self.get(f"/api/v1/jobs/{job_id}").json()
-            return job if job["status"] in TERMINAL else None
-
-        return wait_until(finished, timeout, interval=0.2, what=f"job {job_id}")
-
-    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
-
-    def search(self, collection: str, timeout: float = 60, **body) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
+    def authenticate(self, key: str) -> None:
+        """Make this stack's own helpers send `key`."""
+        self.http.headers["Authorization"] = f"Bearer {key}"

@@ -3,6 +3,8 @@ call a service, and shape the answer; no domain logic lives here."""
 
 from __future__ import annotations
 
+from flask import g
+
 from app.models import Job
 
 API_PREFIX = "/api/v1"
@@ -14,5 +16,7 @@ def accepted(job: Job) -> tuple[Job, int, dict]:
 
 
 def retry_after(job: Job) -> str:
-    """Seconds until a poll is worth making."""
-    return "1" if job.type == "search" else "2"
+    """Seconds until a poll is worth making; kept through the rate limiter,
+    which otherwise writes its own window reset into Retry-After."""
+    g.retry_after = "1" if job.type == "search" else "2"
+    return g.retry_after

@@ -16,7 +16,7 @@ from app.api.schemas import (
     ListArgsSchema,
     SearchRequestSchema,
 )
-from app.auth import current_tenant_id
+from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import collections, ingest, search
 from app.services.errors import UnsupportedMediaType, ValidationFailed
@@ -80,7 +80,7 @@ def upload_documents(name: str):
 
     Creates the collection if absent. Answers at once with an ingest job.
     """
-    tenant = current_tenant_id()
+    principal = current_principal()
     if request.mimetype == "multipart/form-data":
         uploads = [ingest.Upload(f.filename or "", f.stream) for f in request.files.getlist("files")]
         if not uploads:
@@ -88,10 +88,10 @@ def upload_documents(name: str):
                 "The multipart body has no `files` part.",
                 errors=[{"field": "files", "message": "Attach one or more files."}],
             )
-        job = ingest.submit_files(db.session, tenant, name, uploads, _form_metadata())
+        job = ingest.submit_files(db.session, principal, name, uploads, _form_metadata())
     elif request.is_json:
         body = DocumentsInSchema().load(_json_body())
-        job = ingest.submit_documents(db.session, tenant, name, body["documents"])
+        job = ingest.submit_documents(db.session, principal, name, body["documents"])
     else:
         raise UnsupportedMediaType(
             "Send application/json documents or multipart/form-data files."
@@ -106,7 +106,7 @@ def upload_documents(name: str):
 @blp.alt_response(503, description="The job queue is unreachable")
 def submit_search(body: dict, name: str):
     """Search a collection. Answers at once with a search job to poll."""
-    job = search.submit_search(db.session, current_tenant_id(), name, body)
+    job = search.submit_search(db.session, current_principal(), name, body)
     return accepted(job)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from app.api import API_PREFIX
 from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
+from app.services.keys import SCOPES, TIERS
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_TYPES = ("ingest", "search")
@@ -168,3 +171,44 @@ class SearchRequestSchema(StrictSchema):
                 raise ma.ValidationError(
                     f"Filter {key!r} must be a string, number or boolean, or a non-empty list of them."
                 )
+
+
+# --- API keys --------------------------------------------------------------------
+
+
+class KeyCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(SCOPES)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    tier = fields.String(load_default="free", validate=validate.OneOf(TIERS))
+    expires_at = fields.AwareDateTime(
+        load_default=None, allow_none=True, default_timezone=timezone.utc
+    )
+
+
+class KeySchema(ma.Schema):
+    """A key as listed: never the secret."""
+
+    id = fields.String()
+    name = fields.String()
+    prefix = fields.String(metadata={"description": "Visible start of the key, to recognise it"})
+    scopes = fields.List(fields.String())
+    tier = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True)
+    revoked = fields.Function(lambda key: key.revoked_at is not None)
+    revoked_at = fields.DateTime(allow_none=True)
+    rotated_from = fields.String(attribute="rotated_from_id", allow_none=True)
+
+
+class NewKeySchema(KeySchema):
+    key = fields.String(
+        metadata={"description": "The secret key. Shown only in this response: store it now."}
+    )
+
+
+KeyPageSchema = page_schema(KeySchema, "KeyPage")

@@ -30,6 +30,7 @@ from app.services.collections import get_or_create_collection
 from app.services.errors import JobFailure, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.services.indexing import embedder, sync_collection_index
 from app.services.jobs import JobContext
+from app.services.keys import Principal
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,17 @@ class Upload:
 
 
 def submit_documents(
-    session: Session, tenant_id: str, collection_name: str, documents: list[dict[str, Any]]
+    session: Session, principal: Principal, collection_name: str, documents: list[dict[str, Any]]
 ) -> Job:
-    collection = get_or_create_collection(session, tenant_id, collection_name)
+    collection = get_or_create_collection(session, principal.tenant_id, collection_name)
+    jobs.admit(session, principal)
     job_id = uuid.uuid4().hex
     staging = _staging_dir(job_id)
     try:
         staging.mkdir(parents=True)
         (staging / "documents.json").write_text(json.dumps(documents))
         return _create_and_enqueue(
-            session, job_id, tenant_id, collection,
+            session, job_id, principal, collection,
             sources=[{"kind": "documents", "path": "documents.json"}],
             total=len(documents),
         )
@@ -70,7 +72,7 @@ def submit_documents(
 
 def submit_files(
     session: Session,
-    tenant_id: str,
+    principal: Principal,
     collection_name: str,
     uploads: list[Upload],
     metadata: dict[str, Any] | None = None,
@@ -86,7 +88,8 @@ def submit_files(
                 f"{upload.filename}: unsupported file type. "
                 f"Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
             )
-    collection = get_or_create_collection(session, tenant_id, collection_name)
+    collection = get_or_create_collection(session, principal.tenant_id, collection_name)
+    jobs.admit(session, principal)  # refuse before streaming files to disk
     session.commit()  # hold no database lock while the files stream to disk
     job_id = uuid.uuid4().hex
     staging = _staging_dir(job_id)
@@ -105,7 +108,7 @@ def submit_files(
                 }
             )
         return _create_and_enqueue(
-            session, job_id, tenant_id, collection, sources=sources, total=len(sources)
+            session, job_id, principal, collection, sources=sources, total=len(sources)
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -115,7 +118,7 @@ def submit_files(
 def _create_and_enqueue(
     session: Session,
     job_id: str,
-    tenant_id: str,
+    principal: Principal,
     collection: Collection,
     *,
     sources: list[dict[str, Any]],
@@ -124,7 +127,8 @@ def _create_and_enqueue(
     job = jobs.create_job(
         session,
         job_id=job_id,
-        tenant_id=tenant_id,
+        tenant_id=principal.tenant_id,
+        api_key_id=principal.key_id,
         job_type="ingest",
         params={"sources": sources},
         collection_id=collection.id,

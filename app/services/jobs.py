@@ -11,18 +11,20 @@ sweep that re-sends it).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.extensions import celery, db
 from app.models import Job, utcnow
-from app.services.errors import JobFailure, NotFound, ServiceUnavailable
+from app.services.errors import JobFailure, NotFound, QuotaExceeded, ServiceUnavailable
+from app.services.keys import Principal
 from app.services.pagination import paginate
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,11 @@ TASK_FOR_TYPE = {
     "ingest": "quarry.ingest",
     "search": "quarry.search",
 }
+JOB_QUEUES = ("search", "ingest")
 MAX_ATTEMPTS = 5
 BROKER_RETRY_AFTER = 5
+QUOTA_RETRY_AFTER = 5
+OVERLOAD_RETRY_AFTER = 30
 
 
 def create_job(
@@ -40,6 +45,7 @@ def create_job(
     *,
     tenant_id: str,
     job_type: str,
+    api_key_id: str | None = None,
     params: dict[str, Any],
     collection_id: str | None = None,
     collection_name: str | None = None,
@@ -49,6 +55,7 @@ def create_job(
     job = Job(
         id=job_id or uuid.uuid4().hex,
         tenant_id=tenant_id,
+        api_key_id=api_key_id,
         type=job_type,
         status="queued",
         params=params,
@@ -81,8 +88,55 @@ def enqueue(session: Session, job: Job) -> None:
         ) from exc
 
 
-def submit(session: Session, **kwargs: Any) -> Job:
-    job = create_job(session, **kwargs)
+def admit(session: Session, principal: Principal) -> None:
+    """Backpressure before a job is accepted: the key's in-flight quota, then
+    the broker's queue depth. Raises instead of letting work pile up."""
+    quota = settings.inflight_jobs[principal.tier]
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.api_key_id == principal.key_id, Job.status.in_(Job.ACTIVE))
+    )
+    if in_flight >= quota:
+        raise QuotaExceeded(
+            f"This key has {in_flight} jobs queued or running; the {principal.tier} tier "
+            f"allows {quota} at once. Wait for some to finish.",
+            retry_after=QUOTA_RETRY_AFTER,
+        )
+    depth = queue_depth()
+    if depth is not None and depth >= settings.queue_depth_limit:
+        raise ServiceUnavailable(
+            "The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER
+        )
+
+
+_depth_cache: tuple[float, int | None] = (0.0, None)
+
+
+def queue_depth() -> int | None:
+    """Messages waiting in the job queues (cached for a second); None when the
+    broker cannot say, in which case enqueue will answer for it."""
+    global _depth_cache
+    checked, depth = _depth_cache
+    if time.monotonic() - checked < 1.0:
+        return depth
+    try:
+        with celery.connection_for_write() as connection:
+            channel = connection.default_channel
+            depth = sum(
+                channel.queue_declare(queue=name, passive=True).message_count
+                for name in JOB_QUEUES
+            )
+    except Exception as exc:
+        log.warning("queue depth unavailable: %s", exc)
+        depth = None
+    _depth_cache = (time.monotonic(), depth)
+    return depth
+
+
+def submit(session: Session, principal: Principal, **kwargs: Any) -> Job:
+    admit(session, principal)
+    job = create_job(session, tenant_id=principal.tenant_id, api_key_id=principal.key_id, **kwargs)
     enqueue(session, job)
     return job
 

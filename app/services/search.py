@@ -17,15 +17,16 @@ from app.services.collections import get_collection
 from app.services.errors import JobFailure
 from app.services.indexing import embedder, index_for_search
 from app.services.jobs import JobContext
+from app.services.keys import Principal
 
 
 def submit_search(
-    session: Session, tenant_id: str, collection_name: str, params: dict[str, Any]
+    session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
 ) -> Job:
-    collection = get_collection(session, tenant_id, collection_name)
+    collection = get_collection(session, principal.tenant_id, collection_name)
     return jobs.submit(
         session,
-        tenant_id=tenant_id,
+        principal,
         job_type="search",
         params=params,
         collection_id=collection.id,

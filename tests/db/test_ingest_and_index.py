@@ -15,6 +15,7 @@ from app.config import settings
 from app.models import Chunk, Collection, Document, Job, utcnow
 from app.services import ingest, jobs, search
 from app.services.indexing import index_for_search, sync_collection_index
+from app.services.keys import SCOPES, Principal
 
 DOCS = [
     {"id": "volcano", "text": "Volcanoes erupt molten rock called lava and ash."},
@@ -32,9 +33,12 @@ def collection(runtime):
         return session.scalars(select(Collection).where(Collection.name == name)).one()
 
 
+PRINCIPAL = Principal("default", "test-key", frozenset(SCOPES), "enterprise")
+
+
 def submit(runtime, collection, documents) -> str:
     with runtime.session_scope() as session:
-        return ingest.submit_documents(session, "default", collection.name, documents).id
+        return ingest.submit_documents(session, PRINCIPAL, collection.name, documents).id
 
 
 def counts(runtime, collection_id):
