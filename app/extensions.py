@@ -7,6 +7,7 @@ of this module, so tests can point them at their own database and Redis.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -153,6 +154,21 @@ def _rate_limit_value() -> str:
 def _not_api_request() -> bool:
     return not request.path.startswith("/api/")
 
+
+class LimiterErrorCounter(logging.Handler):
+    """Counts the storage errors Flask-Limiter swallows (it logs each one), so
+    /health can show that requests are going through unlimited."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+limiter_errors = LimiterErrorCounter()
+logging.getLogger("flask-limiter").addHandler(limiter_errors)
 
 db = Database()
 redis_store = RedisClient()

@@ -25,6 +25,18 @@ fi
 
 flask --app wsgi db upgrade
 
+# A local admin key, made on first start and kept (readable only by you) in
+# var/local-admin-key; the database holds only its hash.
+KEY_FILE="$VAR_DIR/local-admin-key"
+if [ -s "$KEY_FILE" ] && ! flask --app wsgi keys list --tenant local 2>/dev/null \
+     | grep -q "$(cut -c1-15 "$KEY_FILE")"; then
+  rm -f "$KEY_FILE"  # the database it belonged to is gone
+fi
+if [ ! -s "$KEY_FILE" ]; then
+  (umask 077; flask --app wsgi keys create --tenant local --scopes read,write,admin \
+     --tier enterprise --name local-admin 2>/dev/null > "$KEY_FILE")
+fi
+
 PORT="${PORT:-8000}"
 export PORT
 FLOWER_PORT="${FLOWER_PORT:-5555}"
@@ -37,6 +49,7 @@ cat <<MSG
     Health     http://127.0.0.1:${PORT}/health
     Flower     http://127.0.0.1:${FLOWER_PORT}
     Redis      ${REDIS_URL}
+    Admin key  $(cat "$KEY_FILE")   (also in ${KEY_FILE})
   Ctrl-C stops everything.
 
 MSG

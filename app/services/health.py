@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.extensions import celery, db, redis_store
+from app.extensions import celery, db, limiter, limiter_errors, redis_store
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,23 @@ def live_workers(timeout: float = 0.5) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
+def rate_limiter_state() -> dict[str, Any]:
+    try:
+        up = bool(limiter.storage.check())
+    except Exception:
+        up = False
+    # While its storage is down the API answers unlimited rather than failing.
+    return {"status": "up" if up else "down", "storage_errors": limiter_errors.count}
+
+
 def report(version: str, uptime_s: float) -> dict[str, Any]:
     database = database_ok()
     redis_up = redis_ok()
     workers = live_workers() if redis_up else []
+    limiter_state = rate_limiter_state()
     if not (database and redis_up):
         status = "unhealthy"
-    elif not workers:
+    elif not workers or limiter_state["status"] == "down":
         status = "degraded"
     else:
         status = "healthy"
@@ -69,5 +79,6 @@ def report(version: str, uptime_s: float) -> dict[str, Any]:
             "redis": {"status": "up" if redis_up else "down"},
             "workers": {"status": "up" if workers else "down", "count": len(workers), "names": workers},
             "pipelines": {"dense": pipeline_status},
+            "rate_limiter": limiter_state,
         },
     }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from kombu.exceptions import ChannelError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -122,16 +123,19 @@ def queue_depth() -> int | None:
         return depth
     try:
         with celery.connection_for_write() as connection:
-            channel = connection.default_channel
-            depth = sum(
-                channel.queue_declare(queue=name, passive=True).message_count
-                for name in JOB_QUEUES
-            )
+            depth = sum(_queue_size(connection, name) for name in JOB_QUEUES)
     except Exception as exc:
         log.warning("queue depth unavailable: %s", exc)
         depth = None
     _depth_cache = (time.monotonic(), depth)
     return depth
+
+
+def _queue_size(connection, name: str) -> int:
+    try:
+        return connection.default_channel.queue_declare(queue=name, passive=True).message_count
+    except ChannelError:  # never declared yet, so nothing waits in it
+        return 0
 
 
 def submit(session: Session, principal: Principal, **kwargs: Any) -> Job:
