@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from app.api import API_PREFIX
-from app.api.schemas import KeyCreateSchema, KeyPageSchema, KeySchema, ListArgsSchema, NewKeySchema
+from app.api.schemas import KeyCreateSchema, KeyPageSchema, ListArgsSchema, NewKeySchema
 from app.auth import current_tenant_id
 from app.config import settings
 from app.extensions import db

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -56,18 +57,13 @@ def submit_documents(
     collection = get_or_create_collection(session, principal.tenant_id, collection_name)
     jobs.admit(session, principal)
     job_id = uuid.uuid4().hex
-    staging = _staging_dir(job_id)
-    try:
-        staging.mkdir(parents=True)
+    with _staging(job_id) as staging:
         (staging / "documents.json").write_text(json.dumps(documents))
         return _create_and_enqueue(
             session, job_id, principal, collection,
             sources=[{"kind": "documents", "path": "documents.json"}],
             total=len(documents),
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def submit_files(
@@ -92,9 +88,8 @@ def submit_files(
     jobs.admit(session, principal)  # refuse before streaming files to disk
     session.commit()  # hold no database lock while the files stream to disk
     job_id = uuid.uuid4().hex
-    staging = _staging_dir(job_id)
-    try:
-        (staging / "files").mkdir(parents=True)
+    with _staging(job_id) as staging:
+        (staging / "files").mkdir()
         sources = []
         for position, upload in enumerate(uploads):
             relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
@@ -110,6 +105,15 @@ def submit_files(
         return _create_and_enqueue(
             session, job_id, principal, collection, sources=sources, total=len(sources)
         )
+
+
+@contextmanager
+def _staging(job_id: str) -> Iterator[Path]:
+    """The job's folder in the upload store; removed again if the submit fails."""
+    staging = _staging_dir(job_id)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
