@@ -143,6 +143,9 @@ def test_another_tenants_objects_are_404_on_every_route(service, world):
     hits = other.search(c, query="otters sleeping")["result"]["hits"]
     assert [h["text"] for h in hits] == ["Penguins propose with pebbles."]
     assert service.get(f"/api/v1/collections/{c}").json()["chunks"] == mine_before
+    same_name = unique("same")
+    assert service.post("/api/v1/collections", json={"name": same_name}).status_code == 201
+    assert other.post("/api/v1/collections", json={"name": same_name}).status_code == 201
 
 
 def test_revocation_takes_effect_on_the_next_request(service, admin):

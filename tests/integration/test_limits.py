@@ -54,6 +54,18 @@ def test_requests_without_a_valid_key_are_limited_per_ip(new_stack):
     assert stack.get("/api/v1/jobs").status_code == 200
 
 
+def test_behind_a_trusted_proxy_the_forwarded_client_ip_is_counted(new_stack):
+    stack = new_stack(RATE_LIMIT_ANONYMOUS="2/minute", TRUSTED_PROXY_COUNT="1")
+    stack.start_web()
+    anonymous = stack.client()
+    for client_ip in ("203.0.113.7", "203.0.113.8"):
+        for _ in range(2):
+            response = anonymous.get("/api/v1/jobs", headers={"X-Forwarded-For": client_ip})
+            assert response.status_code == 401
+    assert anonymous.get("/api/v1/jobs", headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 429
+    assert anonymous.get("/api/v1/jobs", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
+
+
 def test_the_api_keeps_answering_when_the_limiters_redis_is_down(new_stack, tmp_path):
     limiter_redis = RedisServer(tmp_path / "limiter-redis").start()
     try:
