@@ -1,15 +1,17 @@
-"""Gunicorn settings for the `web` process. Values come from the environment."""
+"""Gunicorn settings for the `web` process, from the one Settings object."""
 
-import os
+from app.config import settings
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+bind = f"{settings.web_host}:{settings.web_port}"
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+workers = settings.web_concurrency
+threads = settings.web_threads
+timeout = settings.web_timeout
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = settings.log_level.lower()
+# X-Forwarded-* are believed only through app/__init__.py's ProxyFix
+# (TRUSTED_PROXY_COUNT), not by gunicorn itself.
+forwarded_allow_ips = "127.0.0.1"

@@ -64,6 +64,11 @@ class Settings:
     queue_depth_limit: int
     key_rotation_grace_seconds: int
     trusted_proxy_count: int
+    web_host: str
+    web_port: int
+    web_concurrency: int
+    web_threads: int
+    web_timeout: int
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -107,6 +112,11 @@ class Settings:
             queue_depth_limit=_int("QUEUE_DEPTH_LIMIT", 10000),
             key_rotation_grace_seconds=_int("KEY_ROTATION_GRACE_SECONDS", 86400),
             trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),
+            web_host=_env("HOST", "0.0.0.0"),
+            web_port=_int("PORT", 8000),
+            web_concurrency=_int("WEB_CONCURRENCY", 2),
+            web_threads=_int("WEB_THREADS", 4),
+            web_timeout=_int("WEB_TIMEOUT", 30),
         )
 
     @property
