@@ -35,6 +35,9 @@ def identify() -> None:
         g.principal = keys.authenticate(db.session, _presented_key())
     except Unauthorized as error:
         g.auth_error = error
+    finally:
+        # End the read: on SQLite an open transaction holds the write lock.
+        db.session.rollback()
 
 
 def required_scope() -> str:

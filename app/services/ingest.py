@@ -56,6 +56,7 @@ def submit_documents(
 ) -> Job:
     collection = get_or_create_collection(session, principal.tenant_id, collection_name)
     jobs.admit(session, principal)
+    session.commit()  # hold no database lock while the upload is written to disk
     job_id = uuid.uuid4().hex
     with _staging(job_id) as staging:
         (staging / "documents.json").write_text(json.dumps(documents))
@@ -86,7 +87,7 @@ def submit_files(
             )
     collection = get_or_create_collection(session, principal.tenant_id, collection_name)
     jobs.admit(session, principal)  # refuse before streaming files to disk
-    session.commit()  # hold no database lock while the files stream to disk
+    session.commit()  # hold no database lock while the upload is written to disk
     job_id = uuid.uuid4().hex
     with _staging(job_id) as staging:
         (staging / "files").mkdir()
