@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from app import auth, cli, errors
     from app.api import collections, health, jobs, keys
-    from app.extensions import api, init_runtime, limiter
+    from app.extensions import api, db, init_runtime, limiter
 
     init_runtime(settings.normalized_database_url(), settings.redis_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +77,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule(
         "/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset
     )
+
+    @app.before_request
+    def _reads_only_for_safe_methods():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            g.reads_only = db.reads_only()
+            g.reads_only.__enter__()
+
+    @app.teardown_request
+    def _end_reads_only(_exc):
+        if g.get("reads_only") is not None:
+            g.pop("reads_only").__exit__(None, None, None)
 
     @app.before_request
     def _assign_request_id():
@@ -112,8 +123,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.teardown_appcontext
     def _close_session(_exc):
-        from app.extensions import db
-
         db.session.remove()
 
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 import redis
@@ -45,8 +46,18 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.factory.configure(bind=self.engine)
+
+    @contextmanager
+    def reads_only(self) -> Iterator[None]:
+        """Transactions begun inside only read (GET requests): on SQLite they
+        need no write lock, so they never queue behind the workers' writes."""
+        token = _sqlite_reads_only.set(True)
+        try:
+            yield
+        finally:
+            _sqlite_reads_only.reset(token)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
@@ -69,11 +80,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection) -> None:
+_sqlite_reads_only: ContextVar[bool] = ContextVar("sqlite_reads_only", default=False)
+
+
+def _sqlite_begin(connection) -> None:
     # A deferred transaction that reads and then writes fails at once with
     # "database is locked" when another process wrote in between; taking the
-    # write lock up front makes it wait (busy_timeout) instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # write lock up front makes it wait (busy_timeout) instead. Read-only
+    # work (Database.reads_only) keeps the cheap deferred BEGIN.
+    connection.exec_driver_sql("BEGIN" if _sqlite_reads_only.get() else "BEGIN IMMEDIATE")
 
 
 class RedisClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -19,12 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Tenant, utcnow
 from app.services.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from app.services.pagination import paginate
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "admin")
 TIERS = ("free", "pro", "enterprise")
@@ -148,8 +151,12 @@ def _note_use(session: Session, key_id: str, now: datetime) -> None:
         if moment - _last_written.get(key_id, -_LAST_USED_EVERY) < _LAST_USED_EVERY:
             return
         _last_written[key_id] = moment
-    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
-    session.commit()
+    try:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        session.commit()
+    except OperationalError as exc:  # bookkeeping must never fail the request
+        session.rollback()
+        log.warning("could not record last use of key %s: %s", key_id, exc)
 
 
 def list_keys(session: Session, tenant_id: str, *, limit: int, cursor: str | None):

@@ -207,3 +207,22 @@ def test_health_endpoints_report_the_real_components(service):
     assert health["components"]["database"]["status"] == "up"
     assert health["components"]["redis"]["status"] == "up"
     assert health["version"] and health["uptime_s"] >= 0
+
+
+def test_polls_answer_while_a_writer_holds_the_sqlite_lock(service, corpus, database_url):
+    """Reads never wait for the write lock (a long ingest batch, say)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite locking only")
+    import sqlite3
+
+    _, job = corpus
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a worker mid-write
+        # busy_timeout is 30 s: a poll that needed the lock would time out here.
+        response = service.http.get(service.url(f"/api/v1/jobs/{job['id']}"), timeout=10)
+        assert response.status_code == 200 and response.json()["status"] == "succeeded"
+        assert service.http.get(service.url("/api/v1/collections"), timeout=10).status_code == 200
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
