@@ -181,6 +181,55 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def group_cpu_seconds(pgid: int, pids: list[int] | None = None) -> float:
+    """utime + stime of the live processes of a process group (plus what their
+    reaped children used), in core-seconds."""
+    total = 0
+    for pid in group_pids(pgid) if pids is None else pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Who used the CPU in each phase: the web and worker process groups,
+    redis, this driver (the HTTP clients), everything else."""
+
+    def __init__(self, groups: dict[str, int]) -> None:
+        self.groups = groups
+        self.phases: dict[str, dict] = {}
+        self._mark = self._read()
+
+    def _read(self) -> dict:
+        values = {name: group_cpu_seconds(pgid) for name, pgid in self.groups.items() if name != "redis"}
+        if "redis" in self.groups:  # not a group of its own: just the one process
+            values["redis"] = group_cpu_seconds(0, [self.groups["redis"]])
+        t = os.times()
+        values["driver"] = t.user + t.system  # threads included; children are counted in their groups
+        values["machine"] = cpu_busy_seconds()
+        values["wall"] = time.perf_counter()
+        return values
+
+    def phase(self, name: str) -> None:
+        now = self._read()
+        delta = {k: now[k] - self._mark[k] for k in now}
+        wall = delta.pop("wall")
+        machine = delta.pop("machine")
+        ours = sum(delta.values())
+        cores = len(os.sched_getaffinity(0))
+        self.phases[name] = {
+            "wall_s": wall,
+            **{f"{k}_cores": v / wall for k, v in delta.items()},
+            "other_cores": max(0.0, machine - ours) / wall,
+            "idle_cores": max(0.0, cores - machine / wall),
+        }
+        self._mark = now
+
+
 class MemorySampler:
     """Samples the RSS of whole process groups once a second; keeps, per group,
     each process's high-water mark (VmHWM) and the highest sampled sum of RSS
@@ -405,6 +454,8 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         out["warmup_ingest_s"] = time.perf_counter() - t
         log(f"worker warm (model loaded in its children) {out['warmup_ingest_s']:.1f} s after 'ready'")
 
+        meter = CpuMeter({"web": web.pid, "worker": worker.pid, "redis": redis.process.pid})
+
         # --- ingest ---
         payloads = [
             [{"id": str(d["_id"]), "text": doc_text(d), "metadata": {"title": d.get("title") or ""}}
@@ -473,6 +524,8 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
         coll = stack.get(f"/api/v1/collections/{COLLECTION}").json()
         out["collection"] = coll
 
+        meter.phase("ingest")
+
         # --- warm-up: every worker child loads the index once ---
         for _, text in queries[:WARMUP_QUERIES]:
             search_once(stack.http, stack.base_url, text)
@@ -485,6 +538,8 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             th.start()
         for th in threads:
             th.join()
+
+        meter.phase("warm-up")
 
         # --- sequential searches ---
         t0 = time.perf_counter()
@@ -525,6 +580,8 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             f"p95 {s['latency']['p95']:.1f} ms, took_ms p50 {s['took']['p50']:.1f}, {s['qps']:.2f} q/s"
         )
 
+        meter.phase("sequential")
+
         # --- concurrent searches: CLIENT_THREADS closed-loop clients ---
         lock = threading.Lock()
         cursor = iter(list(enumerate(queries)))
@@ -554,6 +611,8 @@ def run_service(args, docs, queries, workdir: Path, log) -> dict:
             th.join()
         conc_wall = time.perf_counter() - t0
         check_alive(stack)
+        meter.phase("concurrent")
+        out["cpu_by_phase"] = meter.phases
         ok = [r for r in conc if r.get("status") == "succeeded"]
         for r in conc:
             if r.get("error"):
@@ -729,7 +788,7 @@ def machine_info() -> dict:
         git = ["git", "-C", str(ROOT)]
         info["git_head"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         info["git_dirty"] = [
-            line[3:] for line in subprocess.run(git + ["status", "--porcelain"], capture_output=True, text=True).stdout.splitlines()
+            line[3:] for line in subprocess.run(git + ["status", "--porcelain", "--untracked-files=all"], capture_output=True, text=True).stdout.splitlines()
             if line[3:] and not line[3:].startswith(("bench/", "docs/benchmarks.md"))
         ]
     except OSError:
@@ -763,6 +822,14 @@ def own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def cpu_phase(busy0: float, own0: float, t0: float) -> dict:
+    """CPU used by other processes since (busy0, own0, t0); exact once this
+    process has reaped every child it started in the phase."""
+    wall = time.perf_counter() - t0
+    other = max(0.0, (cpu_busy_seconds() - busy0) - (own_cpu_seconds() - own0))
+    return {"wall_s": wall, "other_core_s": other, "other_share": other / (wall * len(os.sched_getaffinity(0)))}
+
+
 def fmt(x, digits=1):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -794,7 +861,7 @@ def render(results: dict) -> str:
         f"Linux {m.get('kernel')}, Python {m.get('python')}; load average at start {' '.join(m.get('loadavg_at_start', []))}"
     )
     if m.get("git_head"):
-        dirty = m.get("git_dirty") or []
+        dirty = [d for d in m.get("git_dirty") or [] if d != "docs/"]  # docs/ = this report only
         add(
             f"- Code: commit {m['git_head']}"
             + (f" plus uncommitted changes to {', '.join(f'`{d}`' for d in dirty)}" if dirty else " (clean tree)")
@@ -829,6 +896,10 @@ def render(results: dict) -> str:
             f"- Other load: processes outside the benchmark used {fmt(cpu['other_core_s'])} core-seconds during the "
             f"run ({fmt(cpu['other_share'] * 100)}% of the machine's {m.get('nproc')} cores), the benchmark "
             f"{fmt(cpu['benchmark_core_s'])}"
+            + "".join(
+                f"; {name} phase: {fmt(ph['other_share'] * 100)}% of the machine"
+                for name, ph in (cpu.get("phases") or {}).items()
+            )
         )
     add("")
     add("## Results")
@@ -882,7 +953,7 @@ def render(results: dict) -> str:
         f"{cc['same_rankings_as_sequential']}/{cfg['queries']}."
     )
     add("")
-    add("### Where a service search spends its time (sequential, medians, ms)")
+    add("### Where a service search spends its time (ms)")
     add("")
     ph = sq["phases"]
     pc = cc["phases"]
@@ -906,6 +977,19 @@ def render(results: dict) -> str:
         "its own percentile, so the rows do not add up exactly."
     )
     add("")
+    cpu_phases = svc.get("cpu_by_phase")
+    if cpu_phases:
+        add("### Who used the two cores (average cores busy per phase of the service run)")
+        add("")
+        add("| Phase | Wall (s) | Worker (parent + children) | Web (gunicorn) | Redis | Benchmark client | Other processes | Idle |")
+        add("|---|---|---|---|---|---|---|---|")
+        for name, ph in cpu_phases.items():
+            add(
+                f"| {name} | {fmt(ph['wall_s'])} | {fmt(ph.get('worker_cores'), 2)} | {fmt(ph.get('web_cores'), 2)} | "
+                f"{fmt(ph.get('redis_cores'), 2)} | {fmt(ph.get('driver_cores'), 2)} | {fmt(ph.get('other_cores'), 2)} | "
+                f"{fmt(ph.get('idle_cores'), 2)} |"
+            )
+        add("")
     add("## Interpretation")
     add("")
     for para in results.get("interpretation", []):
@@ -925,6 +1009,20 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def sqlite_reads_deferred(results: dict) -> bool | None:
+    """Whether the measured code let GET requests read SQLite without taking
+    the write lock (Database.reads_only, commit 5f5c395 on)."""
+    head = results["machine"].get("git_head")
+    if not head:
+        return None
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{head}:app/extensions.py"], capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        return None
+    return "def reads_only" in shown.stdout
+
+
 def interpret(results: dict) -> list[str]:
     svc, base = results["service"], results["baseline"]
     sq, cc = svc["sequential"], svc["concurrent"]
@@ -940,22 +1038,56 @@ def interpret(results: dict) -> list[str]:
         f"{fmt(b1['latency']['p50'])} ms for encode + search in process with one torch thread, which is what each "
         f"worker child gets ({fmt(base['sequential']['latency']['p50'])} ms with two). The client sees "
         f"{fmt(sq['latency']['p50'])} ms, so about {fmt(overhead)} ms of the median is job-service overhead "
-        f"outside the handler: the POST until the job row exists ({fmt(ph['post_to_row']['p50'])} ms), commit, "
+        f"outside the handler: the POST until the job row exists ({fmt(ph['post_to_row']['p50'])} ms"
+        + ("; every request also looks its API key up in SQL and counts against the rate limit in Redis"
+           if svc.get("api_key") else "")
+        + f"), commit, "
         f"enqueue to Redis, Celery delivery and the claim UPDATE ({fmt(ph['queue']['p50'])} ms), the job row's "
         f"claim → finish ({fmt(ph['run']['p50'])} ms, of which `took_ms` is the handler and the rest the claim "
         f"bookkeeping and the result write), and waiting for the client's next poll ({fmt(ph['notice']['p50'])} ms: "
         f"the {POLL_INTERVAL * 1000:.0f} ms interval costs about half an interval plus one GET on average; "
-        f"{fmt(sq['polls_mean'], 1)} polls per search)."
+        f"{fmt(sq['polls_mean'], 2)} polls per search). The client only learns of a result at a poll, so latency "
+        f"moves in steps of one poll cycle (the sleep plus a GET): a search that finishes just after a poll is "
+        f"seen one cycle later. That is why p50 and p95 sit close together, and why a few milliseconds more or "
+        f"less in the worker can move the median by a whole cycle between runs."
     )
+    deferred = sqlite_reads_deferred(results)
+    if deferred is True:
+        lock_sentence = (
+            "In the code measured GET requests read SQLite with a deferred BEGIN, so the polls do not wait for "
+            "the write lock; job-row inserts, claims, checkpoints and results still take it one at a time. "
+        )
+    elif deferred is False:
+        lock_sentence = (
+            "In the code measured every SQLite transaction started with BEGIN IMMEDIATE (app/extensions.py), so "
+            "even the pollers' read-only GETs took the database write lock in turn with the worker's claim/finish "
+            "writes. "
+        )
+    else:
+        lock_sentence = ""
+    conc_cpu = (svc.get("cpu_by_phase") or {}).get("concurrent")
+    if conc_cpu:
+        used = sum(conc_cpu.get(k, 0) for k in ("worker_cores", "web_cores", "driver_cores", "redis_cores"))
+        http_share = (conc_cpu["web_cores"] + conc_cpu["driver_cores"]) / used if used else float("nan")
+        cpu_sentence = (
+            f"During the concurrent phase the worker kept {fmt(conc_cpu['worker_cores'], 2)} cores busy, the web "
+            f"process {fmt(conc_cpu['web_cores'], 2)}, the benchmark's own client threads "
+            f"{fmt(conc_cpu['driver_cores'], 2)} and Redis {fmt(conc_cpu['redis_cores'], 2)} "
+            f"({fmt(conc_cpu['idle_cores'], 2)} idle of {results['machine'].get('nproc')}), so the HTTP side "
+            f"(web + clients) took {fmt(http_share * 100, 0)}% of the CPU the service run used. "
+        )
+    else:
+        cpu_sentence = ""
     paras.append(
         f"**Throughput.** One client gets {fmt(sq['qps'], 2)} searches/s from the service against "
         f"{fmt(base['sequential']['qps'], 2)}/s in process. With {cc['clients']} clients the service reaches "
         f"{fmt(cc['qps'], 2)}/s; p50 latency rises to {fmt(cc['latency']['p50'])} ms, of which queue wait is "
         f"{fmt(cc['phases']['queue']['p50'])} ms (p50) — two worker children serve {cc['clients']} clients, and the "
         f"web process, the {cc['clients']} pollers ({1000 / (POLL_INTERVAL * 1000):.0f} GETs/s each) and SQLite "
-        f"share the same two cores with them. Every SQLite transaction here starts with BEGIN IMMEDIATE "
-        f"(app/extensions.py), so even the pollers' read-only GETs take the database write lock in turn with the "
-        f"worker's claim/finish writes. Batching queries (the pipeline supports it) is far cheaper: "
+        f"share the same two cores with them. "
+        + cpu_sentence
+        + lock_sentence
+        + f"Batching queries (the pipeline supports it) is far cheaper: "
         f"{fmt(base['batched_qps'], 0)} queries/s in process when encoded together."
     )
     ratio = ing["docs_per_s"] / bing["docs_per_s"] if bing["docs_per_s"] else float("nan")
@@ -990,7 +1122,8 @@ def interpret(results: dict) -> list[str]:
             f"{results['config']['corpus_docs']} documents (every judged document of the queries plus the first "
             f"others), so there are fewer distractors and the score is higher than on the whole corpus. "
         )
-        + "Other differences from the published setup: documents are "
+        + ("Other differences" if results["config"]["docs"] != results["config"]["corpus_docs"] else "Differences")
+        + " from the published setup: documents are "
         f"split into {results['config']['chunk_tokens']}-token chunks and ranked by their best chunk (the published "
         f"number embeds each whole abstract, truncated at 256 word pieces), title and abstract are joined with "
         f"\". \" instead of a space, and only {TOP_K} chunks are retrieved, so a query whose top chunks come from "
@@ -1038,6 +1171,8 @@ def main() -> int:
 
     started = time.perf_counter()
     busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
+    phase_t0 = time.perf_counter()
+    phase_cpu: dict = {}
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f}s] {msg}", flush=True)
@@ -1087,6 +1222,8 @@ def main() -> int:
                 log(f"starting the service phase again in {args.retry_wait:.0f} s")
                 time.sleep(args.retry_wait)
         service["interruptions"] = interruptions
+        phase_cpu["service"] = cpu_phase(busy0, own0, phase_t0)
+        busy1, own1, t1 = cpu_busy_seconds(), own_cpu_seconds(), time.perf_counter()
         log("service stopped; running the in-process baseline")
         baseline_json = workdir / "baseline.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--baseline", str(baseline_json), "--dataset", str(args.dataset)]
@@ -1097,6 +1234,7 @@ def main() -> int:
         env = {**os.environ, "QUARRY_VAR_DIR": str(workdir / "baseline-var")}
         subprocess.run(cmd, check=True, cwd=ROOT, env=env)
         baseline = json.loads(baseline_json.read_text())
+        phase_cpu["baseline"] = cpu_phase(busy1, own1, t1)
         b = baseline
         log(
             f"baseline: ingest {b['ingest']['total_s']:.1f} s ({b['ingest']['docs_per_s']:.1f} docs/s, "
@@ -1125,6 +1263,7 @@ def main() -> int:
         "other_core_s": max(0.0, busy - own),
         "other_share": max(0.0, busy - own) / (results["total_s"] * machine.get("nproc", 1)),
         "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
+        "phases": phase_cpu,
     }
     results["rankings_identical"] = sum(
         1 for qid in qrels if service["rankings"].get(qid) == baseline["rankings"].get(qid)
@@ -1153,6 +1292,9 @@ def main() -> int:
     wm = results["service"]["memory"]["worker"]
     print(f"memory   worker peak RSS {wm['sum_hwm_mb']:.0f} MB summed over {wm['processes']} processes"
           f" (PSS {wm['peak_pss_sum_mb']:.0f} MB) | baseline {baseline['memory']['peak_rss_mb']:.0f} MB")
+    cpu = results["cpu"]
+    print(f"other load {cpu['other_share'] * 100:.1f}% of the machine during the run"
+          + "".join(f", {k} phase {v['other_share'] * 100:.1f}%" for k, v in cpu["phases"].items()))
     errs = results["service"]["errors"]
     if errs:
         print(f"ERRORS ({len(errs)}): " + "; ".join(errs[:5]))
