@@ -15,3 +15,7 @@ loglevel = settings.log_level.lower()
 # X-Forwarded-* are believed only through app/__init__.py's ProxyFix
 # (TRUSTED_PROXY_COUNT), not by gunicorn itself.
 forwarded_allow_ips = "127.0.0.1"
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn),
+# which every instance on the host would take over from the others; each
+# deployment keeps its own beside its data.
+control_socket = str(settings.var_dir / "gunicorn.ctl")
