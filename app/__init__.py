@@ -6,7 +6,7 @@ import logging
 import re
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, g, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -140,6 +140,4 @@ def _settle_retry_after(response):
 
 
 def _swagger_asset(filename: str):
-    from flask import send_from_directory
-
     return send_from_directory(str(swagger_ui_path), filename)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from celery.signals import worker_process_init, worker_ready
 
@@ -22,8 +23,6 @@ def _load_model_in_child(**_kwargs) -> None:
     # Connections inherited from the parent must not be shared across processes.
     if db.engine is not None:
         db.engine.dispose(close=False)
-    import os
-
     cores = os.cpu_count() or 1
     set_torch_threads(max(1, cores // max(1, settings.worker_concurrency)))
     embedder()

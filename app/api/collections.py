@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from flask import request
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 
 from app.api import API_PREFIX, accepted
 from app.api.schemas import (
@@ -113,8 +113,6 @@ def submit_search(body: dict, name: str):
 def _json_body():
     body = request.get_json(silent=True)
     if body is None:
-        from flask_smorest import abort
-
         abort(400, message="The body is not valid JSON.")
     return body
 

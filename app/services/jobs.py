@@ -219,10 +219,6 @@ class JobContext:
             raise JobStopped(self.job_id)
 
 
-def _lease_owner() -> str:
-    return uuid.uuid4().hex
-
-
 def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job | None:
     """Take the job for this worker. None when there is nothing to do (unknown
     or finished job); JobBusy when a live worker holds it."""
@@ -277,7 +273,7 @@ def _finish(
     owner: str | None = None,
     result: dict[str, Any] | None = None,
     error: tuple[str, str] | None = None,
-    processed: int | None = None,
+    completed: bool = False,
 ) -> bool:
     now = utcnow()
     values: dict[str, Any] = {
@@ -291,8 +287,8 @@ def _finish(
         values["result"] = result
     if error is not None:
         values["error_code"], values["error_message"] = error
-    if processed is not None:
-        values["progress_processed"] = processed
+    if completed:  # a finished job has processed everything it had
+        values["progress_processed"] = Job.progress_total
     query = update(Job).where(Job.id == job_id, Job.status.in_(from_statuses))
     if owner is not None:
         query = query.where(Job.lease_owner == owner)
@@ -310,7 +306,7 @@ def run(job_id: str, handler: Handler, *, timeout_errors: tuple[type[BaseExcepti
     Raises JobBusy when another live worker holds the job (the task wrapper
     retries later); every other outcome is recorded on the job row.
     """
-    owner = _lease_owner()
+    owner = uuid.uuid4().hex
     with db.session_scope() as session:
         job = claim(session, job_id, owner, settings.job_lease_seconds)
         if job is None:
@@ -324,7 +320,6 @@ def run(job_id: str, handler: Handler, *, timeout_errors: tuple[type[BaseExcepti
             collection_id=job.collection_id,
             lease_seconds=settings.job_lease_seconds,
         )
-        total = job.progress_total
     try:
         result = handler(ctx)
     except JobStopped:
@@ -339,9 +334,6 @@ def run(job_id: str, handler: Handler, *, timeout_errors: tuple[type[BaseExcepti
     else:
         outcome, error = "succeeded", None
     with db.session_scope() as session:
-        processed = None
-        if outcome == "succeeded":
-            processed = session.get(Job, job_id).progress_total or total
         _finish(
             session,
             job_id,
@@ -350,7 +342,7 @@ def run(job_id: str, handler: Handler, *, timeout_errors: tuple[type[BaseExcepti
             owner=owner,
             result=result,
             error=error,
-            processed=processed,
+            completed=outcome == "succeeded",
         )
     return outcome
 
