@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test test-postgres bench clean
+.PHONY: install redis-server run test bench clean
 
 install: $(STAMP)
 

@@ -3,6 +3,7 @@
 from kombu import Queue
 
 from app.config import settings
+from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, job_queues
 
 broker_url = settings.celery_broker_url
 broker_connection_retry_on_startup = True
@@ -33,13 +34,12 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
-task_queues = (Queue("search"), Queue("ingest"))
-task_default_queue = "search"
+# Queues and routes come from the registry of job kinds.
+task_queues = tuple(Queue(name) for name in job_queues())
+task_default_queue = MAINTENANCE_QUEUE
 task_routes = {
-    "quarry.ingest": {"queue": "ingest"},
-    "quarry.search": {"queue": "search"},
-    # Short housekeeping tasks share the fast lane with searches.
-    "quarry.maintenance.*": {"queue": "search"},
+    **{kind.task: {"queue": kind.queue} for kind in KINDS.values()},
+    "quarry.maintenance.*": {"queue": MAINTENANCE_QUEUE},
 }
 task_soft_time_limit = settings.job_time_limit_seconds
 task_time_limit = settings.job_time_limit_seconds + 60

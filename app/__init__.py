@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from app import auth, cli, errors
     from app.api import collections, health, jobs, keys
-    from app.extensions import api, db, init_runtime, limiter
+    from app.api.extensions import api, limiter
+    from app.extensions import db, init_runtime
 
     init_runtime(settings.normalized_database_url(), settings.redis_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)

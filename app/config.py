@@ -12,6 +12,9 @@ from dotenv import load_dotenv
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 load_dotenv(PROJECT_ROOT / ".env", override=False)
 
+# Base path of the HTTP API; also in the links a job's JSON carries.
+API_PREFIX = "/api/v1"
+
 # The private Redis that `make run` starts listens here (not 6379, so it never
 # collides with a system Redis).
 LOCAL_REDIS_PORT = 6391

@@ -173,7 +173,8 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT)
     type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # Vocabulary and changes: app/services/jobs (kinds.py, transitions.py).
+    status: Mapped[str] = mapped_column(String(16))
     # The key that submitted the job (for the in-flight quota); never the secret.
     api_key_id: Mapped[str | None] = mapped_column(String(32))
     collection_id: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -188,13 +189,12 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Who runs the job and until when: a worker renews its lease at every
     # checkpoint; an expired lease means the worker died and the job may be
-    # taken over (services/jobs.py).
+    # taken over (services/jobs/runner.py).
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    TERMINAL = ("succeeded", "failed", "cancelled")
-    ACTIVE = ("queued", "running")
+    # Set by a cancel of a running job; its worker stops at the next checkpoint.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

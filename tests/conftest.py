@@ -12,7 +12,7 @@ os.environ.pop("REDIS_URL", None)
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("CELERY_BROKER_URL", None)
 
-from tests.support import RedisServer, Stack, create_database
+from devstack.processes import RedisServer, Stack, create_database
 
 
 @pytest.fixture(scope="session")

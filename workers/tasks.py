@@ -1,30 +1,31 @@
-"""Celery tasks: thin wrappers that hand a job id to app.services."""
+"""Celery tasks: thin wrappers that hand a job id to app.services.
+
+One task per job kind, named and routed by the registry
+(app/services/jobs/kinds.py); the runner looks up the kind's handler.
+"""
 
 from __future__ import annotations
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.extensions import celery, db
-from app.services import ingest, jobs, search
+from app.services import jobs
 
 
-def _run(task, job_id: str, handler) -> str:
-    try:
-        return jobs.run(job_id, handler, timeout_errors=(SoftTimeLimitExceeded,))
-    except jobs.JobBusy as busy:
-        # Another worker holds a live lease on this job: look again once it
-        # would have expired. The job itself is never lost or run twice.
-        raise task.retry(countdown=busy.retry_after, max_retries=None)
+def _job_task(kind: jobs.JobKind):
+    @celery.task(name=kind.task, bind=True)
+    def run_job(task, job_id: str) -> str:
+        try:
+            return jobs.run(job_id, timeout_errors=(SoftTimeLimitExceeded,))
+        except jobs.JobBusy as busy:
+            # Another worker holds a live lease on this job: look again once it
+            # would have expired. The job itself is never lost or run twice.
+            raise task.retry(countdown=busy.retry_after, max_retries=None)
+
+    return run_job
 
 
-@celery.task(name="quarry.ingest", bind=True)
-def ingest_task(self, job_id: str) -> str:
-    return _run(self, job_id, ingest.run_ingest)
-
-
-@celery.task(name="quarry.search", bind=True)
-def search_task(self, job_id: str) -> str:
-    return _run(self, job_id, search.run_search)
+JOB_TASKS = {name: _job_task(kind) for name, kind in jobs.KINDS.items()}
 
 
 @celery.task(name="quarry.maintenance.recover_stuck_jobs")

@@ -3,20 +3,29 @@ call a service, and shape the answer; no domain logic lives here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import g
 
+from app.config import API_PREFIX
 from app.models import Job
+from app.services.jobs import job_to_dict, retry_after_seconds
 
-API_PREFIX = "/api/v1"
+__all__ = ["API_PREFIX", "accepted", "job_answer"]
 
 
-def accepted(job: Job) -> tuple[Job, int, dict]:
+def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     """The answer to every submit: 202, the job, and where to poll it."""
-    return job, 202, {"Location": f"{API_PREFIX}/jobs/{job.id}", "Retry-After": retry_after(job)}
+    body, _, headers = job_answer(job)
+    return body, 202, {"Location": body["links"]["self"], **headers}
 
 
-def retry_after(job: Job) -> str:
-    """Seconds until a poll is worth making; kept through the rate limiter,
-    which otherwise writes its own window reset into Retry-After."""
-    g.retry_after = "1" if job.type == "search" else "2"
-    return g.retry_after
+def job_answer(job: Job, status: int = 200) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A job's JSON, with a Retry-After poll hint while it is queued or running."""
+    body = job_to_dict(job)
+    headers = {}
+    if "poll_after_ms" in body:
+        # Kept through the rate limiter, which otherwise writes its own
+        # window reset into Retry-After (app/__init__.py).
+        g.retry_after = headers["Retry-After"] = str(retry_after_seconds(job))
+    return body, status, headers

@@ -18,7 +18,7 @@ from app.api.schemas import (
 )
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
-from app.services import collections, ingest, search
+from app.services import collections, search, staging
 from app.services.errors import UnsupportedMediaType, ValidationFailed
 
 blp = Blueprint(
@@ -82,16 +82,16 @@ def upload_documents(name: str):
     """
     principal = current_principal()
     if request.mimetype == "multipart/form-data":
-        uploads = [ingest.Upload(f.filename or "", f.stream) for f in request.files.getlist("files")]
+        uploads = [staging.Upload(f.filename or "", f.stream) for f in request.files.getlist("files")]
         if not uploads:
             raise ValidationFailed(
                 "The multipart body has no `files` part.",
                 errors=[{"field": "files", "message": "Attach one or more files."}],
             )
-        job = ingest.submit_files(db.session, principal, name, uploads, _form_metadata())
+        job = staging.submit_files(db.session, principal, name, uploads, _form_metadata())
     elif request.is_json:
         body = DocumentsInSchema().load(_json_body())
-        job = ingest.submit_documents(db.session, principal, name, body["documents"])
+        job = staging.submit_documents(db.session, principal, name, body["documents"])
     else:
         raise UnsupportedMediaType(
             "Send application/json documents or multipart/form-data files."

@@ -6,6 +6,7 @@ import marshmallow as ma
 from flask import current_app
 from flask_smorest import Blueprint
 
+from app.api.extensions import limiter, limiter_errors
 from app.services import health
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness, readiness, health")
@@ -47,7 +48,18 @@ def ready():
 @blp.alt_response(503, schema=HealthSchema, description="The database or Redis is down")
 def overall():
     """Overall health with the state of each component."""
-    body = health.report(current_app.config["QUARRY_VERSION"], time.monotonic() - _started)
+    body = health.report(
+        current_app.config["QUARRY_VERSION"], time.monotonic() - _started, _rate_limiter_state()
+    )
     if body["status"] == "unhealthy":
         return body, 503, {"Retry-After": "5"}
     return body
+
+
+def _rate_limiter_state() -> dict:
+    try:
+        up = bool(limiter.storage.check())
+    except Exception:
+        up = False
+    # While its storage is down the API answers unlimited rather than failing.
+    return {"status": "up" if up else "down", "storage_errors": limiter_errors.count}

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from app.api import API_PREFIX, retry_after
+from app.api import API_PREFIX, job_answer
 from app.api.schemas import JobListArgsSchema, JobPageSchema, JobSchema
 from app.auth import current_tenant_id
 from app.extensions import db
 from app.services import jobs
+from app.services.jobs import job_to_dict
 
-blp = Blueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", description="Poll jobs")
+blp = Blueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", description="Poll and cancel jobs")
 
 
 @blp.route("/<job_id>")
@@ -19,11 +20,24 @@ def get_job(job_id: str):
     """Read a job: its status, progress, result or error.
 
     Send the `ETag` back in `If-None-Match` to get `304 Not Modified` while
-    nothing changed. `Retry-After` says when to poll again.
+    nothing changed. `Retry-After` (and `poll_after_ms`) say when to poll again.
     """
-    job = jobs.get_job(db.session, current_tenant_id(), job_id)
-    headers = {"Retry-After": retry_after(job)} if job.status in job.ACTIVE else {}
-    return job, 200, headers
+    return job_answer(jobs.get_job(db.session, current_tenant_id(), job_id))
+
+
+@blp.route("/<job_id>/cancel", methods=["POST"])
+@blp.response(200, JobSchema)
+@blp.alt_response(404, description="No such job")
+@blp.alt_response(409, description="The job already finished")
+def cancel_job(job_id: str):
+    """Cancel a job.
+
+    A queued job is cancelled at once and never runs. A running job stops at
+    its next checkpoint and then reads `cancelled`, with what it had done so
+    far in `result` (an ingest keeps the documents it committed); until then
+    it reads `running` with `cancel_requested: true`. A finished job is 409.
+    """
+    return job_answer(jobs.cancel_job(db.session, current_tenant_id(), job_id))
 
 
 @blp.route("")
@@ -40,4 +54,4 @@ def list_jobs(limit: int, cursor: str | None, **filters):
         job_type=filters.get("type"),
         collection=filters.get("collection"),
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": [job_to_dict(job) for job in items], "next_cursor": next_cursor}

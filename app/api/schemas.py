@@ -7,13 +7,11 @@ from datetime import timezone
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.api import API_PREFIX
 from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
+from app.services.jobs import JOB_TYPES, STATUSES
 from app.services.keys import SCOPES, TIERS
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-JOB_TYPES = ("ingest", "search")
 
 
 class StrictSchema(ma.Schema):
@@ -30,7 +28,7 @@ class ListArgsSchema(StrictSchema):
 
 
 class JobListArgsSchema(ListArgsSchema):
-    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     type = fields.String(validate=validate.OneOf(JOB_TYPES))
     collection = fields.String()
 
@@ -59,35 +57,31 @@ class JobErrorSchema(ma.Schema):
     message = fields.String()
 
 
+class JobLinksSchema(ma.Schema):
+    self = fields.String()
+
+
 class JobSchema(ma.Schema):
-    """The one place a job row becomes JSON."""
+    """Documents the job's JSON; app/services/jobs/serialize.py builds it."""
 
     id = fields.String()
     type = fields.String(metadata={"enum": list(JOB_TYPES)})
-    status = fields.String(metadata={"enum": list(JOB_STATUSES)})
-    collection = fields.String(attribute="collection_name", allow_none=True)
-    progress = fields.Method("_progress", metadata={"type": "object"})
+    status = fields.String(metadata={"enum": list(STATUSES)})
+    collection = fields.String(allow_none=True)
+    progress = fields.Nested(ProgressSchema)
     result = fields.Dict(allow_none=True)
-    error = fields.Method("_error", allow_none=True, metadata={"type": "object"})
+    error = fields.Nested(JobErrorSchema, allow_none=True)
     attempts = fields.Integer()
-    created_at = fields.DateTime()
-    started_at = fields.DateTime(allow_none=True)
-    finished_at = fields.DateTime(allow_none=True)
-    links = fields.Method("_links", metadata={"type": "object"})
-
-    def _progress(self, job) -> dict:
-        total = job.progress_total or 0
-        processed = min(job.progress_processed or 0, total) if total else (job.progress_processed or 0)
-        percent = round(100.0 * processed / total, 1) if total else (100.0 if job.status == "succeeded" else 0.0)
-        return {"processed": processed, "total": total, "percent": percent}
-
-    def _error(self, job) -> dict | None:
-        if job.error_code is None:
-            return None
-        return {"code": job.error_code, "message": job.error_message}
-
-    def _links(self, job) -> dict:
-        return {"self": f"{API_PREFIX}/jobs/{job.id}"}
+    cancel_requested = fields.Boolean(
+        metadata={"description": "A cancel was asked for; a running job stops at its next checkpoint"}
+    )
+    created_at = fields.String(metadata={"format": "date-time"})
+    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    links = fields.Nested(JobLinksSchema)
+    poll_after_ms = fields.Integer(
+        metadata={"description": "While queued or running: milliseconds until a poll is worth making"}
+    )
 
 
 JobPageSchema = page_schema(JobSchema, "JobPage")

@@ -79,9 +79,6 @@ class IndexStore:
     def _path(self, key: str, generation: int) -> Path:
         return self.root / key / f"gen-{generation}.faiss"
 
-    def exists(self, key: str, generation: int) -> bool:
-        return self._path(key, generation).is_file()
-
     def get(self, key: str, generation: int) -> VectorIndex | None:
         """The index at `generation`, from memory when already loaded.
 
@@ -127,9 +124,13 @@ class IndexStore:
             if match and int(match.group(1)) < generation - 1:
                 path.unlink(missing_ok=True)
 
-    def drop(self, key: str) -> None:
+    def evict(self, key: str) -> None:
+        """Forget the in-memory copy; the next get() reads the file."""
         with self._lock:
             self._cache.pop(key, None)
+
+    def drop(self, key: str) -> None:
+        self.evict(key)
         directory = self.root / key
         if directory.is_dir():
             for path in directory.iterdir():

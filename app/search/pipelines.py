@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -15,20 +14,8 @@ class QueryEncoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class PipelineInfo:
-    name: str
-    description: str
-    capabilities: dict[str, bool] = field(default_factory=dict)
-
-
 class DensePipeline:
-    info = PipelineInfo(
-        name="dense",
-        description="Embeds the query with the collection's sentence-transformers model "
-        "and ranks chunks by cosine similarity in FAISS.",
-        capabilities={"filters": True, "batch": True, "semantic": True},
-    )
+    """Embeds the query and ranks chunks by cosine similarity in FAISS."""
 
     def __init__(self, encoder: QueryEncoder) -> None:
         self.encoder = encoder

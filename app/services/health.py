@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.extensions import celery, db, limiter, limiter_errors, redis_store
+from app.extensions import celery, db, redis_store
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,11 @@ def live_workers(timeout: float = 0.5) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
-def rate_limiter_state() -> dict[str, Any]:
-    try:
-        up = bool(limiter.storage.check())
-    except Exception:
-        up = False
-    # While its storage is down the API answers unlimited rather than failing.
-    return {"status": "up" if up else "down", "storage_errors": limiter_errors.count}
-
-
-def report(version: str, uptime_s: float) -> dict[str, Any]:
+def report(version: str, uptime_s: float, limiter_state: dict[str, Any]) -> dict[str, Any]:
+    """`limiter_state` comes from the web layer, which owns the rate limiter."""
     database = database_ok()
     redis_up = redis_ok()
     workers = live_workers() if redis_up else []
-    limiter_state = rate_limiter_state()
     if not (database and redis_up):
         status = "unhealthy"
     elif not workers or limiter_state["status"] == "down":

@@ -1,174 +1,44 @@
-"""Ingest: stage uploads, then (in a worker) extract, chunk, embed and index.
+"""Ingestion (worker side): extract → de-duplicate → chunk → embed → store →
+index, a batch of documents at a time, with a checkpoint after each batch.
 
 Idempotent by construction: a document is keyed by its content hash within
 its collection, so running the same job again — after a worker was killed,
-say — writes no second copy of anything it already wrote.
+say — writes no second copy of anything it already wrote. De-duplication
+comes before chunking because a duplicate needs no chunking at all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import shutil
-import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Iterable, Iterator
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.extensions import db
-from app.models import Chunk, Collection, Document, Job
-from app.search.chunking import chunk_text
-from app.search.extract import SUPPORTED_EXTENSIONS, ExtractionError, extract_text, is_supported
-from app.services import jobs
-from app.services.collections import get_or_create_collection
-from app.services.errors import JobFailure, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.models import Chunk, Collection, Document
+from app.search.chunking import TextChunk, chunk_text
+from app.search.embedding import Embedder
+from app.search.extract import ExtractionError, extract_text
+from app.services.errors import JobFailure
 from app.services.indexing import embedder, sync_collection_index
-from app.services.jobs import JobContext
-from app.services.keys import Principal
-
-log = logging.getLogger(__name__)
+from app.services.jobs import JobCancelled, JobContext, JobStopped
+from app.services.staging import remove_staged_files, staged_path
 
 DOCS_PER_CHECKPOINT = 16
 CHUNKS_PER_ENCODE = 256
-_COPY_BUFFER = 1024 * 1024
 
 
-@dataclass
-class Upload:
-    """A file part as the API received it."""
-
-    filename: str
-    stream: BinaryIO
-
-
-# --- submit (web process) -----------------------------------------------------
-
-
-def submit_documents(
-    session: Session, principal: Principal, collection_name: str, documents: list[dict[str, Any]]
-) -> Job:
-    collection = get_or_create_collection(session, principal.tenant_id, collection_name)
-    jobs.admit(session, principal)
-    session.commit()  # hold no database lock while the upload is written to disk
-    job_id = uuid.uuid4().hex
-    with _staging(job_id) as staging:
-        (staging / "documents.json").write_text(json.dumps(documents))
-        return _create_and_enqueue(
-            session, job_id, principal, collection,
-            sources=[{"kind": "documents", "path": "documents.json"}],
-            total=len(documents),
-        )
-
-
-def submit_files(
-    session: Session,
-    principal: Principal,
-    collection_name: str,
-    uploads: list[Upload],
-    metadata: dict[str, Any] | None = None,
-) -> Job:
-    for upload in uploads:  # refuse the whole request before writing anything
-        if not upload.filename:
-            raise ValidationFailed(
-                "Every file part needs a filename.",
-                errors=[{"field": "files", "message": "A file part has no filename."}],
-            )
-        if not is_supported(upload.filename):
-            raise UnsupportedMediaType(
-                f"{upload.filename}: unsupported file type. "
-                f"Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
-            )
-    collection = get_or_create_collection(session, principal.tenant_id, collection_name)
-    jobs.admit(session, principal)  # refuse before streaming files to disk
-    session.commit()  # hold no database lock while the upload is written to disk
-    job_id = uuid.uuid4().hex
-    with _staging(job_id) as staging:
-        (staging / "files").mkdir()
-        sources = []
-        for position, upload in enumerate(uploads):
-            relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
-            _save_limited(upload, staging / relative, settings.max_upload_bytes)
-            sources.append(
-                {
-                    "kind": "file",
-                    "path": relative,
-                    "filename": Path(upload.filename).name,
-                    "metadata": metadata or {},
-                }
-            )
-        return _create_and_enqueue(
-            session, job_id, principal, collection, sources=sources, total=len(sources)
-        )
-
-
-@contextmanager
-def _staging(job_id: str) -> Iterator[Path]:
-    """The job's folder in the upload store; removed again if the submit fails."""
-    staging = _staging_dir(job_id)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _create_and_enqueue(
-    session: Session,
-    job_id: str,
-    principal: Principal,
-    collection: Collection,
-    *,
-    sources: list[dict[str, Any]],
-    total: int,
-) -> Job:
-    job = jobs.create_job(
-        session,
-        job_id=job_id,
-        tenant_id=principal.tenant_id,
-        api_key_id=principal.key_id,
-        job_type="ingest",
-        params={"sources": sources},
-        collection_id=collection.id,
-        collection_name=collection.name,
-        total=total,
-    )
-    jobs.enqueue(session, job)
-    return job
-
-
-def _save_limited(upload: Upload, target: Path, limit: int) -> None:
-    written = 0
-    with target.open("wb") as out:
-        while block := upload.stream.read(_COPY_BUFFER):
-            written += len(block)
-            if written > limit:
-                raise PayloadTooLarge(
-                    f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
-                )
-            out.write(block)
-
-
-def _staging_dir(job_id: str) -> Path:
-    return settings.upload_dir / job_id
-
-
-def remove_staged_files(job_id: str) -> None:
-    shutil.rmtree(_staging_dir(job_id), ignore_errors=True)
-
-
-# --- run (worker) --------------------------------------------------------------
-
-
-@dataclass
+@dataclass(frozen=True)
 class IncomingDocument:
+    """A document as extracted from the upload, or why it could not be."""
+
     source: str
     external_id: str | None
     text: str | None
@@ -176,12 +46,97 @@ class IncomingDocument:
     error: str | None = None
 
 
-def _incoming(job_id: str, sources: list[dict[str, Any]]) -> Iterator[IncomingDocument]:
-    staging = _staging_dir(job_id)
+@dataclass(frozen=True)
+class NewDocument:
+    """A document not stored yet, chunked and ready to embed."""
+
+    incoming: IncomingDocument
+    digest: str
+    pieces: list[TextChunk]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a job (or one batch of it) did; batches add up."""
+
+    documents: int = 0
+    chunks: int = 0
+    skipped_duplicates: int = 0
+    failed: tuple[dict[str, str], ...] = field(default=())
+
+    def __add__(self, other: "Tally") -> "Tally":
+        return Tally(
+            self.documents + other.documents,
+            self.chunks + other.chunks,
+            self.skipped_duplicates + other.skipped_duplicates,
+            self.failed + other.failed,
+        )
+
+    def as_result(self, index_generation: int | None = None) -> dict[str, Any]:
+        return {
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "skipped_duplicates": self.skipped_duplicates,
+            "failed": list(self.failed),
+            "index_generation": index_generation,
+        }
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_ingest(ctx: JobContext) -> dict[str, Any]:
+    with db.session_scope() as session:
+        if session.get(Collection, ctx.collection_id) is None:
+            raise JobFailure("not_found", "The collection was deleted before the job ran.")
+    model = embedder()
+    tally, seen, processed = Tally(), frozenset[str](), 0
+    try:
+        for batch in _batches(_extract(ctx.job_id, ctx.params["sources"]), DOCS_PER_CHECKPOINT):
+            outcome, seen = _ingest_batch(ctx, model, batch, seen, processed)
+            tally, processed = tally + outcome, processed + len(batch)
+            ctx.checkpoint(processed, partial_result=tally.as_result())
+    except JobCancelled:
+        # What was committed stays, and is made searchable.
+        ctx.partial_result = tally.as_result(sync_collection_index(ctx.collection_id))
+        remove_staged_files(ctx.job_id)
+        raise
+    except JobStopped:
+        raise  # another worker took the job over and needs the staged files
+    except BaseException:
+        remove_staged_files(ctx.job_id)  # the job fails: nothing will read them again
+        raise
+    generation = sync_collection_index(ctx.collection_id)
+    remove_staged_files(ctx.job_id)
+    return tally.as_result(generation)
+
+
+def _ingest_batch(
+    ctx: JobContext, model: Embedder, batch: list[IncomingDocument], seen: frozenset[str], processed: int
+) -> tuple[Tally, frozenset[str]]:
+    extracted = [doc for doc in batch if doc.error is None]
+    unreadable = Tally(failed=tuple({"source": d.source, "error": d.error} for d in batch if d.error))
+    with db.session_scope() as session:
+        fresh, known, seen = _deduplicate(session, ctx, extracted, seen)
+    chunked, empty = _chunk(fresh, model)
+    vectors = _embed(ctx, model, chunked, processed)
+    stored = _store(ctx, chunked, vectors)
+    return unreadable + known + empty + stored, seen
+
+
+def _extract(job_id: str, sources: list[dict[str, Any]]) -> Iterator[IncomingDocument]:
     for source in sources:
-        path = staging / source["path"]
+        path = staged_path(job_id, source["path"])
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise JobFailure(
+                "upload_missing",
+                "The uploaded files are no longer in the upload store; submit them again.",
+            ) from None
         if source["kind"] == "documents":
-            for position, doc in enumerate(json.loads(path.read_text())):
+            for position, doc in enumerate(json.loads(data)):
                 yield IncomingDocument(
                     source=doc.get("id") or f"documents[{position}]",
                     external_id=doc.get("id"),
@@ -192,146 +147,115 @@ def _incoming(job_id: str, sources: list[dict[str, Any]]) -> Iterator[IncomingDo
         filename = source["filename"]
         metadata = {"filename": filename, **(source.get("metadata") or {})}
         try:
-            text = extract_text(filename, path.read_bytes())
+            yield IncomingDocument(filename, filename, extract_text(filename, data), metadata)
         except ExtractionError as exc:
             yield IncomingDocument(filename, filename, None, metadata, error=str(exc))
-        except FileNotFoundError:
-            raise JobFailure(
-                "upload_missing",
-                "The uploaded files are no longer in the upload store; submit them again.",
-            ) from None
-        else:
-            yield IncomingDocument(filename, filename, text, metadata)
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def run_ingest(ctx: JobContext) -> dict[str, Any]:
-    with db.session_scope() as session:
-        collection = session.get(Collection, ctx.collection_id)
-        if collection is None:
-            raise JobFailure("not_found", "The collection was deleted before the job ran.")
-    model = embedder()
-    counts = {"documents": 0, "chunks": 0, "skipped_duplicates": 0}
-    failed: list[dict[str, str]] = []
-    processed = 0
-    batch: list[IncomingDocument] = []
-    seen: set[str] = set()  # content hashes this job has met, across batches
-
-    def flush() -> None:
-        nonlocal processed
-        if batch:
-            _ingest_batch(ctx, model, batch, counts, failed, seen, processed)
-            processed += len(batch)
-            batch.clear()
-            ctx.checkpoint(processed)
-
-    for incoming in _incoming(ctx.job_id, ctx.params["sources"]):
-        if incoming.error is not None:
-            failed.append({"source": incoming.source, "error": incoming.error})
-            processed += 1
+def _deduplicate(
+    session: Session, ctx: JobContext, docs: list[IncomingDocument], seen: frozenset[str]
+) -> tuple[list[tuple[IncomingDocument, str]], Tally, frozenset[str]]:
+    """Split off documents already stored: by this job on an earlier attempt
+    (counted as this job's own work), by someone else, or earlier in this job
+    (skipped as duplicates). Returns the rest with their content hashes."""
+    fresh: list[tuple[IncomingDocument, str]] = []
+    known = Tally()
+    for doc in docs:
+        digest = content_hash(doc.text)
+        if digest in seen:
+            known += Tally(skipped_duplicates=1)
             continue
-        batch.append(incoming)
-        if len(batch) >= DOCS_PER_CHECKPOINT:
-            flush()
-    flush()
-
-    generation = sync_collection_index(ctx.collection_id)
-    remove_staged_files(ctx.job_id)
-    return {**counts, "failed": failed, "index_generation": generation}
-
-
-def _ingest_batch(
-    ctx: JobContext,
-    model,
-    batch: list[IncomingDocument],
-    counts: dict[str, int],
-    failed: list[dict[str, str]],
-    seen: set[str],
-    processed: int,
-) -> None:
-    # Decide per document: already stored (by this job on an earlier attempt,
-    # or by someone else), or new and to be chunked.
-    pending: list[tuple[IncomingDocument, str, list]] = []
-    with db.session_scope() as session:
-        for doc in batch:
-            digest = content_hash(doc.text)
-            if digest in seen:
-                counts["skipped_duplicates"] += 1
-                continue
-            seen.add(digest)
-            existing = session.scalars(
-                select(Document).where(
-                    Document.collection_id == ctx.collection_id, Document.content_hash == digest
-                )
-            ).first()
-            if existing is not None and existing.ingest_job_id == ctx.job_id:
-                counts["documents"] += 1
-                counts["chunks"] += existing.chunk_count
-                continue
-            if existing is not None:
-                counts["skipped_duplicates"] += 1
-                continue
-            pieces = chunk_text(
-                doc.text, model.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens
+        seen = seen | {digest}
+        existing = session.scalars(
+            select(Document).where(
+                Document.collection_id == ctx.collection_id, Document.content_hash == digest
             )
-            if not pieces:
-                failed.append({"source": doc.source, "error": "the document holds no text"})
-                continue
-            pending.append((doc, digest, pieces))
+        ).first()
+        if existing is None:
+            fresh.append((doc, digest))
+        elif existing.ingest_job_id == ctx.job_id:
+            known += Tally(documents=1, chunks=existing.chunk_count)
+        else:
+            known += Tally(skipped_duplicates=1)
+    return fresh, known, seen
 
-    texts = [piece.text for _, _, pieces in pending for piece in pieces]
-    vectors = []
+
+def _chunk(docs: list[tuple[IncomingDocument, str]], model: Embedder) -> tuple[list[NewDocument], Tally]:
+    chunked, failed = [], []
+    for doc, digest in docs:
+        pieces = chunk_text(doc.text, model.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens)
+        if pieces:
+            chunked.append(NewDocument(doc, digest, pieces))
+        else:
+            failed.append({"source": doc.source, "error": "the document holds no text"})
+    return chunked, Tally(failed=tuple(failed))
+
+
+def _embed(ctx: JobContext, model: Embedder, docs: list[NewDocument], processed: int) -> np.ndarray:
+    texts = [piece.text for doc in docs for piece in doc.pieces]
+    parts = []
     for start in range(0, len(texts), CHUNKS_PER_ENCODE):
-        vectors.extend(model.encode(texts[start : start + CHUNKS_PER_ENCODE]))
+        parts.append(model.encode(texts[start : start + CHUNKS_PER_ENCODE]))
         ctx.checkpoint(processed)  # long documents: keep the lease alive
+    return np.vstack(parts) if parts else np.zeros((0, model.dimension), dtype="float32")
 
+
+def _store(ctx: JobContext, docs: list[NewDocument], vectors: np.ndarray) -> Tally:
+    """Write each new document with its chunks and vectors, replacing an
+    older version under the same id; one transaction for the batch."""
+    stored = Tally()
+    position = 0
     with db.session_scope() as session:
-        position = 0
-        for doc, digest, pieces in pending:
-            doc_vectors = vectors[position : position + len(pieces)]
-            position += len(pieces)
-            external_id = doc.external_id or f"doc_{digest[:24]}"
+        for doc in docs:
+            doc_vectors = vectors[position : position + len(doc.pieces)]
+            position += len(doc.pieces)
             try:
                 with session.begin_nested():
-                    replaced = session.scalars(
-                        select(Document).where(
-                            Document.collection_id == ctx.collection_id,
-                            Document.external_id == external_id,
-                        )
-                    ).first()
-                    if replaced is not None:  # same id, new content: a new version
-                        session.delete(replaced)
-                        session.flush()
-                    document = Document(
-                        tenant_id=ctx.tenant_id,
-                        collection_id=ctx.collection_id,
-                        external_id=external_id,
-                        content_hash=digest,
-                        meta=doc.metadata,
-                        source=doc.source,
-                        chunk_count=len(pieces),
-                        ingest_job_id=ctx.job_id,
-                    )
-                    document.chunks = [
-                        Chunk(
-                            tenant_id=ctx.tenant_id,
-                            collection_id=ctx.collection_id,
-                            ordinal=ordinal,
-                            text=piece.text,
-                            start_char=piece.start,
-                            end_char=piece.end,
-                            embedding=vector.astype("<f4").tobytes(),
-                        )
-                        for ordinal, (piece, vector) in enumerate(zip(pieces, doc_vectors))
-                    ]
-                    session.add(document)
-            except IntegrityError:
-                # A concurrent job stored the same content a moment ago.
-                counts["skipped_duplicates"] += 1
+                    _replace_document(session, ctx, doc, doc_vectors)
+            except IntegrityError:  # a concurrent job stored the same content a moment ago
+                stored += Tally(skipped_duplicates=1)
                 continue
-            counts["documents"] += 1
-            counts["chunks"] += len(pieces)
+            stored += Tally(documents=1, chunks=len(doc.pieces))
         session.commit()
+    return stored
+
+
+def _replace_document(session: Session, ctx: JobContext, doc: NewDocument, vectors: np.ndarray) -> None:
+    external_id = doc.incoming.external_id or f"doc_{doc.digest[:24]}"
+    older = session.scalars(
+        select(Document).where(
+            Document.collection_id == ctx.collection_id, Document.external_id == external_id
+        )
+    ).first()
+    if older is not None:  # same id, new content: a new version
+        session.delete(older)
+        session.flush()
+    document = Document(
+        tenant_id=ctx.tenant_id,
+        collection_id=ctx.collection_id,
+        external_id=external_id,
+        content_hash=doc.digest,
+        meta=doc.incoming.metadata,
+        source=doc.incoming.source,
+        chunk_count=len(doc.pieces),
+        ingest_job_id=ctx.job_id,
+    )
+    document.chunks = [
+        Chunk(
+            tenant_id=ctx.tenant_id,
+            collection_id=ctx.collection_id,
+            ordinal=ordinal,
+            text=piece.text,
+            start_char=piece.start,
+            end_char=piece.end,
+            embedding=vector.astype("<f4").tobytes(),
+        )
+        for ordinal, (piece, vector) in enumerate(zip(doc.pieces, vectors))
+    ]
+    session.add(document)
+
+
+def _batches(items: Iterable[IncomingDocument], size: int) -> Iterator[list[IncomingDocument]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

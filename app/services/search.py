@@ -24,15 +24,7 @@ def submit_search(
     session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
 ) -> Job:
     collection = get_collection(session, principal.tenant_id, collection_name)
-    return jobs.submit(
-        session,
-        principal,
-        job_type="search",
-        params=params,
-        collection_id=collection.id,
-        collection_name=collection.name,
-        total=1,
-    )
+    return jobs.submit(session, principal, "search", params=params, collection=collection, total=1)
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from sqlalchemy import func, select, update
 
 from app.config import settings
 from app.models import Chunk, Collection, Document, Job, utcnow
-from app.services import ingest, jobs, search
-from app.services.indexing import index_for_search, sync_collection_index
+from app.services import ingest, jobs, staging
+from app.services.collections import get_or_create_collection
+from app.services.indexing import index_for_search, index_store, sync_collection_index
 from app.services.keys import SCOPES, Principal
 
 DOCS = [
@@ -29,7 +30,8 @@ DOCS = [
 def collection(runtime):
     name = f"c-{uuid.uuid4().hex[:8]}"
     with runtime.session_scope() as session:
-        ingest.get_or_create_collection(session, "default", name)
+        get_or_create_collection(session, "default", name)
+        session.commit()
         return session.scalars(select(Collection).where(Collection.name == name)).one()
 
 
@@ -38,7 +40,7 @@ PRINCIPAL = Principal("default", "test-key", frozenset(SCOPES), "enterprise")
 
 def submit(runtime, collection, documents) -> str:
     with runtime.session_scope() as session:
-        return ingest.submit_documents(session, PRINCIPAL, collection.name, documents).id
+        return staging.submit_documents(session, PRINCIPAL, collection.name, documents).id
 
 
 def counts(runtime, collection_id):
@@ -57,17 +59,17 @@ def job_result(runtime, job_id):
 
 def top_document(runtime, collection, query: str) -> str:
     with runtime.session_scope() as session:
-        job = jobs.create_job(
-            session, tenant_id="default", job_type="search", collection_id=collection.id,
+        job = jobs.submit(
+            session, PRINCIPAL, "search", collection=collection,
             params={"query": query, "top_k": 3, "pipeline": "dense", "filters": {}},
         )
-    assert jobs.run(job.id, search.run_search) == "succeeded"
+    assert jobs.run(job.id) == "succeeded"
     return job_result(runtime, job.id)[1]["hits"][0]["document_id"]
 
 
 def test_ingest_stores_chunks_indexes_them_and_moves_the_generation(runtime, collection):
     job_id = submit(runtime, collection, DOCS)
-    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    assert jobs.run(job_id) == "succeeded"
     status, result = job_result(runtime, job_id)
     assert result["documents"] == 4 and result["chunks"] == 4 and result["skipped_duplicates"] == 0
     assert counts(runtime, collection.id) == (4, 4, 1)
@@ -78,58 +80,56 @@ def test_ingest_stores_chunks_indexes_them_and_moves_the_generation(runtime, col
 
 def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection):
     job_id = submit(runtime, collection, DOCS)
-    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
-    first = job_result(runtime, job_id)[1]
-    # As if the worker died just before recording success: the message comes
-    # back and the job is run again from the start.
+    # A worker claims the job and does all its work, then dies before
+    # recording success: the job stays running under a lease that runs out.
+    with runtime.session_scope() as session:
+        job = jobs.claim(session, job_id, "doomed-worker", lease_seconds=60)
+        ctx = jobs.JobContext(job.id, "doomed-worker", "default", "ingest", job.params, job.collection_id, 60)
+    first = ingest.run_ingest(ctx)
     with runtime.session_scope() as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(
-                status="running", lease_expires_at=utcnow() - timedelta(seconds=1), result=None
-            )
+            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
         session.commit()
-    # Success removed the staged upload; put it back as the crashed run had it.
-    staging = settings.upload_dir / job_id
-    staging.mkdir(parents=True)
-    (staging / "documents.json").write_text(json.dumps(DOCS))
+    # The dead worker's run removed the staged upload; put it back as it was.
+    staging_dir = settings.upload_dir / job_id
+    staging_dir.mkdir(parents=True)
+    (staging_dir / "documents.json").write_text(json.dumps(DOCS))
 
-    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    assert jobs.run(job_id) == "succeeded"
     status, second = job_result(runtime, job_id)
     assert {k: second[k] for k in ("documents", "chunks", "skipped_duplicates")} == {
         k: first[k] for k in ("documents", "chunks", "skipped_duplicates")
-    }
+    } == {"documents": 4, "chunks": 4, "skipped_duplicates": 0}
     docs, chunks, generation = counts(runtime, collection.id)
     assert (docs, chunks) == (4, 4)
     assert generation == 1  # nothing new to index
 
 
 def test_identical_content_is_skipped_and_adds_no_chunks(runtime, collection):
-    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     again = [{"text": d["text"]} for d in DOCS[:2]] + [{"text": DOCS[0]["text"]}]
     job_id = submit(runtime, collection, again)
-    assert jobs.run(job_id, ingest.run_ingest) == "succeeded"
+    assert jobs.run(job_id) == "succeeded"
     result = job_result(runtime, job_id)[1]
     assert (result["documents"], result["chunks"], result["skipped_duplicates"]) == (0, 0, 3)
     assert counts(runtime, collection.id) == (4, 4, 1)
 
 
 def test_new_content_under_an_existing_id_replaces_the_document(runtime, collection):
-    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     changed = [{"id": "bees", "text": "Bumblebees are large, hairy bees that nest in the ground."}]
-    assert jobs.run(submit(runtime, collection, changed), ingest.run_ingest) == "succeeded"
+    assert jobs.run(submit(runtime, collection, changed)) == "succeeded"
     docs, chunks, generation = counts(runtime, collection.id)
     assert (docs, chunks, generation) == (4, 4, 2)
     assert top_document(runtime, collection, "hairy ground-nesting bees") == "bees"
 
 
 def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
-    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     before = top_document(runtime, collection, "the moon pulls the sea")
     shutil.rmtree(settings.index_dir / collection.id)
-    from app.services.indexing import index_store
-
-    index_store()._cache.clear()  # a fresh reader process
+    index_store().evict(collection.id)  # as a fresh reader process has it
     with runtime.session_scope() as session:
         current = session.get(Collection, collection.id)
     index, generation = index_for_search(current)
@@ -138,6 +138,6 @@ def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
 
 
 def test_sync_without_changes_keeps_the_generation(runtime, collection):
-    assert jobs.run(submit(runtime, collection, DOCS), ingest.run_ingest) == "succeeded"
+    assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     assert sync_collection_index(collection.id) == 1
     assert sync_collection_index(collection.id, rebuild=True) == 2

@@ -1,6 +1,6 @@
 """Job state transitions are conditional: one runner at a time, finished jobs
-stay finished, dead workers' jobs are taken over. Runs on SQLite and, with
-TEST_DATABASE_URL, on PostgreSQL."""
+stay finished, dead workers' jobs are taken over, cancels stop a job at its
+next checkpoint. Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from sqlalchemy import update
 
 from app.models import Job, utcnow
 from app.services import jobs
-from app.services.errors import JobFailure
+from app.services.errors import Conflict, JobFailure, NotFound
+from app.services.jobs import JobStatus
+from app.services.keys import SCOPES, Principal
+
+PRINCIPAL = Principal("default", "lifecycle-key", frozenset(SCOPES), "enterprise")
 
 
 @pytest.fixture
@@ -22,7 +26,7 @@ def db(runtime):
 
 def new_job(db, job_type="search") -> str:
     with db.session_scope() as session:
-        return jobs.create_job(session, tenant_id="default", job_type=job_type, params={}, total=1).id
+        return jobs.submit(session, PRINCIPAL, job_type, params={}, total=1).id
 
 
 def read(db, job_id: str) -> Job:
@@ -30,9 +34,10 @@ def read(db, job_id: str) -> Job:
         return session.get(Job, job_id)
 
 
-def change(db, job_id: str, **values) -> None:
+def expire_lease(db, job_id: str, **values) -> None:
+    past = utcnow() - timedelta(seconds=1)
     with db.session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=past, **values))
         session.commit()
 
 
@@ -41,9 +46,16 @@ def claim(db, job_id: str, owner: str) -> Job | None:
         return jobs.claim(session, job_id, owner, lease_seconds=60)
 
 
+def finish(db, job_id: str, owner: str) -> bool:
+    with db.session_scope() as session:
+        moved = jobs.transition(session, job_id, JobStatus.SUCCEEDED, held_by=owner)
+        session.commit()
+        return moved
+
+
 def test_a_claimed_job_cannot_be_claimed_again_while_its_lease_lives(db):
     job_id = new_job(db)
-    assert claim(db, job_id, "worker-a").status == "running"
+    assert claim(db, job_id, "worker-a").status == JobStatus.RUNNING
     with pytest.raises(jobs.JobBusy) as busy:
         claim(db, job_id, "worker-b")
     assert 1 <= busy.value.retry_after <= 61
@@ -53,7 +65,7 @@ def test_a_claimed_job_cannot_be_claimed_again_while_its_lease_lives(db):
 def test_an_expired_lease_is_taken_over_and_the_old_owner_is_locked_out(db):
     job_id = new_job(db)
     claim(db, job_id, "worker-a")
-    change(db, job_id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    expire_lease(db, job_id)
 
     taken = claim(db, job_id, "worker-b")
     assert taken.lease_owner == "worker-b" and taken.attempts == 2
@@ -61,12 +73,11 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_is_locked_out(db):
     stale = jobs.JobContext(job_id, "worker-a", "default", "search", {}, None, 60)
     with pytest.raises(jobs.JobStopped):
         stale.checkpoint(1)
-    with db.session_scope() as session:
-        assert not jobs._finish(
-            session, job_id, status="succeeded", from_statuses=("running",), owner="worker-a"
-        )
+    assert not finish(db, job_id, "worker-a")
     job = read(db, job_id)
-    assert job.status == "running" and job.lease_owner == "worker-b"
+    assert job.status == JobStatus.RUNNING and job.lease_owner == "worker-b"
+    assert finish(db, job_id, "worker-b")
+    assert read(db, job_id).status == JobStatus.SUCCEEDED
 
 
 def test_finished_and_unknown_jobs_are_not_run(db):
@@ -85,7 +96,7 @@ def test_run_records_result_progress_and_times(db):
 
     assert jobs.run(job_id, handler) == "succeeded"
     done = read(db, job_id)
-    assert done.status == "succeeded" and done.result == {"answer": 42}
+    assert done.status == JobStatus.SUCCEEDED and done.result == {"answer": 42}
     assert done.progress_processed == done.progress_total == 1
     assert done.started_at <= done.finished_at
     assert done.lease_owner is None
@@ -112,21 +123,23 @@ def test_run_records_failures_with_a_code_and_never_a_traceback(db):
 
 def test_a_job_whose_worker_keeps_dying_is_failed_not_retried_forever(db):
     job_id = new_job(db)
-    change(
-        db, job_id, status="running", attempts=jobs.MAX_ATTEMPTS,
-        lease_expires_at=utcnow() - timedelta(seconds=1),
-    )
+    for attempt in range(jobs.MAX_ATTEMPTS):
+        claim(db, job_id, f"worker-{attempt}")
+        expire_lease(db, job_id)
     assert jobs.run(job_id, lambda ctx: pytest.fail("ran again")) == "skipped"
-    assert read(db, job_id).status == "failed"
+    job = read(db, job_id)
+    assert job.status == JobStatus.FAILED and job.attempts == jobs.MAX_ATTEMPTS
 
 
 def test_recovery_resends_jobs_whose_worker_died(db, redis_server):
     client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
     client.delete("ingest")
     dead, alive = new_job(db, "ingest"), new_job(db, "ingest")
+    client.delete("ingest")  # the submits' own messages
+    claim(db, dead, "worker-a")
+    claim(db, alive, "worker-b")
     long_ago = utcnow() - timedelta(minutes=10)
-    change(db, dead, status="running", lease_expires_at=long_ago, updated_at=long_ago)
-    change(db, alive, status="running", lease_expires_at=utcnow() + timedelta(minutes=1))
+    expire_lease(db, dead, updated_at=long_ago)
 
     with db.session_scope() as session:
         resent = jobs.recover_stuck_jobs(session)
@@ -134,3 +147,92 @@ def test_recovery_resends_jobs_whose_worker_died(db, redis_server):
     assert client.llen("ingest") == 1
     with db.session_scope() as session:  # not again on the very next sweep
         assert dead not in jobs.recover_stuck_jobs(session)
+
+
+# --- cancel -------------------------------------------------------------------
+
+
+def cancel(db, job_id: str, tenant_id: str = "default") -> Job:
+    with db.session_scope() as session:
+        return jobs.cancel_job(session, tenant_id, job_id)
+
+
+def test_a_queued_job_cancelled_never_enters_its_handler(db):
+    job_id = new_job(db)
+    assert cancel(db, job_id).status == JobStatus.CANCELLED
+    assert jobs.run(job_id, lambda ctx: pytest.fail("ran a cancelled job")) == "skipped"
+    job = read(db, job_id)
+    assert job.status == JobStatus.CANCELLED and job.started_at is None and job.finished_at
+
+
+def test_a_running_job_stops_at_its_next_checkpoint_with_what_it_did(db):
+    job_id = new_job(db)
+    steps = []
+
+    def handler(ctx):
+        for step in range(1, 4):
+            steps.append(step)
+            if step == 2:
+                assert cancel(db, job_id).status == JobStatus.RUNNING
+                assert read(db, job_id).cancel_requested_at is not None
+            ctx.checkpoint(step, total=3, partial_result={"steps": step})
+        return {"steps": 3}
+
+    assert jobs.run(job_id, handler) == "cancelled"
+    job = read(db, job_id)
+    assert steps == [1, 2]
+    assert job.status == JobStatus.CANCELLED and job.result == {"steps": 2}
+    assert job.progress_processed == 2 < job.progress_total == 3
+
+
+def test_cancelling_a_finished_job_is_a_conflict_and_changes_nothing(db):
+    job_id = new_job(db)
+    assert jobs.run(job_id, lambda ctx: {"ok": True}) == "succeeded"
+    with pytest.raises(Conflict):
+        cancel(db, job_id)
+    assert read(db, job_id).status == JobStatus.SUCCEEDED
+    cancelled = new_job(db)
+    cancel(db, cancelled)
+    with pytest.raises(Conflict):  # cancelled is final too
+        cancel(db, cancelled)
+
+
+def test_another_tenants_job_cannot_be_cancelled(db):
+    job_id = new_job(db)
+    with pytest.raises(NotFound):
+        cancel(db, job_id, tenant_id="someone-else")
+    assert read(db, job_id).status == JobStatus.QUEUED
+
+
+# --- transition() is the only way ----------------------------------------------
+
+
+def test_a_status_set_outside_transition_is_refused(db):
+    job_id = new_job(db)
+    with db.session_scope() as session:
+        with pytest.raises(jobs.StatusChangeOutsideTransition):
+            session.execute(update(Job).where(Job.id == job_id).values(status="succeeded"))
+        session.rollback()
+        job = session.get(Job, job_id)
+        job.status = "failed"
+        with pytest.raises(jobs.StatusChangeOutsideTransition):
+            session.commit()
+        session.rollback()
+    with db.session_scope() as session:
+        session.add(Job(id="born-finished", tenant_id="default", type="search", status="succeeded"))
+        with pytest.raises(jobs.StatusChangeOutsideTransition):
+            session.commit()
+    assert read(db, job_id).status == JobStatus.QUEUED
+
+
+def test_transition_never_moves_a_finished_job(db):
+    job_id = new_job(db)
+    with db.session_scope() as session:
+        assert jobs.transition(session, job_id, JobStatus.CANCELLED)
+        session.commit()
+        for status in (JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED):
+            assert not jobs.transition(session, job_id, status)
+        with pytest.raises(ValueError):
+            jobs.transition(session, job_id, JobStatus.QUEUED)
+        session.commit()
+    assert read(db, job_id).status == JobStatus.CANCELLED

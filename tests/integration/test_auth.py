@@ -6,20 +6,16 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from app.models import Base
-from tests.support import Client
+from tests.integration.corpora import unique
+from tests.integration.problems import PROBLEM
+from devstack.client import Client
 
-PROBLEM = "application/problem+json"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
+pytestmark = pytest.mark.integration
 
 def make_key(admin: Client, scopes: list[str], **extra) -> dict:
     response = admin.post("/api/v1/keys", json={"name": unique("k"), "scopes": scopes, **extra})
@@ -119,6 +115,7 @@ def test_another_tenants_objects_are_404_on_every_route(service, world):
         ("GET", f"/api/v1/collections/{c}", {}),
         ("POST", f"/api/v1/collections/{c}/search", {"json": {"query": "otters"}}),
         ("GET", f"/api/v1/jobs/{world['job']}", {}),
+        ("POST", f"/api/v1/jobs/{world['job']}/cancel", {}),
         ("DELETE", f"/api/v1/keys/{world['key']}", {}),
         ("POST", f"/api/v1/keys/{world['key']}/rotate", {}),
     ]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+pytestmark = pytest.mark.integration
+
 
 def test_openapi_describes_every_route(service):
     spec = service.get("/openapi.json").json()
@@ -15,6 +19,7 @@ def test_openapi_describes_every_route(service):
         "/api/v1/collections/{name}/search": {"post"},
         "/api/v1/jobs": {"get"},
         "/api/v1/jobs/{job_id}": {"get"},
+        "/api/v1/jobs/{job_id}/cancel": {"post"},
         "/health": {"get"},
         "/health/live": {"get"},
         "/health/ready": {"get"},

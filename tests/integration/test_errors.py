@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-PROBLEM = "application/problem+json"
+from tests.integration.corpora import unique
+from tests.integration.problems import assert_problem
 
-
-def assert_problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["code"] == code
-    assert body["title"] and body["detail"] and body["type"]
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    assert "Traceback" not in response.text
-    return body
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def collection(service):
-    name = f"errors-{uuid.uuid4().hex[:8]}"
+    name = unique("errors")
     assert service.post("/api/v1/collections", json={"name": name}).status_code == 201
     return name
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 import time
 
-from tests.support import RedisServer
+from devstack.processes import RedisServer
+
+pytestmark = pytest.mark.integration
 
 
 def assert_limit_headers(response, limit: int, remaining: int) -> None:

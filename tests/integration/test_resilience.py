@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import random
+import pytest
+
 import time
 
-from tests.support import wait_until
+from tests.integration.corpora import large_corpus
+from devstack.processes import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def test_submit_while_redis_is_down_is_503_and_works_again_after(new_stack):
@@ -29,23 +33,6 @@ def test_submit_while_redis_is_down_is_503_and_works_again_after(new_stack):
     wait_until(lambda: stack.get("/health/ready").status_code == 200, 30, what="readiness")
     job = stack.search("outage", query="anything", timeout=120)
     assert job["status"] == "succeeded"
-
-
-WORDS = (
-    "time year people way day man thing woman life child world school state family "
-    "student group country problem hand part place case week company system program "
-    "question work government number night point home water room mother area money "
-    "story fact month lot right study book eye job word business issue side kind head "
-    "house service friend father power hour game line end member law car city name"
-).split()
-
-
-def large_corpus(n: int) -> list[dict]:
-    rng = random.Random(7)
-    return [
-        {"id": f"doc-{i}", "text": f"Document {i}. " + " ".join(rng.choice(WORDS) for _ in range(80))}
-        for i in range(n)
-    ]
 
 
 def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):

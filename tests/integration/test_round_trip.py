@@ -3,36 +3,19 @@ the real embedding model and FAISS."""
 
 from __future__ import annotations
 
-import uuid
+import time
+from datetime import datetime
 
 import pytest
 
-TOPICS = [
-    ("volcano", "Volcanoes erupt molten rock called lava, along with ash and gas."),
-    ("bees", "Honey bees collect nectar from flowers and turn it into honey in the hive."),
-    ("chess", "In chess the bishop moves diagonally and the knight jumps in an L shape."),
-    ("tides", "Ocean tides rise and fall because of the gravitational pull of the moon."),
-    ("bread", "Bakers knead dough with yeast so that bread rises before it is baked."),
-    ("jazz", "Jazz musicians improvise solos over swinging rhythms and blue notes."),
-    ("glacier", "Glaciers are slow rivers of ice that carve valleys into mountains."),
-    ("python", "Python is a programming language known for readable code and indentation."),
-    ("mars", "Mars is the red planet, with dusty plains and the giant volcano Olympus Mons."),
-    ("coffee", "Coffee beans are roasted and ground before brewing a hot drink."),
-    ("tennis", "Tennis players serve and volley across a net on grass or clay courts."),
-    ("photosynthesis", "Plants use sunlight, water and carbon dioxide to make sugar in photosynthesis."),
-    ("vaccine", "Vaccines train the immune system to recognise a virus before an infection."),
-    ("bridge", "Suspension bridges hang their deck from steel cables slung between towers."),
-    ("origami", "Origami is the Japanese art of folding paper into birds and flowers."),
-    ("penguin", "Penguins are flightless birds that swim in the cold seas of Antarctica."),
-    ("violin", "The violin is a string instrument played with a bow made of horsehair."),
-    ("desert", "Deserts receive very little rain, and cacti store water in their stems."),
-    ("bitcoin", "Bitcoin is a digital currency recorded on a public blockchain ledger."),
-    ("marathon", "A marathon is a long-distance running race of about forty-two kilometres."),
-]
+from app import __version__
+from tests.integration.corpora import TOPICS, unique
+
+pytestmark = pytest.mark.integration
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +70,10 @@ def test_search_ranks_the_relevant_document_first(service, corpus, query, expect
     assert hits[0]["metadata"] == {"topic": expected}
     assert hits[0]["text"] == dict(TOPICS)[expected]
     assert job["result"]["pipeline"] == "dense"
-    assert job["result"]["index_generation"] >= 1 and job["result"]["took_ms"] >= 0
+    assert job["result"]["index_generation"] >= 1
+    # The worker's own timing lies inside the job's running time.
+    running_ms = (parse_time(job["finished_at"]) - parse_time(job["started_at"])).total_seconds() * 1000
+    assert 0 < job["result"]["took_ms"] <= running_ms
 
 
 def test_search_filters_restrict_hits_to_matching_metadata(service, corpus):
@@ -150,6 +136,17 @@ def test_job_polling_supports_etags(service, corpus):
     assert again.status_code == 304 and again.content == b""
 
 
+def test_a_poll_returns_exactly_the_json_the_services_build(service, corpus, runtime):
+    """Workers build a job's JSON (for webhooks) without the HTTP layer."""
+    from app.models import Job
+    from app.services.jobs import job_to_dict
+
+    _, job = corpus
+    polled = service.get(f"/api/v1/jobs/{job['id']}").json()
+    with runtime.session_scope() as session:
+        assert job_to_dict(session.get(Job, job["id"])) == polled
+
+
 def test_jobs_list_newest_first_with_filters_and_cursor(service, corpus):
     name, _ = corpus
     service.search(name, query="violin bow")
@@ -206,7 +203,9 @@ def test_health_endpoints_report_the_real_components(service):
     assert health["components"]["workers"]["count"] >= 1
     assert health["components"]["database"]["status"] == "up"
     assert health["components"]["redis"]["status"] == "up"
-    assert health["version"] and health["uptime_s"] >= 0
+    assert health["version"] == __version__
+    time.sleep(0.3)  # uptime is reported to a tenth of a second
+    assert 0 < health["uptime_s"] < service.get("/health").json()["uptime_s"]
 
 
 def test_polls_answer_while_a_writer_holds_the_sqlite_lock(service, corpus, database_url):

@@ -1,5 +1,6 @@
-"""Real parts for the tests: a Redis server, a migrated database, and the
-service's own processes (gunicorn web, Celery worker) driven over HTTP."""
+"""The service's real processes: a private redis-server, a migrated
+database, and gunicorn web + Celery worker processes (`Stack`), each on a
+free port under a directory of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,25 +17,20 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from app.services.jobs import job_queues
+from devstack.client import Client
+from devstack.waiting import wait_until
+
+__all__ = ["BIN", "PROJECT_ROOT", "Client", "RedisServer", "Stack", "create_database", "free_port", "wait_until"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 class RedisServer:
@@ -106,45 +101,6 @@ def create_database(directory: Path) -> tuple[str, Any]:
     return url, drop
 
 
-class Client:
-    """An HTTP client of the service, sending one API key (or none)."""
-
-    def __init__(self, base_url: str, key: str | None = None) -> None:
-        self.base_url = base_url
-        self.http = requests.Session()
-        if key:
-            self.http.headers["Authorization"] = f"Bearer {key}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.http.get(self.url(path), timeout=30, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return self.http.post(self.url(path), timeout=60, **kwargs)
-
-    def delete(self, path: str, **kwargs) -> requests.Response:
-        return self.http.delete(self.url(path), timeout=30, **kwargs)
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
-        def finished():
-            job = self.get(f"/api/v1/jobs/{job_id}").json()
-            return job if job["status"] in TERMINAL else None
-
-        return wait_until(finished, timeout, interval=0.2, what=f"job {job_id}")
-
-    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
-
-    def search(self, collection: str, timeout: float = 60, **body) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
-
-
 class Stack(Client):
     """The service's web and worker processes against one database and Redis."""
 
@@ -201,7 +157,7 @@ class Stack(Client):
         log_name = f"worker{self._workers}.log"
         process = self._spawn(
             [
-                str(BIN / "celery"), "-A", "workers", "worker", "-Q", "search,ingest",
+                str(BIN / "celery"), "-A", "workers", "worker", "-Q", ",".join(job_queues()),
                 "--concurrency", str(concurrency), "-n", f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],

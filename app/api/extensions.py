@@ -1,0 +1,98 @@
+"""Web-only extensions: flask-smorest's Api and Flask-Limiter, which read
+the request; the runtime shared with the workers is app/extensions.py."""
+
+from __future__ import annotations
+
+import logging
+
+from apispec import BasePlugin
+from flask import g, request
+from flask_limiter import Limiter
+from flask_smorest import Api
+
+
+class CommonResponsesPlugin(BasePlugin):
+    """Documents the answers every /api/v1 route can give: 401 and 403 from
+    authentication, 429 from rate limits; and marks /health as public."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if path and path.startswith("/api/"):
+                responses.setdefault("401", "UNAUTHORIZED")
+                responses.setdefault("403", "FORBIDDEN")
+                responses.setdefault("429", "TOO_MANY_REQUESTS")
+            else:
+                operation["security"] = []
+
+
+class QuarryApi(Api):
+    """flask-smorest's Api with RFC 9457 problem bodies for every error."""
+
+    def __init__(self) -> None:
+        from app.errors import ProblemSchema
+
+        self.ERROR_SCHEMA = ProblemSchema
+        super().__init__(spec_kwargs={"extra_plugins": [CommonResponsesPlugin()]})
+
+    def handle_http_exception(self, error):
+        from app.errors import handle_http_exception
+
+        return handle_http_exception(error)
+
+    def _register_responses(self):
+        from app.errors import PROBLEM_CONTENT_TYPE
+
+        super()._register_responses()
+        # Error responses are documented as application/problem+json.
+        components = self.spec.components
+        for response in [*components.responses_lazy.values(), *components.responses.values()]:
+            if "content" in response and "application/json" in response["content"]:
+                response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}
+
+
+def _rate_limit_key() -> str:
+    """Per key when the request carries a valid one, else per client IP
+    (behind TRUSTED_PROXY_COUNT proxies, ProxyFix has set remote_addr)."""
+    principal = g.get("principal")
+    return f"key:{principal.key_id}" if principal else f"ip:{request.remote_addr}"
+
+
+def _rate_limit_value() -> str:
+    from app.config import settings
+
+    principal = g.get("principal")
+    return settings.rate_limits[principal.tier if principal else "anonymous"]
+
+
+def _not_api_request() -> bool:
+    return not request.path.startswith("/api/")
+
+
+class LimiterErrorCounter(logging.Handler):
+    """Counts the storage errors Flask-Limiter swallows (it logs each one), so
+    /health can show that requests are going through unlimited."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+limiter_errors = LimiterErrorCounter()
+logging.getLogger("flask-limiter").addHandler(limiter_errors)
+
+api = QuarryApi()
+limiter = Limiter(
+    key_func=_rate_limit_key,
+    default_limits=[_rate_limit_value],
+    default_limits_exempt_when=_not_api_request,
+    headers_enabled=True,
+    # If the limiter's Redis is down the API keeps answering, unlimited;
+    # Flask-Limiter logs each failure (and app/errors.py counts them).
+    swallow_errors=True,
+    key_prefix="quarry",
+    strategy="fixed-window",
+)

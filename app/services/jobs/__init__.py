@@ -1,0 +1,45 @@
+"""Jobs: one place for each step of a job's life.
+
+- kinds.py        the status vocabulary and the registry of job kinds
+- submit.py       submit(): admission, the job row, the message after commit
+- transitions.py  transition(): the only way a job's status changes
+- runner.py       claim, lease, checkpoint and run a job in a worker
+- queries.py      read, list and cancel jobs for a tenant
+- serialize.py    job_to_dict(): the job's JSON, for polls and webhooks
+- housekeeping.py recovery of lost messages, retention
+"""
+
+from app.services.jobs.housekeeping import purge_expired_jobs, recover_stuck_jobs
+from app.services.jobs.kinds import (
+    ACTIVE,
+    JOB_TYPES,
+    KINDS,
+    STATUSES,
+    TERMINAL,
+    JobKind,
+    JobStatus,
+    job_queues,
+    kind_of,
+)
+from app.services.jobs.queries import cancel_job, get_job, list_jobs
+from app.services.jobs.runner import (
+    MAX_ATTEMPTS,
+    JobBusy,
+    JobCancelled,
+    JobContext,
+    JobStopped,
+    claim,
+    run,
+)
+from app.services.jobs.serialize import job_to_dict, retry_after_seconds
+from app.services.jobs.submit import submit
+from app.services.jobs.transitions import StatusChangeOutsideTransition, transition
+
+__all__ = [
+    "ACTIVE", "JOB_TYPES", "KINDS", "MAX_ATTEMPTS", "STATUSES", "TERMINAL",
+    "JobBusy", "JobCancelled", "JobContext", "JobKind", "JobStatus", "JobStopped",
+    "StatusChangeOutsideTransition",
+    "cancel_job", "claim", "get_job", "job_queues", "job_to_dict", "kind_of", "list_jobs",
+    "purge_expired_jobs", "recover_stuck_jobs", "retry_after_seconds", "run", "submit",
+    "transition",
+]

@@ -1,0 +1,67 @@
+"""What a job can be: the status vocabulary and the registry of job kinds.
+
+Everything else derives from here: Celery task names, routes and queues
+(celeryconfig.py, workers/tasks.py), the schema enums (app/api/schemas.py),
+the poll hints, and the check of the Procfile's `-Q` list. Adding a job kind
+is one entry in KINDS and one handler function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+STATUSES = tuple(JobStatus)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job: how it is named, queued, run and polled."""
+
+    name: str
+    queue: str
+    # "module:function" taking a JobContext and returning the result dict;
+    # resolved in the worker only, so the web process never imports it.
+    handler: str
+    # When a poll of a queued or running job is next worth making.
+    poll_after_ms: int
+
+    @property
+    def task(self) -> str:
+        return f"quarry.{self.name}"
+
+
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind("ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000),
+        JobKind("search", queue="search", handler="app.services.search:run_search", poll_after_ms=200),
+    )
+}
+JOB_TYPES = tuple(KINDS)
+# Short housekeeping tasks share the fast lane with searches.
+MAINTENANCE_QUEUE = "search"
+
+
+def kind_of(job_type: str) -> JobKind:
+    return KINDS[job_type]
+
+
+def job_queues() -> tuple[str, ...]:
+    """Every queue a worker must consume, in a stable order."""
+    return tuple(dict.fromkeys([*(kind.queue for kind in KINDS.values()), MAINTENANCE_QUEUE]))

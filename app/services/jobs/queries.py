@@ -1,0 +1,61 @@
+"""Reading jobs for their tenant, and cancelling one."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import Job, utcnow
+from app.services.errors import Conflict, NotFound
+from app.services.jobs.kinds import TERMINAL, JobStatus
+from app.services.jobs.transitions import transition
+from app.services.pagination import paginate
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant_id:
+        raise NotFound(f"No job with id {job_id!r}.")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    tenant_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+    collection: str | None = None,
+):
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.type == job_type)
+    if collection:
+        query = query.where(Job.collection_name == collection)
+    return paginate(session, query, Job, limit, cursor)
+
+
+def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """A queued job is cancelled at once and never runs; a running one is
+    asked to stop, which its worker does at its next checkpoint. A finished
+    job cannot be cancelled (Conflict)."""
+    job = get_job(session, tenant_id, job_id)
+    cancelled = transition(session, job.id, JobStatus.CANCELLED, only_from=[JobStatus.QUEUED])
+    if not cancelled:
+        now = utcnow()
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.cancel_requested_at.is_(None))
+            .values(cancel_requested_at=now, updated_at=now)
+        )
+    session.commit()
+    session.refresh(job)
+    if job.status in TERMINAL and not cancelled:
+        raise Conflict(
+            f"Job {job.id} is already {job.status}; only a queued or running job can be cancelled."
+        )
+    return job

@@ -1,0 +1,190 @@
+"""Running a job in a worker: claim it, hold a lease, checkpoint, finish.
+
+A worker holds a *lease* on a running job and renews it at every checkpoint;
+when the lease runs out the worker is presumed dead and the job may be
+claimed again (by the redelivered message, or by the recovery sweep that
+re-sends it). Every state change goes through transition(), so a message
+delivered twice never runs two writers at once and never moves a finished
+job.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cache
+from typing import Any, Callable
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.config import settings
+from app.extensions import db
+from app.models import Job, utcnow
+from app.services.errors import JobFailure
+from app.services.jobs.kinds import ACTIVE, JobStatus, kind_of
+from app.services.jobs.transitions import transition
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+Handler = Callable[["JobContext"], dict[str, Any]]
+
+
+class JobBusy(Exception):
+    """Another live worker holds the job; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"job is leased to another worker for {retry_after}s")
+        self.retry_after = retry_after
+
+
+class JobStopped(Exception):
+    """The job's lease was taken over by another worker: stop quietly."""
+
+
+class JobCancelled(Exception):
+    """The client cancelled the job; the handler stops at this checkpoint."""
+
+
+@dataclass
+class JobContext:
+    """Handed to a job handler: its parameters, and checkpoints that record
+    progress, renew the lease and notice cancellation."""
+
+    job_id: str
+    owner: str
+    tenant_id: str
+    job_type: str
+    params: dict[str, Any]
+    collection_id: str | None
+    lease_seconds: int
+    # What the job has done so far, reported if it is cancelled.
+    partial_result: dict[str, Any] | None = field(default=None)
+
+    def checkpoint(
+        self, processed: int, total: int | None = None, partial_result: dict[str, Any] | None = None
+    ) -> None:
+        """Record progress and renew the lease. Raises JobCancelled when the
+        client asked to cancel, JobStopped when another worker took over."""
+        if partial_result is not None:
+            self.partial_result = partial_result
+        now = utcnow()
+        values: dict[str, Any] = {
+            "progress_processed": processed,
+            "lease_expires_at": now + timedelta(seconds=self.lease_seconds),
+            "updated_at": now,
+        }
+        if total is not None:
+            values["progress_total"] = total
+        with db.session_scope() as session:
+            cancel_requested = session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == self.owner)
+                .values(**values)
+                .returning(Job.cancel_requested_at)
+            ).first()
+            session.commit()
+        if cancel_requested is None:
+            raise JobStopped(self.job_id)
+        if cancel_requested[0] is not None:
+            raise JobCancelled(self.job_id)
+
+
+def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job | None:
+    """Take the job for this worker and commit. None when there is nothing
+    to do (unknown or finished job); JobBusy when a live worker holds it."""
+    now = utcnow()
+    claimed = transition(
+        session,
+        job_id,
+        JobStatus.RUNNING,
+        where=(
+            Job.attempts < MAX_ATTEMPTS,
+            (Job.status == JobStatus.QUEUED) | Job.lease_expires_at.is_(None) | (Job.lease_expires_at < now),
+        ),
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        attempts=Job.attempts + 1,
+    )
+    session.commit()
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        return None
+    if claimed:
+        return job
+    if job.status not in ACTIVE:
+        return None
+    if job.attempts >= MAX_ATTEMPTS:
+        transition(
+            session,
+            job_id,
+            JobStatus.FAILED,
+            error_code="internal_error",
+            error_message=f"The job's worker stopped {job.attempts} times; giving up.",
+        )
+        session.commit()
+        return None
+    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1
+    raise JobBusy(max(1, int(remaining) + 1))
+
+
+@cache
+def handler_for(job_type: str) -> Handler:
+    module, _, function = kind_of(job_type).handler.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[type[BaseException], ...] = ()) -> str:
+    """Claim and run one job to a final state; returns the final status, or
+    "skipped" when there was nothing to run, "stopped" when another worker
+    took the job over. The handler defaults to the one its kind names.
+
+    Raises JobBusy when another live worker holds the job (the task wrapper
+    retries later); every other outcome is recorded on the job row.
+    """
+    owner = uuid.uuid4().hex
+    with db.session_scope() as session:
+        job = claim(session, job_id, owner, settings.job_lease_seconds)
+        if job is None:
+            return "skipped"
+        ctx = JobContext(
+            job_id=job.id,
+            owner=owner,
+            tenant_id=job.tenant_id,
+            job_type=job.type,
+            params=dict(job.params or {}),
+            collection_id=job.collection_id,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        cancelled_before_start = job.cancel_requested_at is not None
+    handler = handler or handler_for(ctx.job_type)
+    outcome: dict[str, Any]
+    try:
+        if cancelled_before_start:  # cancelled while its worker was dead
+            raise JobCancelled(job_id)
+        outcome = {"to": JobStatus.SUCCEEDED, "result": handler(ctx), "progress_processed": Job.progress_total}
+    except JobStopped:
+        return "stopped"
+    except JobCancelled:
+        outcome = {"to": JobStatus.CANCELLED, "result": ctx.partial_result}
+    except JobFailure as exc:
+        outcome = _failure(exc.code, exc.message)
+    except timeout_errors:
+        outcome = _failure("timeout", "The job ran past its time limit.")
+    except Exception:
+        log.exception("job %s crashed", job_id)
+        outcome = _failure("internal_error", "The job failed unexpectedly.")
+    to = outcome.pop("to")
+    with db.session_scope() as session:
+        moved = transition(session, job_id, to, only_from=[JobStatus.RUNNING], held_by=owner, **outcome)
+        session.commit()
+    return str(to) if moved else "stopped"
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"to": JobStatus.FAILED, "error_code": code, "error_message": message}

@@ -1,0 +1,100 @@
+"""The one way a job's status changes: `transition()`.
+
+Every change is a conditional UPDATE (`… WHERE status IN (allowed sources)`),
+so a message delivered twice, a cancel racing a finish, or a worker whose
+lease was taken over can never move a job twice or move a finished job. It
+runs in the caller's transaction and never commits: what a state change
+causes (webhook outbox rows, metrics) is written here, in the same
+transaction, so it happens exactly when the change does.
+
+A guard makes any other way of setting `jobs.status` through a Session an
+error (a bulk UPDATE without the transition marker, or an ORM attribute
+change at flush).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import event, func, literal, update
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from app.models import Job, UTCDateTime, utcnow
+from app.services.jobs.kinds import JobStatus
+
+# Which statuses each status may be reached from. RUNNING → RUNNING is a
+# lease takeover: a new worker claims a job whose worker died.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset(),
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+}
+
+_MARK = "quarry_job_transition"
+
+
+class StatusChangeOutsideTransition(RuntimeError):
+    """A job's status was set without going through transition()."""
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    to: JobStatus,
+    *,
+    only_from: Iterable[JobStatus] | None = None,
+    held_by: str | None = None,
+    where: Iterable[Any] = (),
+    **values: Any,
+) -> bool:
+    """Move the job to `to` if it is in an allowed status (narrowed by
+    `only_from`), leased to `held_by` when given, and matches `where`.
+    Sets the timestamps that go with the move plus `values`. Returns whether
+    the job moved. Does not commit."""
+    sources = ALLOWED_FROM[to] if only_from is None else ALLOWED_FROM[to] & set(only_from)
+    if not sources:
+        raise ValueError(f"no job may move to {to} from {sorted(only_from or ())}")
+    now = utcnow()
+    changes: dict[str, Any] = {"status": to, "updated_at": now}
+    if to is JobStatus.RUNNING:
+        changes["started_at"] = func.coalesce(Job.started_at, literal(now, UTCDateTime()))
+    if to.is_terminal:
+        changes.update(finished_at=now, lease_owner=None, lease_expires_at=None)
+    changes.update(values)
+    statement = update(Job).where(Job.id == job_id, Job.status.in_(sorted(sources)), *where)
+    if held_by is not None:
+        statement = statement.where(Job.lease_owner == held_by)
+    result = session.execute(
+        statement.values(**changes).execution_options(**{_MARK: True, "synchronize_session": False})
+    )
+    return bool(result.rowcount)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_status_updates(state: ORMExecuteState) -> None:
+    if not state.is_update or state.execution_options.get(_MARK):
+        return
+    if state.bind_mapper is None or state.bind_mapper.class_ is not Job:
+        return
+    # A SET of the column binds a parameter named exactly "status"; a WHERE
+    # on it binds "status_1" and the like.
+    if "status" in state.statement.compile().params:
+        raise StatusChangeOutsideTransition("set a job's status with transition()")
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_attribute_status_changes(session: Session, _context, _instances) -> None:
+    for obj in session.dirty:
+        if isinstance(obj, Job) and session.is_modified(obj) and _status_changed(obj):
+            raise StatusChangeOutsideTransition("set a job's status with transition()")
+    for obj in session.new:
+        if isinstance(obj, Job) and obj.status not in (None, JobStatus.QUEUED):
+            raise StatusChangeOutsideTransition("a job is born queued; move it with transition()")
+
+
+def _status_changed(job: Job) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(job).attrs.status.history.has_changes()

@@ -1,0 +1,141 @@
+"""Upload staging (web side): take documents or files from a request, stage
+them where the ingest worker will read them, and submit the ingest job.
+
+Staged uploads live in `UPLOAD_DIR/<job id>/`; the worker reads them through
+`staged_path()` and removes them when the job is done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from sqlalchemy.orm import Session
+
+from app.config import settings
+from app.models import Collection, Job
+from app.search.extract import SUPPORTED_EXTENSIONS, is_supported
+from app.services import jobs
+from app.services.collections import get_or_create_collection
+from app.services.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.services.keys import Principal
+
+_COPY_BUFFER = 1024 * 1024
+
+
+@dataclass
+class Upload:
+    """A file part as the API received it."""
+
+    filename: str
+    stream: BinaryIO
+
+
+def submit_documents(
+    session: Session, principal: Principal, collection_name: str, documents: list[dict[str, Any]]
+) -> Job:
+    collection = _collection_for_upload(session, principal, collection_name)
+    job_id = uuid.uuid4().hex
+    with _staging(job_id) as staging:
+        (staging / "documents.json").write_text(json.dumps(documents))
+        sources = [{"kind": "documents", "path": "documents.json"}]
+        return _submit(session, principal, collection, job_id, sources, total=len(documents))
+
+
+def submit_files(
+    session: Session,
+    principal: Principal,
+    collection_name: str,
+    uploads: list[Upload],
+    metadata: dict[str, Any] | None = None,
+) -> Job:
+    for upload in uploads:  # refuse the whole request before writing anything
+        if not upload.filename:
+            raise ValidationFailed(
+                "Every file part needs a filename.",
+                errors=[{"field": "files", "message": "A file part has no filename."}],
+            )
+        if not is_supported(upload.filename):
+            raise UnsupportedMediaType(
+                f"{upload.filename}: unsupported file type. "
+                f"Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
+            )
+    collection = _collection_for_upload(session, principal, collection_name)
+    job_id = uuid.uuid4().hex
+    with _staging(job_id) as staging:
+        (staging / "files").mkdir()
+        sources = []
+        for position, upload in enumerate(uploads):
+            relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
+            _save_limited(upload, staging / relative, settings.max_upload_bytes)
+            sources.append(
+                {
+                    "kind": "file",
+                    "path": relative,
+                    "filename": Path(upload.filename).name,
+                    "metadata": metadata or {},
+                }
+            )
+        return _submit(session, principal, collection, job_id, sources, total=len(sources))
+
+
+def staged_path(job_id: str, relative: str) -> Path:
+    return _staging_dir(job_id) / relative
+
+
+def remove_staged_files(job_id: str) -> None:
+    shutil.rmtree(_staging_dir(job_id), ignore_errors=True)
+
+
+def _collection_for_upload(session: Session, principal: Principal, name: str) -> Collection:
+    collection = get_or_create_collection(session, principal.tenant_id, name)
+    session.commit()  # hold no database lock while the upload is written to disk
+    return collection
+
+
+def _submit(
+    session: Session,
+    principal: Principal,
+    collection: Collection,
+    job_id: str,
+    sources: list[dict[str, Any]],
+    *,
+    total: int,
+) -> Job:
+    return jobs.submit(
+        session, principal, "ingest",
+        params={"sources": sources}, collection=collection, total=total, job_id=job_id,
+    )
+
+
+@contextmanager
+def _staging(job_id: str) -> Iterator[Path]:
+    """The job's folder in the upload store; removed again if the submit fails."""
+    staging = _staging_dir(job_id)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _save_limited(upload: Upload, target: Path, limit: int) -> None:
+    written = 0
+    with target.open("wb") as out:
+        while block := upload.stream.read(_COPY_BUFFER):
+            written += len(block)
+            if written > limit:
+                raise PayloadTooLarge(
+                    f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
+                )
+            out.write(block)
+
+
+def _staging_dir(job_id: str) -> Path:
+    return settings.upload_dir / job_id

@@ -1,0 +1,34 @@
+"""The registry of job kinds drives Celery's routes and the Procfile's queues."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import celeryconfig
+from app.services.jobs import KINDS, job_queues
+from app.services.jobs.runner import handler_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def procfile_worker_queues() -> set[str]:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            words = line.split()
+            return set(words[words.index("-Q") + 1].split(","))
+    raise AssertionError("the Procfile has no worker")
+
+
+def test_the_procfile_worker_consumes_every_queue_the_registry_names():
+    assert procfile_worker_queues() == set(job_queues())
+
+
+def test_celery_routes_each_kind_to_its_queue():
+    for kind in KINDS.values():
+        assert celeryconfig.task_routes[kind.task] == {"queue": kind.queue}
+    assert {queue.name for queue in celeryconfig.task_queues} == set(job_queues())
+
+
+def test_every_kind_names_a_handler_that_exists():
+    for name in KINDS:
+        assert callable(handler_for(name)), name
