@@ -19,3 +19,7 @@ forwarded_allow_ips = "127.0.0.1"
 # which every instance on the host would take over from the others; each
 # deployment keeps its own beside its data.
 control_socket = str(settings.var_dir / "gunicorn.ctl")
+# Request lines past this are refused by gunicorn itself (414) before the
+# app sees them; every id and name the API takes is far shorter, and the app
+# answers anything shorter that names nothing with a problem+json 404.
+limit_request_line = 4094

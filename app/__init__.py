@@ -10,7 +10,8 @@ from flask import Flask, g, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Settings, settings as default_settings
+from app.config import Settings
+from app.config import settings as default_settings
 
 __version__ = "0.1.0"
 
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from app import auth, cli, errors
     from app.api import collections, health, jobs, keys
-    from app.api.extensions import api, limiter
+    from app.api.extensions import api, declares_query_arguments, limiter
     from app.extensions import db, init_runtime
 
     init_runtime(settings.normalized_database_url(), settings.redis_url)
@@ -116,6 +117,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         if has_body and not request.is_json:
             return errors.problem(415, "Send the request body as application/json.")
         return None
+
+    @app.before_request
+    def _refuse_undeclared_query_parameters():
+        if not request.args or not request.path.startswith("/api/"):
+            return None
+        view = app.view_functions.get(request.endpoint or "")
+        if view is None or declares_query_arguments(view):
+            return None  # unknown routes 404; declared parameters are validated by the schema
+        names = sorted(request.args)
+        return errors.problem(
+            422,
+            f"This route takes no query parameters: {', '.join(names)}.",
+            errors=[{"field": name, "message": "Unknown field."} for name in names],
+        )
 
     @app.after_request
     def _echo_request_id(response):

@@ -3,6 +3,7 @@ revision under migrations/; `create_all` is never used outside tests."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,15 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+_ROW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_row_id(value: str) -> bool:
+    """Whether `value` has the shape of an id new_id() makes; anything else
+    (NUL bytes, 10,000 characters) cannot name a row and is not looked up."""
+    return bool(_ROW_ID.fullmatch(value))
 
 
 class UTCDateTime(TypeDecorator):

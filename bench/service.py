@@ -12,7 +12,13 @@ from typing import Callable, Iterator
 
 from bench import client as driver
 from bench.dataset import SciFact
-from bench.parameters import BENCH_LIMITS, BENCH_TIER, CLIENT_THREADS, COLLECTION, WORKER_CONCURRENCY
+from bench.parameters import (
+    BENCH_LIMITS,
+    BENCH_TIER,
+    CLIENT_THREADS,
+    COLLECTION,
+    WORKER_CONCURRENCY,
+)
 from bench.system import CpuMeter, MemorySampler
 from devstack.client import Client
 from devstack.processes import RedisServer, Stack, create_database

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 
+import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from app.api import API_PREFIX, accepted
+from app.api.extensions import Blueprint
 from app.api.schemas import (
     CollectionCreateSchema,
     CollectionPageSchema,
@@ -15,6 +17,8 @@ from app.api.schemas import (
     JobSchema,
     ListArgsSchema,
     SearchRequestSchema,
+    as_error_messages,
+    unsafe_text,
 )
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
@@ -130,4 +134,7 @@ def _form_metadata() -> dict:
             "The `metadata` part must be a JSON object.",
             errors=[{"field": "metadata", "message": "Must be a JSON object."}],
         )
+    found = unsafe_text(metadata, ("metadata",))
+    if found:
+        raise ma.ValidationError(as_error_messages(found))
     return metadata

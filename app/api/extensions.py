@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 
+import flask_smorest
 from apispec import BasePlugin
 from flask import g, request
 from flask_limiter import Limiter
 from flask_smorest import Api
+from webargs.flaskparser import FlaskParser
 
 
 class CommonResponsesPlugin(BasePlugin):
@@ -24,6 +26,36 @@ class CommonResponsesPlugin(BasePlugin):
                 responses.setdefault("429", "TOO_MANY_REQUESTS")
             else:
                 operation["security"] = []
+
+
+class _Parser(FlaskParser):
+    # Query parameters follow the schema's own `unknown` (RAISE for every
+    # request schema), as bodies do, instead of webargs' EXCLUDE.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None}
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint that refuses query parameters a route does
+    not declare (see declares_query_arguments)."""
+
+    ARGUMENTS_PARSER = _Parser()
+
+    def arguments(self, schema, *, location="json", **kwargs):
+        decorator = super().arguments(schema, location=location, **kwargs)
+        if location != "query":
+            return decorator
+
+        def declare(func):
+            wrapped = decorator(func)
+            wrapped.declares_query_arguments = True
+            return wrapped
+
+        return declare
+
+
+def declares_query_arguments(view) -> bool:
+    """Whether a view takes query parameters; the app refuses them elsewhere."""
+    return getattr(view, "declares_query_arguments", False)
 
 
 class QuarryApi(Api):

@@ -4,9 +4,8 @@ import time
 
 import marshmallow as ma
 from flask import current_app
-from flask_smorest import Blueprint
 
-from app.api.extensions import limiter, limiter_errors
+from app.api.extensions import Blueprint, limiter, limiter_errors
 from app.services import health
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness, readiness, health")

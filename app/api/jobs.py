@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.api import API_PREFIX, job_answer
+from app.api.extensions import Blueprint
 from app.api.schemas import JobListArgsSchema, JobPageSchema, JobSchema
 from app.auth import current_tenant_id
 from app.extensions import db

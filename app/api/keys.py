@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from app.api import API_PREFIX
+from app.api.extensions import Blueprint
 from app.api.schemas import KeyCreateSchema, KeyPageSchema, ListArgsSchema, NewKeySchema
 from app.auth import current_tenant_id
 from app.config import settings

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import timezone
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -12,11 +15,52 @@ from app.services.collections import INDEX_TYPES, NAME_PATTERN
 from app.services.jobs import JOB_TYPES, STATUSES
 from app.services.keys import SCOPES, TIERS
 
+# Text no database stores faithfully: NUL (PostgreSQL refuses it) and
+# unpaired UTF-16 surrogates (no UTF-8 encoding exists for them).
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def unsafe_text(value: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """(path, message) for every string, key or value, anywhere in `value`
+    that holds a NUL byte or an unpaired surrogate."""
+    found = []
+    if isinstance(value, str):
+        if _UNSAFE_TEXT.search(value):
+            found.append((path, "Must not contain NUL characters or unpaired surrogates."))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found += unsafe_text(key, path + (key,)) if isinstance(key, str) else []
+            found += unsafe_text(item, path + (key,))
+    elif isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            found += unsafe_text(item, path + (position,))
+    return found
+
+
+def as_error_messages(found: list[tuple[tuple, str]]) -> dict:
+    """marshmallow's nested error dict, so the field reads `documents.0.text`."""
+    messages: dict = {}
+    for path, message in found:
+        node = messages
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1] if path else "_schema", []).append(message)
+    return messages
 
 
 class StrictSchema(ma.Schema):
+    """Request input: unknown fields are refused, and so is text that cannot
+    be stored, before any of it reaches a service or SQL."""
+
     class Meta:
         unknown = ma.RAISE
+
+    @ma.pre_load
+    def _refuse_unsafe_text(self, data, **_kwargs):
+        found = unsafe_text(data)
+        if found:
+            raise ma.ValidationError(as_error_messages(found))
+        return data
 
 
 # --- lists --------------------------------------------------------------------
@@ -145,7 +189,7 @@ class FilesInSchema(ma.Schema):
 
 class SearchRequestSchema(StrictSchema):
     query = fields.String(required=True, validate=validate.Length(min=1, max=10000))
-    top_k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    top_k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1, max=100))
     pipeline = fields.String(
         load_default=DEFAULT_PIPELINE,
         validate=validate.OneOf(sorted(PIPELINES), error="Pipeline must be one of: {choices}."),

@@ -32,6 +32,8 @@ def chunk_text(text: str, tokenizer: Tokenizer, size: int, overlap: int) -> list
     offsets: Sequence[tuple[int, int]] = encoding["offset_mapping"]
     word_ids: Sequence[int | None] = encoding.word_ids()
     n = len(offsets)
+    if n == 0:  # only characters the tokenizer drops (zero-width, control)
+        return []
     if n <= size:
         return [_span(text, offsets[0][0], offsets[-1][1])]
 

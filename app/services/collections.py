@@ -12,7 +12,8 @@ from app.models import Chunk, Collection, Document
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.pagination import paginate
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# \Z, not $: "$" also matches before a trailing newline.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}\Z"
 _NAME_RE = re.compile(NAME_PATTERN)
 INDEX_TYPES = ("flat",)
 
@@ -54,7 +55,8 @@ def create_collection(
 
 
 def get_collection(session: Session, tenant_id: str, name: str) -> Collection:
-    collection = _find(session, tenant_id, name)
+    # A name that could never have been created is not looked up at all.
+    collection = _find(session, tenant_id, name) if _NAME_RE.match(name) else None
     if collection is None:
         raise NotFound(f"No collection named {name!r}.")
     return collection

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Tenant, utcnow
+from app.models import ApiKey, Tenant, is_row_id, utcnow
 from app.services.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from app.services.pagination import paginate
 
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "admin")
 TIERS = ("free", "pro", "enterprise")
-_KEY_RE = re.compile(r"^(qk_[0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+_KEY_RE = re.compile(r"^(qk_[0-9a-f]{12})_[A-Za-z0-9_-]{43}\Z")
+_PREFIX_RE = re.compile(r"qk_[0-9a-f]{12}")
 _LAST_USED_EVERY = 60.0  # seconds between last_used_at writes per key and process
 
 
@@ -164,7 +165,7 @@ def list_keys(session: Session, tenant_id: str, *, limit: int, cursor: str | Non
 
 
 def get_key(session: Session, tenant_id: str, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
+    key = session.get(ApiKey, key_id) if is_row_id(key_id) else None
     if key is None or key.tenant_id != tenant_id:
         raise NotFound(f"No API key with id {key_id!r}.")
     return key
@@ -204,9 +205,11 @@ def rotate_key(
 
 def find_key(session: Session, id_or_prefix: str) -> ApiKey:
     """By id or visible prefix, across tenants: for the operator's CLI."""
-    key = session.get(ApiKey, id_or_prefix) or session.scalars(
-        select(ApiKey).where(ApiKey.prefix == id_or_prefix)
-    ).first()
+    key = None
+    if is_row_id(id_or_prefix):
+        key = session.get(ApiKey, id_or_prefix)
+    elif _PREFIX_RE.fullmatch(id_or_prefix):
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == id_or_prefix)).first()
     if key is None:
         raise NotFound(f"No API key with id or prefix {id_or_prefix!r}.")
     return key

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session
 
+from app.models import is_row_id
 from app.services.errors import ValidationFailed
 
 
@@ -22,7 +23,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(created), str(row_id)
+        if not is_row_id(row_id):
+            raise ValueError(row_id)
+        return datetime.fromisoformat(created), row_id
     except (ValueError, TypeError, json.JSONDecodeError):
         raise ValidationFailed(
             "The cursor is not one this API returned.",

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import Base
+from devstack.client import Client
 from tests.integration.corpora import unique
 from tests.integration.problems import PROBLEM
-from devstack.client import Client
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.processes import wait_until
 from tests.integration.corpora import large_corpus, unique
 from tests.integration.problems import assert_problem
-from devstack.processes import wait_until
 
 pytestmark = pytest.mark.integration
 

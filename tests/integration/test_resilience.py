@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 import time
 
-from tests.integration.corpora import large_corpus
+import pytest
+
 from devstack.processes import wait_until
+from tests.integration.corpora import large_corpus
 
 pytestmark = pytest.mark.integration
 

@@ -81,3 +81,8 @@ def test_a_word_longer_than_a_window_is_still_chunked(tokenizer):
 def test_invalid_sizes_are_refused(tokenizer, size, overlap):
     with pytest.raises(ValueError):
         chunk_text("some text", tokenizer, size=size, overlap=overlap)
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\x01\x02", "\u200b \u200b"])
+def test_text_without_a_single_token_is_no_chunk(tokenizer, text):
+    assert chunk_text(text, tokenizer, size=50, overlap=10) == []

@@ -27,7 +27,9 @@ def imported_modules(path: Path) -> set[str]:
 
 def python_files(relative: str) -> list[Path]:
     path = ROOT / relative
-    return [path] if path.is_file() else sorted(path.rglob("*.py"))
+    files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+    assert files, relative
+    return files
 
 
 @pytest.mark.parametrize("relative", BELOW_THE_WEB)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.models import Job, utcnow
-from app.services.jobs.kinds import JobStatus, TERMINAL
+from app.services.jobs.kinds import TERMINAL, JobStatus
 from app.services.jobs.submit import dispatch
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.models import Job, utcnow
+from app.models import Job, is_row_id, utcnow
 from app.services.errors import Conflict, NotFound
 from app.services.jobs.kinds import TERMINAL, JobStatus
 from app.services.jobs.transitions import transition
@@ -13,7 +13,7 @@ from app.services.pagination import paginate
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if is_row_id(job_id) else None
     if job is None or job.tenant_id != tenant_id:
         raise NotFound(f"No job with id {job_id!r}.")
     return job
