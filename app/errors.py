@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
+from sqlalchemy import exc as sa_exc
 from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
@@ -168,6 +169,21 @@ def handle_validation_error(error: ma.ValidationError) -> Response:
     return problem(422, detail, errors=errors)
 
 
+DATABASE_RETRY_AFTER = 5
+
+
+def handle_database_unavailable(error: Exception) -> Response:
+    """The database does not answer (down, restarting, unreachable, its pool
+    exhausted): the client may retry, as with a broker outage."""
+    log.error("database unavailable: %s", str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return problem(
+        503,
+        "The database is unavailable. Nothing was changed; try again shortly.",
+        code="service_unavailable",
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
+    )
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error")
     return problem(500, "The server failed to handle the request. It has been logged.")
@@ -177,4 +193,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(ma.ValidationError, handle_validation_error)
+    for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.register_error_handler(unavailable, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -47,13 +47,14 @@ def service(tmp_path_factory, database_url, redis_server):
 
 @pytest.fixture
 def new_stack(tmp_path_factory):
-    """A private stack (own Redis and database) for tests that break things."""
+    """A private stack (own Redis and database) for tests that break things.
+    `database_url` names an already migrated database to use instead."""
     made: list = []
 
-    def make(**env: str) -> Stack:
+    def make(database_url: str | None = None, **env: str) -> Stack:
         workdir = tmp_path_factory.mktemp("private")
         redis = RedisServer(workdir / "redis").start()
-        url, drop = create_database(workdir)
+        url, drop = (database_url, lambda: None) if database_url else create_database(workdir)
         stack = Stack(workdir, url, redis, **env)
         made.append((stack, redis, drop))
         stack.authenticate(stack.create_key("private", tier="enterprise"))
@@ -64,6 +65,22 @@ def new_stack(tmp_path_factory):
         stack.stop()
         redis.stop()
         drop()
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL server of the test's own, migrated, that it may stop."""
+    from app.cli import upgrade_database
+    from devstack.postgres import PostgresServer, postgres_binaries
+
+    if postgres_binaries() is None:
+        pytest.skip("no PostgreSQL binaries on this machine")
+    server = PostgresServer().init().start()
+    try:
+        upgrade_database(server.url)
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")

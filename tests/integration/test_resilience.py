@@ -8,6 +8,7 @@ import pytest
 
 from devstack.processes import wait_until
 from tests.integration.corpora import large_corpus
+from tests.integration.problems import assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +72,28 @@ def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
     hits = stack.search("crash", query=documents[123]["text"], top_k=20)["result"]["hits"]
     assert hits[0]["document_id"] == "doc-123"
     assert len({h["chunk_id"] for h in hits}) == len(hits) == 20
+
+
+def test_a_database_outage_is_503_on_every_route_and_passes(new_stack, private_postgres):
+    stack = new_stack(database_url=private_postgres.url)
+    stack.start_web()
+    assert stack.post("/api/v1/collections", json={"name": "kept"}).status_code == 201
+
+    private_postgres.stop()
+    for method, path, body in [
+        ("GET", "/api/v1/jobs", {}),
+        ("GET", "/api/v1/collections/kept", {}),
+        ("POST", "/api/v1/collections", {"json": {"name": "new"}}),
+        ("POST", "/api/v1/collections/kept/search", {"json": {"query": "anything"}}),
+        ("GET", "/api/v1/keys", {}),
+    ]:
+        response = stack.http.request(method, stack.url(path), timeout=30, **body)
+        assert_problem(response, 503, "service_unavailable")
+        assert int(response.headers["Retry-After"]) > 0
+    assert stack.get("/health/ready").status_code == 503
+    assert stack.get("/health").json()["components"]["database"]["status"] == "down"
+
+    private_postgres.start()
+    wait_until(lambda: stack.get("/health/ready").status_code == 200, 30, what="readiness")
+    assert stack.get("/api/v1/collections/kept").status_code == 200
+    assert stack.post("/api/v1/collections", json={"name": "after"}).status_code == 201
