@@ -25,6 +25,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # FAISS announces at INFO which CPU build it loaded, on every start.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     app = Flask(__name__)
     app.config.update(
         QUARRY_VERSION=__version__,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -52,17 +55,31 @@ def db_downgrade(revision: str) -> None:
     command.downgrade(alembic_config(), revision)
 
 
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A service's refusal is one line on stderr and exit code 1."""
+    from app.services.errors import ServiceError
+
+    try:
+        yield
+    except ServiceError as error:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors or [])
+        raise click.ClickException(detail or error.detail) from None
+
+
 @index_cli.command("rebuild")
 @click.argument("collection")
-@click.option("--tenant", default="default", show_default=True)
+@click.option("--tenant", required=True, help="The tenant's name.")
 def index_rebuild(collection: str, tenant: str) -> None:
     """Rebuild COLLECTION's FAISS index from its chunk rows."""
     from app.extensions import db
     from app.services.collections import get_collection
     from app.services.indexing import sync_collection_index
+    from app.services.keys import find_tenant
 
-    with db.session_scope() as session:
-        collection_id = get_collection(session, tenant, collection).id
+    with db.session_scope() as session, _one_line_errors():
+        owner = find_tenant(session, tenant)
+        collection_id = get_collection(session, owner.id, collection).id
     generation = sync_collection_index(collection_id, rebuild=True)
     click.echo(f"{collection}: rebuilt, generation {generation}")
 
@@ -92,22 +109,17 @@ def keys_create(tenant: str, scopes: str, tier: str, name: str, expires: str | N
     """Create an API key and print it (the only time it is shown)."""
     from app.extensions import db
     from app.services import keys
-    from app.services.errors import ServiceError
 
-    with db.session_scope() as session:
+    with db.session_scope() as session, _one_line_errors():
         owner = keys.ensure_tenant(session, tenant)
-        try:
-            key, plaintext = keys.create_key(
-                session,
-                owner.id,
-                name=name,
-                scopes=[s.strip() for s in scopes.split(",") if s.strip()],
-                tier=tier,
-                expires_at=_parse_expiry(expires),
-            )
-        except ServiceError as error:
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in error.errors or [])
-            raise click.ClickException(detail or error.detail) from None
+        key, plaintext = keys.create_key(
+            session,
+            owner.id,
+            name=name,
+            scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+            tier=tier,
+            expires_at=_parse_expiry(expires),
+        )
         click.echo(
             f"Created key {key.id} ({key.prefix}) for tenant {tenant!r}: "
             f"scopes {','.join(key.scopes)}, tier {key.tier}"
@@ -145,13 +157,9 @@ def keys_revoke(key: str) -> None:
     """Revoke KEY, given by id or prefix."""
     from app.extensions import db
     from app.services import keys
-    from app.services.errors import NotFound
 
-    with db.session_scope() as session:
-        try:
-            found = keys.find_key(session, key)
-        except NotFound as error:
-            raise click.ClickException(error.detail) from None
+    with db.session_scope() as session, _one_line_errors():
+        found = keys.find_key(session, key)
         keys.revoke_key(session, found.tenant_id, found.id)
         click.echo(f"revoked {found.id} ({found.prefix})")
 

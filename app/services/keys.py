@@ -72,6 +72,13 @@ def ensure_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
+def find_tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalars(select(Tenant).where(Tenant.name == name)).first()
+    if tenant is None:
+        raise NotFound(f"No tenant named {name!r}.")
+    return tenant
+
+
 # --- keys ---------------------------------------------------------------------
 
 
