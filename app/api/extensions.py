@@ -119,8 +119,10 @@ logging.getLogger("flask-limiter").addHandler(limiter_errors)
 api = QuarryApi()
 limiter = Limiter(
     key_func=_rate_limit_key,
-    default_limits=[_rate_limit_value],
-    default_limits_exempt_when=_not_api_request,
+    # One budget per key (per client IP without a valid key) shared by every
+    # /api/v1 route; default_limits would count each route separately.
+    application_limits=[_rate_limit_value],
+    application_limits_exempt_when=_not_api_request,
     headers_enabled=True,
     # If the limiter's Redis is down the API keeps answering, unlimited;
     # Flask-Limiter logs each failure (and app/errors.py counts them).

@@ -43,6 +43,18 @@ def test_the_request_past_the_limit_is_429_and_other_keys_are_unaffected(new_sta
     assert stack.get("/api/v1/collections").headers["X-RateLimit-Limit"] == "6000"
 
 
+def test_one_budget_per_key_across_every_route(new_stack):
+    stack = new_stack(RATE_LIMIT_FREE="6/minute")
+    stack.start_web()
+    client = stack.client(stack.create_key("t1", tier="free"))
+    assert client.post("/api/v1/collections", json={"name": "notes"}).status_code == 201
+    paths = ["/api/v1/collections", "/api/v1/jobs", "/api/v1/collections/notes", "/api/v1/jobs", "/api/v1/keys"]
+    remaining = [int(client.get(path).headers["X-RateLimit-Remaining"]) for path in paths]
+    assert remaining == [4, 3, 2, 1, 0]
+    for path in ("/api/v1/collections", "/api/v1/jobs", "/api/v1/collections/notes"):
+        assert client.get(path).status_code == 429, path
+
+
 def test_requests_without_a_valid_key_are_limited_per_ip(new_stack):
     stack = new_stack(RATE_LIMIT_ANONYMOUS="3/minute")
     stack.start_web()
