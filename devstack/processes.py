@@ -134,14 +134,14 @@ class Stack(Client):
         self.processes.append(process)
         return process
 
-    def start_web(self) -> "Stack":
+    def start_web(self, processes: int = 1, threads: int = 4) -> "Stack":
         self._spawn(
             [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
             "web.log",
             PORT=str(self.port),
             HOST="127.0.0.1",
-            WEB_CONCURRENCY="1",
-            WEB_THREADS="4",
+            WEB_CONCURRENCY=str(processes),
+            WEB_THREADS=str(threads),
         )
         wait_until(self._web_answers, 60, what="the web process")
         return self

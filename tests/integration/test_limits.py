@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -135,3 +137,21 @@ def test_in_flight_quota_and_queue_depth_push_back(new_stack):
     # Refused submits left no job behind: four were accepted, all still queued.
     jobs = stack.get("/api/v1/jobs", params={"collection": "busy", "limit": 100}).json()["items"]
     assert [j["status"] for j in jobs] == ["queued"] * 4
+
+
+def test_the_in_flight_quota_holds_under_concurrent_submits(new_stack):
+    stack = new_stack(INFLIGHT_JOBS_FREE="10", RATE_LIMIT_FREE="1000/minute")
+    stack.start_web(processes=2, threads=10)  # no worker: accepted jobs stay queued
+    client = stack.client(stack.create_key("t1", tier="free"))
+    assert client.post("/api/v1/collections", json={"name": "race"}).status_code == 201
+    start = threading.Barrier(20)
+
+    def submit(_):
+        start.wait()
+        return client.post("/api/v1/collections/race/search", json={"query": "q"}).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(submit, range(20)))
+    assert sorted(codes) == [202] * 10 + [429] * 10
+    queued = client.get("/api/v1/jobs", params={"status": "queued", "limit": 100}).json()["items"]
+    assert len(queued) == 10

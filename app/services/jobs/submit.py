@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.extensions import celery
-from app.models import Collection, Job
+from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
 from app.services.jobs.kinds import ACTIVE, JobStatus, job_queues, kind_of
 from app.services.jobs.transitions import transition
@@ -97,6 +97,10 @@ def admit(session: Session, principal: Principal) -> None:
     """Backpressure before a job is accepted: the key's in-flight quota, then
     the broker's queue depth. Raises instead of letting work pile up."""
     quota = settings.inflight_jobs[principal.tier]
+    # Count-then-insert is atomic per key: the key's row stays locked until
+    # the caller commits the new job (PostgreSQL); SQLite's write transaction
+    # (BEGIN IMMEDIATE) already admits one submit at a time.
+    session.execute(select(ApiKey.id).where(ApiKey.id == principal.key_id).with_for_update())
     in_flight = session.scalar(
         select(func.count())
         .select_from(Job)
