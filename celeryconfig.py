@@ -54,6 +54,10 @@ beat_schedule = {
         "task": "quarry.maintenance.recover_stuck_jobs",
         "schedule": float(settings.recovery_interval_seconds),
     },
+    "sweep-staged-uploads": {
+        "task": "quarry.maintenance.sweep_staged_uploads",
+        "schedule": 3600.0,
+    },
     "purge-expired-jobs": {
         "task": "quarry.maintenance.purge_expired_jobs",
         "schedule": 3600.0,

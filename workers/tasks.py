@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.extensions import celery, db
-from app.services import jobs
+from app.services import jobs, staging
 
 
 def _job_task(kind: jobs.JobKind):
@@ -38,3 +38,9 @@ def recover_stuck_jobs() -> int:
 def purge_expired_jobs() -> int:
     with db.session_scope() as session:
         return jobs.purge_expired_jobs(session)
+
+
+@celery.task(name="quarry.maintenance.sweep_staged_uploads")
+def sweep_staged_uploads() -> int:
+    with db.session_scope() as session:
+        return len(staging.sweep_staged_uploads(session))

@@ -87,6 +87,21 @@ def content_hash(text: str) -> str:
 
 
 def run_ingest(ctx: JobContext) -> dict[str, Any]:
+    """The job's handler. The staged upload is removed whenever the job ends
+    (succeeded, failed or cancelled), but kept for the worker that takes over
+    when this one lost its lease."""
+    taken_over = False
+    try:
+        return _ingest(ctx)
+    except JobStopped:
+        taken_over = True
+        raise
+    finally:
+        if not taken_over:
+            remove_staged_files(ctx.job_id)
+
+
+def _ingest(ctx: JobContext) -> dict[str, Any]:
     with db.session_scope() as session:
         if session.get(Collection, ctx.collection_id) is None:
             raise JobFailure("not_found", "The collection was deleted before the job ran.")
@@ -100,16 +115,8 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
     except JobCancelled:
         # What was committed stays, and is made searchable.
         ctx.partial_result = tally.as_result(sync_collection_index(ctx.collection_id))
-        remove_staged_files(ctx.job_id)
         raise
-    except JobStopped:
-        raise  # another worker took the job over and needs the staged files
-    except BaseException:
-        remove_staged_files(ctx.job_id)  # the job fails: nothing will read them again
-        raise
-    generation = sync_collection_index(ctx.collection_id)
-    remove_staged_files(ctx.job_id)
-    return tally.as_result(generation)
+    return tally.as_result(sync_collection_index(ctx.collection_id))
 
 
 def _ingest_batch(

@@ -12,13 +12,15 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import settings
-from app.models import Collection, Job
+from app.models import Collection, Job, utcnow
 from app.search.extract import SUPPORTED_EXTENSIONS, is_supported
 from app.services import jobs
 from app.services.collections import get_or_create_collection
@@ -90,6 +92,30 @@ def staged_path(job_id: str, relative: str) -> Path:
 
 def remove_staged_files(job_id: str) -> None:
     shutil.rmtree(_staging_dir(job_id), ignore_errors=True)
+
+
+ORPHAN_AGE = timedelta(days=1)
+
+
+def sweep_staged_uploads(session: Session, *, now: datetime | None = None) -> list[str]:
+    """Beat's clean-up: remove the uploads of jobs that ended without their
+    worker removing them (cancelled while queued, say), and folders with no
+    job that are older than a day (a submit that died half-way). A younger
+    folder without a job may be a submit still in progress."""
+    root = settings.upload_dir
+    if not root.is_dir():
+        return []
+    folders = {path.name: path for path in root.iterdir() if path.is_dir()}
+    status_of = dict(session.execute(select(Job.id, Job.status).where(Job.id.in_(list(folders)))).all())
+    cutoff = ((now or utcnow()) - ORPHAN_AGE).timestamp()
+    removed = []
+    for name, path in folders.items():
+        status = status_of.get(name)
+        if status in jobs.ACTIVE or (status is None and path.stat().st_mtime > cutoff):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 def _collection_for_upload(session: Session, principal: Principal, name: str) -> Collection:

@@ -4,6 +4,7 @@ idempotent re-runs, content-hash dedupe, generation numbers, rebuilds."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from datetime import timedelta
@@ -141,3 +142,30 @@ def test_sync_without_changes_keeps_the_generation(runtime, collection):
     assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     assert sync_collection_index(collection.id) == 1
     assert sync_collection_index(collection.id, rebuild=True) == 2
+
+
+def test_a_failed_ingest_removes_its_staged_upload(runtime, collection):
+    job_id = submit(runtime, collection, DOCS)
+    with runtime.session_scope() as session:  # the collection goes away before the job runs
+        session.delete(session.get(Collection, collection.id))
+        session.commit()
+    assert jobs.run(job_id) == "failed"
+    assert not (settings.upload_dir / job_id).exists()
+
+
+def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection):
+    cancelled, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
+    with runtime.session_scope() as session:
+        jobs.cancel_job(session, "default", cancelled)
+    old_orphan, new_orphan = settings.upload_dir / uuid.uuid4().hex, settings.upload_dir / uuid.uuid4().hex
+    for orphan in (old_orphan, new_orphan):
+        orphan.mkdir()
+    two_days_ago = (utcnow() - timedelta(days=2)).timestamp()
+    os.utime(old_orphan, (two_days_ago, two_days_ago))
+
+    with runtime.session_scope() as session:
+        removed = staging.sweep_staged_uploads(session)
+    assert {cancelled, old_orphan.name} <= set(removed)
+    assert not (settings.upload_dir / cancelled).exists() and not old_orphan.exists()
+    # A queued job still needs its upload; a fresh folder may be a submit in progress.
+    assert (settings.upload_dir / waiting).exists() and new_orphan.exists()
