@@ -66,3 +66,7 @@ beat_schedule = {
 
 # Pool size; torch threads per child are sized from it (workers/signals.py).
 worker_concurrency = settings.worker_concurrency
+# A new pool process loads the embedding model before it reports for work,
+# which takes far longer than billiard's 4 s default; a replacement for a
+# killed child would otherwise be killed in turn, again and again.
+worker_proc_alive_timeout = float(settings.worker_start_timeout_seconds)

@@ -60,6 +60,7 @@ class Settings:
     job_retention_days: int
     broker_visibility_timeout: int
     worker_concurrency: int
+    worker_start_timeout_seconds: int
     log_level: str
     ratelimit_storage_url: str
     rate_limits: dict[str, str]
@@ -96,6 +97,7 @@ class Settings:
             job_retention_days=_int("JOB_RETENTION_DAYS", 30),
             broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", 7200),
             worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
+            worker_start_timeout_seconds=_int("WORKER_START_TIMEOUT_SECONDS", 120),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
             ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL", redis_url),
             # Requests per key by tier, and per client IP for requests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from celery.signals import worker_process_init, worker_ready
 
@@ -25,7 +26,9 @@ def _load_model_in_child(**_kwargs) -> None:
         db.engine.dispose(close=False)
     cores = os.cpu_count() or 1
     set_torch_threads(max(1, cores // max(1, settings.worker_concurrency)))
+    started = time.monotonic()
     embedder()
+    log.info("pool process %d ready: model loaded in %.1f s", os.getpid(), time.monotonic() - started)
 
 
 @worker_ready.connect

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +100,29 @@ def test_a_database_outage_is_503_on_every_route_and_passes(new_stack, private_p
     wait_until(lambda: stack.get("/health/ready").status_code == 200, 30, what="readiness")
     assert stack.get("/api/v1/collections/kept").status_code == 200
     assert stack.post("/api/v1/collections", json={"name": "after"}).status_code == 201
+
+
+def pool_children(worker) -> set[int]:
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def test_a_killed_pool_child_is_replaced_and_takes_work(new_stack):
+    stack = new_stack()
+    stack.start_web()
+    worker = stack.start_worker(concurrency=2)
+    log = stack.workdir / "worker1.log"
+    ready_lines = lambda: log.read_text().count("pool process")  # noqa: E731
+    wait_until(lambda: ready_lines() == 2, 120, what="both pool processes")
+    victim = sorted(pool_children(worker))[0]
+
+    os.kill(victim, signal.SIGKILL)
+    # The replacement loads the model (longer than billiard's default 4 s
+    # start-up allowance) and must then be kept, not killed and replaced.
+    wait_until(lambda: ready_lines() == 3, 120, what="the replacement pool process")
+    time.sleep(2)
+    assert len(pool_children(worker) - {victim}) == 2
+    assert "Timed out waiting for UP message" not in log.read_text()
+    assert stack.post("/api/v1/collections", json={"name": "after"}).status_code == 201
+    for query in ("one", "two", "three", "four"):
+        assert stack.search("after", query=query)["status"] == "succeeded"
