@@ -3,6 +3,7 @@
 from kombu import Queue
 
 from app.config import settings
+from app.services.jobs.broker import NORMAL_PRIORITY, RECOVERY_PRIORITY
 from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, job_queues
 
 broker_url = settings.celery_broker_url
@@ -11,6 +12,9 @@ broker_transport_options = {
     # A message whose worker died is handed out again after this long; the job
     # lease (JOB_LEASE_SECONDS) recovers it much sooner, see services/jobs.py.
     "visibility_timeout": settings.broker_visibility_timeout,
+    # One list per priority step, the highest (0) taken first: recovery
+    # re-sends jobs at a higher priority than new ones (jobs/broker.py).
+    "priority_steps": [0, 3, 6, 9],
     "socket_connect_timeout": 2,
 }
 # Submits must fail fast when the broker is down: the API answers 503.
@@ -41,6 +45,7 @@ task_routes = {
     **{kind.task: {"queue": kind.queue} for kind in KINDS.values()},
     "quarry.maintenance.*": {"queue": MAINTENANCE_QUEUE},
 }
+task_default_priority = NORMAL_PRIORITY
 task_soft_time_limit = settings.job_time_limit_seconds
 task_time_limit = settings.job_time_limit_seconds + 60
 
@@ -53,6 +58,7 @@ beat_schedule = {
     "recover-stuck-jobs": {
         "task": "quarry.maintenance.recover_stuck_jobs",
         "schedule": float(settings.recovery_interval_seconds),
+        "options": {"priority": RECOVERY_PRIORITY},
     },
     "sweep-staged-uploads": {
         "task": "quarry.maintenance.sweep_staged_uploads",

@@ -10,6 +10,7 @@ from celery.signals import worker_process_init, worker_ready
 
 from app.config import settings
 from app.extensions import celery, db
+from app.services.jobs.broker import RECOVERY_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -35,4 +36,4 @@ def _load_model_in_child(**_kwargs) -> None:
 def _recover_on_start(**_kwargs) -> None:
     """A worker that starts after a crash picks up the jobs the dead one held
     as soon as their leases run out, without waiting for beat."""
-    celery.send_task("quarry.maintenance.recover_stuck_jobs")
+    celery.send_task("quarry.maintenance.recover_stuck_jobs", priority=RECOVERY_PRIORITY)

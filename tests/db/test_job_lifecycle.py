@@ -4,18 +4,22 @@ next checkpoint. Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 import redis
 from sqlalchemy import update
 
+from app.config import settings
 from app.models import Job, utcnow
 from app.services import jobs
 from app.services.errors import Conflict, JobFailure, NotFound
 from app.services.jobs import JobStatus
 from app.services.keys import SCOPES, Principal
 
+# Where kombu keeps ingest messages of the normal priority (5 rounds to step 3).
+NORMAL_LIST = "ingest\x06\x163"
 PRINCIPAL = Principal("default", "lifecycle-key", frozenset(SCOPES), "enterprise")
 
 
@@ -131,22 +135,38 @@ def test_a_job_whose_worker_keeps_dying_is_failed_not_retried_forever(db):
     assert job.status == JobStatus.FAILED and job.attempts == jobs.MAX_ATTEMPTS
 
 
-def test_recovery_resends_jobs_whose_worker_died(db, redis_server):
+def test_recovery_resends_jobs_whose_worker_died_ahead_of_the_backlog(db, redis_server):
     client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
-    client.delete("ingest")
+    client.flushdb()
     dead, alive = new_job(db, "ingest"), new_job(db, "ingest")
-    client.delete("ingest")  # the submits' own messages
     claim(db, dead, "worker-a")
     claim(db, alive, "worker-b")
     long_ago = utcnow() - timedelta(minutes=10)
     expire_lease(db, dead, updated_at=long_ago)
+    backlog = client.llen(NORMAL_LIST)  # the submits' own messages
 
     with db.session_scope() as session:
         resent = jobs.recover_stuck_jobs(session)
     assert dead in resent and alive not in resent
-    assert client.llen("ingest") == 1
+    # The re-sent message goes to the highest-priority list, which workers
+    # take from before the backlog in the normal one.
+    assert client.llen("ingest") == 1 and client.llen(NORMAL_LIST) == backlog == 2
     with db.session_scope() as session:  # not again on the very next sweep
         assert dead not in jobs.recover_stuck_jobs(session)
+
+
+def test_a_queued_job_is_resent_only_when_its_queue_is_empty(db, redis_server):
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
+    client.flushdb()
+    waiting = new_job(db, "ingest")  # its message waits in the queue
+    later = utcnow() + timedelta(seconds=settings.stuck_queued_seconds + 1)
+    with db.session_scope() as session:
+        assert waiting not in jobs.recover_stuck_jobs(session, now=later)
+    client.flushdb()  # the message is lost (the broker lost its data)
+    with db.session_scope() as session:
+        assert waiting in jobs.recover_stuck_jobs(session, now=later)
+    messages = [json.loads(raw)["headers"]["id"] for raw in client.lrange("ingest", 0, -1)]
+    assert waiting in messages
 
 
 # --- cancel -------------------------------------------------------------------

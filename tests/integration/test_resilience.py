@@ -126,3 +126,36 @@ def test_a_killed_pool_child_is_replaced_and_takes_work(new_stack):
     assert stack.post("/api/v1/collections", json={"name": "after"}).status_code == 201
     for query in ("one", "two", "three", "four"):
         assert stack.search("after", query=query)["status"] == "succeeded"
+
+
+def test_a_recovered_job_runs_ahead_of_a_200_job_backlog(new_stack):
+    stack = new_stack(JOB_LEASE_SECONDS="4")
+    stack.start_web()
+    worker = stack.start_worker()
+    big = stack.post("/api/v1/collections/backlog/documents", json={"documents": large_corpus(300)}).json()
+    wait_until(
+        lambda: stack.get(f"/api/v1/jobs/{big['id']}").json()["progress"]["processed"] > 0,
+        120, interval=0.05, what="ingest progress",
+    )
+    for i in range(200):  # the backlog, queued behind the running job
+        small = {"documents": [{"id": f"small-{i}", "text": f"Small note number {i}."}]}
+        assert stack.post("/api/v1/collections/backlog/documents", json=small).status_code == 202
+    stack.kill(worker)
+    time.sleep(5)  # the dead worker's lease runs out
+    stack.start_worker()  # its start-up recovery re-sends the job
+
+    assert stack.wait_job(big["id"], timeout=300)["status"] == "succeeded"
+    still_queued = queued_jobs(stack)
+    # Re-sent behind the backlog, the job would have finished last.
+    assert still_queued >= 150, f"only {still_queued} of 200 backlog jobs were still queued"
+
+
+def queued_jobs(stack) -> int:
+    count, cursor = 0, None
+    while True:
+        params = {"status": "queued", "limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = stack.get("/api/v1/jobs", params=params).json()
+        count += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return count

@@ -10,19 +10,17 @@ the result cache plug in here.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
-from kombu.exceptions import ChannelError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import settings
-from app.extensions import celery
 from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
-from app.services.jobs.kinds import ACTIVE, JobStatus, job_queues, kind_of
+from app.services.jobs.broker import dispatch, queue_depth
+from app.services.jobs.kinds import ACTIVE, JobStatus
 from app.services.jobs.transitions import transition
 from app.services.keys import Principal
 
@@ -87,12 +85,6 @@ def send(session: Session, job: Job) -> None:
         ) from exc
 
 
-def dispatch(job_id: str, job_type: str) -> None:
-    """Put a job's message on its kind's queue (a first send or a re-send)."""
-    kind = kind_of(job_type)
-    celery.send_task(kind.task, args=[job_id], task_id=job_id, queue=kind.queue)
-
-
 def admit(session: Session, principal: Principal) -> None:
     """Backpressure before a job is accepted: the key's in-flight quota, then
     the broker's queue depth. Raises instead of letting work pile up."""
@@ -117,30 +109,3 @@ def admit(session: Session, principal: Principal) -> None:
         raise ServiceUnavailable(
             "The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER
         )
-
-
-_depth_cache: tuple[float, int | None] = (0.0, None)
-
-
-def queue_depth() -> int | None:
-    """Messages waiting in the job queues (cached for a second); None when the
-    broker cannot say, in which case send() will answer for it."""
-    global _depth_cache
-    checked, depth = _depth_cache
-    if time.monotonic() - checked < 1.0:
-        return depth
-    try:
-        with celery.connection_for_write() as connection:
-            depth = sum(_queue_size(connection, name) for name in job_queues())
-    except Exception as exc:
-        log.warning("queue depth unavailable: %s", exc)
-        depth = None
-    _depth_cache = (time.monotonic(), depth)
-    return depth
-
-
-def _queue_size(connection, name: str) -> int:
-    try:
-        return connection.default_channel.queue_declare(queue=name, passive=True).message_count
-    except ChannelError:  # never declared yet, so nothing waits in it
-        return 0
