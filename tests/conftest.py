@@ -31,10 +31,13 @@ def database_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, database_url, redis_server):
-    """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests."""
+    """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests.
+    Requests without a valid key share one budget per client IP, and every
+    test's come from 127.0.0.1: the limits themselves are tested on private
+    stacks (test_limits.py)."""
     stack = Stack(
         tmp_path_factory.mktemp("stack"), database_url, redis_server,
-        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3",
+        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RATE_LIMIT_ANONYMOUS="100000/minute",
     )
     try:
         stack.authenticate(stack.create_key("main", tier="enterprise"))
