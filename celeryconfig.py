@@ -4,7 +4,7 @@ from kombu import Queue
 
 from app.config import settings
 from app.services.jobs.broker import NORMAL_PRIORITY, RECOVERY_PRIORITY
-from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, job_queues
+from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, worker_queues
 
 broker_url = settings.celery_broker_url
 broker_connection_retry_on_startup = True
@@ -39,11 +39,12 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
 # Queues and routes come from the registry of job kinds.
-task_queues = tuple(Queue(name) for name in job_queues())
+task_queues = tuple(Queue(name) for name in worker_queues())
 task_default_queue = MAINTENANCE_QUEUE
 task_routes = {
     **{kind.task: {"queue": kind.queue} for kind in KINDS.values()},
     "quarry.maintenance.*": {"queue": MAINTENANCE_QUEUE},
+    "quarry.webhooks.*": {"queue": WEBHOOKS_QUEUE},
 }
 task_default_priority = NORMAL_PRIORITY
 task_soft_time_limit = settings.job_time_limit_seconds
@@ -58,6 +59,11 @@ beat_schedule = {
     "recover-stuck-jobs": {
         "task": "quarry.maintenance.recover_stuck_jobs",
         "schedule": float(settings.recovery_interval_seconds),
+        "options": {"priority": RECOVERY_PRIORITY},
+    },
+    "sweep-webhook-deliveries": {
+        "task": "quarry.webhooks.sweep_due_deliveries",
+        "schedule": float(settings.webhook_sweep_interval_seconds),
         "options": {"priority": RECOVERY_PRIORITY},
     },
     "sweep-staged-uploads": {

@@ -36,6 +36,23 @@ def _bool(name: str, default: bool) -> bool:
     return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
 
+def _float(name: str, default: float) -> float:
+    try:
+        return float(_env(name, str(default)))
+    except ValueError:
+        raise RuntimeError(f"{name} must be a number") from None
+
+
+def _delays(name: str, default: str) -> tuple[int, ...]:
+    try:
+        delays = tuple(int(part) for part in _env(name, default).split(","))
+    except ValueError:
+        raise RuntimeError(f"{name} must be comma-separated whole seconds") from None
+    if not delays or min(delays) < 0:
+        raise RuntimeError(f"{name} must list one or more delays of 0 seconds or more")
+    return delays
+
+
 def _path(name: str, default: Path) -> Path:
     return Path(_env(name, str(default))).expanduser().resolve()
 
@@ -68,6 +85,12 @@ class Settings:
     queue_depth_limit: int
     key_rotation_grace_seconds: int
     trusted_proxy_count: int
+    webhook_retry_schedule: tuple[int, ...]
+    webhook_secret_grace_seconds: int
+    webhook_progress_interval_seconds: float
+    webhook_disable_after_hours: float
+    webhook_allow_private_networks: bool
+    webhook_sweep_interval_seconds: int
     web_host: str
     web_port: int
     web_concurrency: int
@@ -117,6 +140,13 @@ class Settings:
             queue_depth_limit=_int("QUEUE_DEPTH_LIMIT", 10000),
             key_rotation_grace_seconds=_int("KEY_ROTATION_GRACE_SECONDS", 86400),
             trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),
+            # Delays in seconds before each attempt; its length is the number of attempts.
+            webhook_retry_schedule=_delays("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000"),
+            webhook_secret_grace_seconds=_int("WEBHOOK_SECRET_GRACE_SECONDS", 86400),
+            webhook_progress_interval_seconds=_float("WEBHOOK_PROGRESS_INTERVAL_SECONDS", 2.0),
+            webhook_disable_after_hours=_float("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
+            webhook_allow_private_networks=_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
+            webhook_sweep_interval_seconds=_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 10),
             web_host=_env("HOST", "0.0.0.0"),
             web_port=_int("PORT", 8000),
             web_concurrency=_int("WEB_CONCURRENCY", 2),

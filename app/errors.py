@@ -7,8 +7,8 @@ from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
-from sqlalchemy import exc as sa_exc
 from flask import Flask, Response, current_app, g, json, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from app.services.errors import ServiceError

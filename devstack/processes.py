@@ -17,7 +17,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from app.services.jobs import job_queues
+from app.services.jobs import worker_queues
 from devstack.client import Client
 from devstack.waiting import wait_until
 
@@ -157,7 +157,7 @@ class Stack(Client):
         log_name = f"worker{self._workers}.log"
         process = self._spawn(
             [
-                str(BIN / "celery"), "-A", "workers", "worker", "-Q", ",".join(job_queues()),
+                str(BIN / "celery"), "-A", "workers", "worker", "-Q", ",".join(worker_queues()),
                 "--concurrency", str(concurrency), "-n", f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
@@ -166,6 +166,18 @@ class Stack(Client):
         )
         log_path = self.workdir / log_name
         wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")
+        return process
+
+    def start_beat(self) -> subprocess.Popen:
+        log_path = self.workdir / "beat.log"
+        process = self._spawn(
+            [
+                str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO",
+                "--schedule", str(self.workdir / "celerybeat-schedule"),
+            ],
+            "beat.log",
+        )
+        wait_until(lambda: log_path.exists() and b"beat: Starting" in log_path.read_bytes(), 60, what="Celery beat")
         return process
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

@@ -29,6 +29,15 @@ def database_url(tmp_path_factory):
     drop()
 
 
+# Receivers in the tests listen on 127.0.0.1; retries come within seconds.
+WEBHOOK_TEST_SETTINGS = {
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+    "WEBHOOK_RETRY_SCHEDULE": "0,1,1,1,1",
+    "WEBHOOK_PROGRESS_INTERVAL_SECONDS": "1",
+    "WEBHOOK_SWEEP_INTERVAL_SECONDS": "1",
+}
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, database_url, redis_server):
     """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests.
@@ -38,11 +47,13 @@ def service(tmp_path_factory, database_url, redis_server):
     stack = Stack(
         tmp_path_factory.mktemp("stack"), database_url, redis_server,
         MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RATE_LIMIT_ANONYMOUS="100000/minute",
+        **WEBHOOK_TEST_SETTINGS,
     )
     try:
         stack.authenticate(stack.create_key("main", tier="enterprise"))
         stack.start_web()
         stack.start_worker(concurrency=2)
+        stack.start_beat()
         yield stack
     finally:
         stack.stop()

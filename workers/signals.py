@@ -34,6 +34,8 @@ def _load_model_in_child(**_kwargs) -> None:
 
 @worker_ready.connect
 def _recover_on_start(**_kwargs) -> None:
-    """A worker that starts after a crash picks up the jobs the dead one held
-    as soon as their leases run out, without waiting for beat."""
+    """A worker that starts after a crash picks up the jobs (and webhook
+    deliveries) the dead one held as soon as their leases run out, without
+    waiting for beat."""
     celery.send_task("quarry.maintenance.recover_stuck_jobs", priority=RECOVERY_PRIORITY)
+    celery.send_task("quarry.webhooks.sweep_due_deliveries", priority=RECOVERY_PRIORITY)

@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.extensions import celery, db
 from app.services import jobs, staging
+from app.services.webhooks import delivery as webhook_delivery
 
 
 def _job_task(kind: jobs.JobKind):
@@ -44,3 +45,14 @@ def purge_expired_jobs() -> int:
 def sweep_staged_uploads() -> int:
     with db.session_scope() as session:
         return len(staging.sweep_staged_uploads(session))
+
+
+@celery.task(name="quarry.webhooks.deliver")
+def deliver_webhook(delivery_id: str) -> str:
+    return webhook_delivery.deliver(delivery_id)
+
+
+@celery.task(name="quarry.webhooks.sweep_due_deliveries")
+def sweep_due_deliveries() -> int:
+    with db.session_scope() as session:
+        return webhook_delivery.sweep_due_deliveries(session)

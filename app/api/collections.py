@@ -9,6 +9,7 @@ from flask_smorest import abort
 from app.api import API_PREFIX, accepted
 from app.api.extensions import Blueprint
 from app.api.schemas import (
+    CallbackSchema,
     CollectionCreateSchema,
     CollectionPageSchema,
     CollectionSchema,
@@ -92,10 +93,11 @@ def upload_documents(name: str):
                 "The multipart body has no `files` part.",
                 errors=[{"field": "files", "message": "Attach one or more files."}],
             )
-        job = staging.submit_files(db.session, principal, name, uploads, _form_metadata())
+        job = staging.submit_files(db.session, principal, name, uploads, _form_metadata(), _form_callback())
     elif request.is_json:
         body = DocumentsInSchema().load(_json_body())
-        job = staging.submit_documents(db.session, principal, name, body["documents"])
+        documents = body.pop("documents")
+        job = staging.submit_documents(db.session, principal, name, documents, callback=body)
     else:
         raise UnsupportedMediaType(
             "Send application/json documents or multipart/form-data files."
@@ -119,6 +121,11 @@ def _json_body():
     if body is None:
         abort(400, message="The body is not valid JSON.")
     return body
+
+
+def _form_callback() -> dict:
+    form = {"callback_url": request.form.get("callback_url"), "callback_events": request.form.getlist("callback_events")}
+    return CallbackSchema().load({k: v for k, v in form.items() if v})
 
 
 def _form_metadata() -> dict:

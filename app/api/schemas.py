@@ -14,6 +14,7 @@ from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
 from app.services.jobs import JOB_TYPES, STATUSES
 from app.services.keys import SCOPES, TIERS
+from app.services.webhooks.events import JOB_EVENTS
 
 # Text no database stores faithfully: NUL (PostgreSQL refuses it) and
 # unpaired UTF-16 surrogates (no UTF-8 encoding exists for them).
@@ -131,6 +132,24 @@ class JobSchema(ma.Schema):
 JobPageSchema = page_schema(JobSchema, "JobPage")
 
 
+# --- callbacks ------------------------------------------------------------------
+
+
+class CallbackSchema(StrictSchema):
+    """A job's own receiver: its events are POSTed there, signed with the
+    tenant's secret (GET /api/v1/webhooks/secret)."""
+
+    callback_url = fields.String(
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": "http(s) URL that receives this job's events"},
+    )
+    callback_events = fields.List(
+        fields.String(validate=validate.OneOf(JOB_EVENTS, error="Event type must be one of: {choices}.")),
+        validate=validate.Length(min=1),
+        metadata={"description": "Which events (default: job.succeeded, job.failed, job.cancelled)"},
+    )
+
+
 # --- collections ---------------------------------------------------------------
 
 
@@ -171,7 +190,7 @@ class DocumentInSchema(StrictSchema):
             raise ma.ValidationError("Text must not be blank.")
 
 
-class DocumentsInSchema(StrictSchema):
+class DocumentsInSchema(CallbackSchema):
     documents = fields.List(
         fields.Nested(DocumentInSchema), required=True, validate=validate.Length(min=1, max=10000)
     )
@@ -182,12 +201,14 @@ class FilesInSchema(ma.Schema):
 
     files = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True)
     metadata = fields.String(metadata={"description": "JSON object applied to every file's metadata"})
+    callback_url = fields.String(metadata={"description": "http(s) URL that receives this job's events"})
+    callback_events = fields.List(fields.String(), metadata={"description": "Which events; one part each"})
 
 
 # --- search --------------------------------------------------------------------
 
 
-class SearchRequestSchema(StrictSchema):
+class SearchRequestSchema(CallbackSchema):
     query = fields.String(required=True, validate=validate.Length(min=1, max=10000))
     top_k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1, max=100))
     pipeline = fields.String(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.extensions import celery, db, redis_store
+from app.services.webhooks.delivery import delivery_stats
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ def live_workers(timeout: float = 0.5) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
+def webhook_state() -> dict[str, Any]:
+    with db.session_scope() as session:
+        return delivery_stats(session)
+
+
 def report(version: str, uptime_s: float, limiter_state: dict[str, Any]) -> dict[str, Any]:
     """`limiter_state` comes from the web layer, which owns the rate limiter."""
     database = database_ok()
@@ -71,5 +77,6 @@ def report(version: str, uptime_s: float, limiter_state: dict[str, Any]) -> dict
             "workers": {"status": "up" if workers else "down", "count": len(workers), "names": workers},
             "pipelines": {"dense": pipeline_status},
             "rate_limiter": limiter_state,
+            "webhooks": webhook_state() if database else {"status": "unknown"},
         },
     }

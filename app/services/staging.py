@@ -39,14 +39,18 @@ class Upload:
 
 
 def submit_documents(
-    session: Session, principal: Principal, collection_name: str, documents: list[dict[str, Any]]
+    session: Session,
+    principal: Principal,
+    collection_name: str,
+    documents: list[dict[str, Any]],
+    callback: dict[str, Any] | None = None,
 ) -> Job:
     collection = _collection_for_upload(session, principal, collection_name)
     job_id = uuid.uuid4().hex
     with _staging(job_id) as staging:
         (staging / "documents.json").write_text(json.dumps(documents))
         sources = [{"kind": "documents", "path": "documents.json"}]
-        return _submit(session, principal, collection, job_id, sources, total=len(documents))
+        return _submit(session, principal, collection, job_id, sources, callback, total=len(documents))
 
 
 def submit_files(
@@ -55,6 +59,7 @@ def submit_files(
     collection_name: str,
     uploads: list[Upload],
     metadata: dict[str, Any] | None = None,
+    callback: dict[str, Any] | None = None,
 ) -> Job:
     for upload in uploads:  # refuse the whole request before writing anything
         if not upload.filename:
@@ -83,7 +88,7 @@ def submit_files(
                     "metadata": metadata or {},
                 }
             )
-        return _submit(session, principal, collection, job_id, sources, total=len(sources))
+        return _submit(session, principal, collection, job_id, sources, callback, total=len(sources))
 
 
 def staged_path(job_id: str, relative: str) -> Path:
@@ -130,12 +135,13 @@ def _submit(
     collection: Collection,
     job_id: str,
     sources: list[dict[str, Any]],
+    callback: dict[str, Any] | None,
     *,
     total: int,
 ) -> Job:
+    params = {"sources": sources, **(callback or {})}
     return jobs.submit(
-        session, principal, "ingest",
-        params={"sources": sources}, collection=collection, total=total, job_id=job_id,
+        session, principal, "ingest", params=params, collection=collection, total=total, job_id=job_id
     )
 
 

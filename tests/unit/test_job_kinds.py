@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import celeryconfig
-from app.services.jobs import KINDS, job_queues
+from app.services.jobs import KINDS, worker_queues
 from app.services.jobs.runner import handler_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,13 +20,13 @@ def procfile_worker_queues() -> set[str]:
 
 
 def test_the_procfile_worker_consumes_every_queue_the_registry_names():
-    assert procfile_worker_queues() == set(job_queues())
+    assert procfile_worker_queues() == set(worker_queues())
 
 
 def test_celery_routes_each_kind_to_its_queue():
     for kind in KINDS.values():
         assert celeryconfig.task_routes[kind.task] == {"queue": kind.queue}
-    assert {queue.name for queue in celeryconfig.task_queues} == set(job_queues())
+    assert {queue.name for queue in celeryconfig.task_queues} == set(worker_queues())
 
 
 def test_every_kind_names_a_handler_that_exists():

@@ -56,6 +56,8 @@ KINDS: dict[str, JobKind] = {
 JOB_TYPES = tuple(KINDS)
 # Short housekeeping tasks share the fast lane with searches.
 MAINTENANCE_QUEUE = "search"
+# Webhook deliveries have their own lane: a slow receiver never holds up a job.
+WEBHOOKS_QUEUE = "webhooks"
 
 
 def kind_of(job_type: str) -> JobKind:
@@ -63,5 +65,10 @@ def kind_of(job_type: str) -> JobKind:
 
 
 def job_queues() -> tuple[str, ...]:
-    """Every queue a worker must consume, in a stable order."""
+    """The queues jobs wait in, in a stable order."""
     return tuple(dict.fromkeys([*(kind.queue for kind in KINDS.values()), MAINTENANCE_QUEUE]))
+
+
+def worker_queues() -> tuple[str, ...]:
+    """Every queue a worker must consume (the Procfile's -Q list)."""
+    return (*job_queues(), WEBHOOKS_QUEUE)

@@ -27,6 +27,7 @@ from app.models import Job, utcnow
 from app.services.errors import JobFailure
 from app.services.jobs.kinds import ACTIVE, JobStatus, kind_of
 from app.services.jobs.transitions import transition
+from app.services.webhooks.events import record_progress_if_due
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class JobContext:
                 .values(**values)
                 .returning(Job.cancel_requested_at)
             ).first()
+            if cancel_requested is not None:
+                record_progress_if_due(session, self.job_id)
             session.commit()
         if cancel_requested is None:
             raise JobStopped(self.job_id)

@@ -23,6 +23,7 @@ from app.services.jobs.broker import dispatch, queue_depth
 from app.services.jobs.kinds import ACTIVE, JobStatus
 from app.services.jobs.transitions import transition
 from app.services.keys import Principal
+from app.services.webhooks.endpoints import check_url
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def submit(
     """Admit, write the job row, commit the caller's transaction, then send
     the message. Raises QuotaExceeded or ServiceUnavailable instead of
     accepting work that cannot run."""
+    if params.get("callback_url"):
+        check_url(params["callback_url"], "callback_url")
     admit(session, principal)
     job = Job(
         id=job_id or uuid.uuid4().hex,

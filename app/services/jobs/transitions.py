@@ -21,6 +21,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs.kinds import JobStatus
+from app.services.webhooks.events import record_job_event
 
 # Which statuses each status may be reached from. RUNNING → RUNNING is a
 # lease takeover: a new worker claims a job whose worker died.
@@ -69,7 +70,13 @@ def transition(
     result = session.execute(
         statement.values(**changes).execution_options(**{_MARK: True, "synchronize_session": False})
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    if to.is_terminal:  # the job's final events, in the same transaction
+        if to is JobStatus.SUCCEEDED:
+            record_job_event(session, job_id, "job.progress")  # the final 100 %
+        record_job_event(session, job_id, f"job.{to}")
+    return True
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -1,0 +1,129 @@
+"""The outbox. An event is a delivery row per receiver, written in the same
+transaction as the change that causes it (a job's transition, a checkpoint,
+a ping), so no committed change loses its event and no rolled-back one sends
+one. After the commit, each new delivery's task is sent; if that send fails,
+beat's sweep sends it (delivery.py)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from app.config import settings
+from app.models import Job, WebhookDelivery, WebhookEndpoint, utcnow
+from app.services.jobs.serialize import job_to_dict
+
+log = logging.getLogger(__name__)
+
+JOB_EVENTS = ("job.succeeded", "job.failed", "job.cancelled", "job.progress")
+EVENT_TYPES = (*JOB_EVENTS, "ping")
+ALL_EVENTS = "*"
+# What a job's own callback_url receives unless callback_events says otherwise.
+DEFAULT_CALLBACK_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
+
+_SENT_AFTER_COMMIT = "quarry_webhook_deliveries"
+
+
+def record_job_event(session: Session, job_id: str, event_type: str) -> int:
+    """Write `event_type` for the job, with the job's JSON as a poll returns
+    it now, for every receiver that wants it. Returns how many."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        return 0
+    targets = _receivers(session, job, event_type)
+    if targets:
+        body = envelope(event_type, {"job": job_to_dict(job)})
+        for endpoint_id, url in targets:
+            _add(session, job.tenant_id, endpoint_id, url, body, job_id=job.id)
+    return len(targets)
+
+
+def record_progress_if_due(session: Session, job_id: str) -> None:
+    """A job.progress event at most once per WEBHOOK_PROGRESS_INTERVAL_SECONDS."""
+    now = utcnow()
+    due_before = now - timedelta(seconds=settings.webhook_progress_interval_seconds)
+    due = session.execute(
+        update(Job)
+        .where(Job.id == job_id, (Job.progress_event_at.is_(None)) | (Job.progress_event_at <= due_before))
+        .values(progress_event_at=now)
+    ).rowcount
+    if due:
+        record_job_event(session, job_id, "job.progress")
+
+
+def record_ping(session: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    body = envelope("ping", {"webhook": {"id": endpoint.id, "url": endpoint.url}})
+    return _add(session, endpoint.tenant_id, endpoint.id, endpoint.url, body)
+
+
+def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": event_type,
+        "created_at": utcnow().isoformat(),
+        "data": data,
+    }
+
+
+def _receivers(session: Session, job: Job, event_type: str) -> list[tuple[str | None, str]]:
+    endpoints = session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == job.tenant_id, WebhookEndpoint.active.is_(True))
+    ).all()
+    targets: list[tuple[str | None, str]] = [
+        (endpoint.id, endpoint.url)
+        for endpoint in endpoints
+        if event_type in endpoint.events or ALL_EVENTS in endpoint.events
+    ]
+    params = job.params or {}
+    wanted = params.get("callback_events") or DEFAULT_CALLBACK_EVENTS
+    if params.get("callback_url") and event_type in wanted:
+        targets.append((None, params["callback_url"]))
+    return targets
+
+
+def _add(
+    session: Session, tenant_id: str, endpoint_id: str | None, url: str, body: dict[str, Any], *, job_id: str | None = None
+) -> WebhookDelivery:
+    now = utcnow()
+    delivery = WebhookDelivery(
+        id=uuid.uuid4().hex,
+        tenant_id=tenant_id,
+        endpoint_id=endpoint_id,
+        url=url,
+        job_id=job_id,
+        event_id=body["id"],
+        event_type=body["type"],
+        payload=body,
+        state="pending",
+        attempts=0,
+        attempt_log=[],
+        next_attempt_at=now + timedelta(seconds=settings.webhook_retry_schedule[0]),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(delivery)
+    session.info.setdefault(_SENT_AFTER_COMMIT, []).append(delivery.id)
+    return delivery
+
+
+@event.listens_for(Session, "after_commit")
+def _send_after_commit(session: Session) -> None:
+    from app.services.webhooks.delivery import (
+        dispatch,  # the Celery side, only when needed
+    )
+
+    for delivery_id in session.info.pop(_SENT_AFTER_COMMIT, ()):
+        try:
+            dispatch(delivery_id, countdown=settings.webhook_retry_schedule[0])
+        except Exception as exc:  # the broker is down: beat's sweep sends it later
+            log.warning("webhook delivery %s not sent now, the sweep will: %s", delivery_id, exc)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_SENT_AFTER_COMMIT, None)
