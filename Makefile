@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test bench clean
+.PHONY: install redis-server run test bench bench-webhooks clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ test: install redis-server
 
 bench: install redis-server
 	$(BIN)/python bench/run.py
+
+# Webhook delay (job finished -> first attempt) and deliveries/s: its own
+# section of docs/benchmarks.md.
+bench-webhooks: install redis-server
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf var .pytest_cache

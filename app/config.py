@@ -91,6 +91,7 @@ class Settings:
     webhook_disable_after_hours: float
     webhook_allow_private_networks: bool
     webhook_sweep_interval_seconds: int
+    webhook_delivery_threads: int
     web_host: str
     web_port: int
     web_concurrency: int
@@ -147,6 +148,8 @@ class Settings:
             webhook_disable_after_hours=_float("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
             webhook_allow_private_networks=_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
             webhook_sweep_interval_seconds=_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 10),
+            # Concurrent attempts per worker pool process (they wait on the network).
+            webhook_delivery_threads=_int("WEBHOOK_DELIVERY_THREADS", 16),
             web_host=_env("HOST", "0.0.0.0"),
             web_port=_int("PORT", 8000),
             web_concurrency=_int("WEB_CONCURRENCY", 2),

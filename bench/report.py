@@ -4,6 +4,7 @@ end of a run. The interpretation paragraphs are bench/interpretation.py."""
 from __future__ import annotations
 
 import math
+import re
 
 from bench.parameters import (
     BENCH_TIER,
@@ -210,3 +211,25 @@ def summary(results: dict, output: str) -> str:
         lines.append(f"ERRORS ({len(svc['errors'])}): " + "; ".join(svc["errors"][:5]))
     lines.append(f"report: {output}")
     return "\n".join(lines)
+
+
+def find_section(text: str, heading: str) -> str | None:
+    """The section under `heading`, up to the next "## " heading."""
+    match = _section(heading).search(text)
+    return match.group(0) if match else None
+
+
+def splice_section(text: str, heading: str, section: str) -> str:
+    """`text` with the section under `heading` replaced by `section`, or, when
+    it has none, with `section` put before "## Reproduce" (else at the end)."""
+    if _section(heading).search(text):
+        text = _section(heading).sub(lambda _: section, text, count=1)
+    elif (at := text.find("\n## Reproduce")) >= 0:
+        text = text[: at + 1] + section + text[at + 1 :]
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section
+    return text.rstrip("\n") + "\n"
+
+
+def _section(heading: str) -> re.Pattern:
+    return re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)

@@ -40,7 +40,7 @@ from bench.baseline import measure_baseline, run_baseline_process  # noqa: E402
 from bench.dataset import SciFact, load_scifact, quality  # noqa: E402
 from bench.interpretation import interpret  # noqa: E402
 from bench.parameters import DEFAULT_DATASET, DEFAULT_OUTPUT, INGEST_POLL_INTERVAL  # noqa: E402
-from bench.report import render, summary  # noqa: E402
+from bench.report import find_section, render, splice_section, summary  # noqa: E402
 from bench.service import run_service_with_retries  # noqa: E402
 from bench.system import OtherLoad, load_average, machine_info  # noqa: E402
 
@@ -80,10 +80,16 @@ def main() -> int:
     return 0
 
 
+# Written by bench/webhooks.py (make bench-webhooks); kept when this report is rewritten.
+WEBHOOK_SECTION = "## Webhook delivery"
+
+
 def write_report(results: dict, output: Path) -> None:
     results["interpretation"] = interpret(results)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(results))
+    report = render(results)
+    kept = find_section(output.read_text(), WEBHOOK_SECTION) if output.exists() else None
+    output.write_text(splice_section(report, WEBHOOK_SECTION, kept) if kept else report)
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:

@@ -6,11 +6,19 @@ One task per job kind, named and routed by the registry
 
 from __future__ import annotations
 
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 from celery.exceptions import SoftTimeLimitExceeded
+
+from app.config import settings
 
 from app.extensions import celery, db
 from app.services import jobs, staging
 from app.services.webhooks import delivery as webhook_delivery
+
+log = logging.getLogger(__name__)
 
 
 def _job_task(kind: jobs.JobKind):
@@ -47,9 +55,33 @@ def sweep_staged_uploads() -> int:
         return len(staging.sweep_staged_uploads(session))
 
 
+_delivery_threads: ThreadPoolExecutor | None = None
+_delivery_threads_pid: int | None = None
+
+
+def delivery_threads() -> ThreadPoolExecutor:
+    """This process's threads for webhook attempts, made after the fork."""
+    global _delivery_threads, _delivery_threads_pid
+    if _delivery_threads is None or _delivery_threads_pid != os.getpid():
+        _delivery_threads = ThreadPoolExecutor(settings.webhook_delivery_threads, thread_name_prefix="webhook")
+        _delivery_threads_pid = os.getpid()
+    return _delivery_threads
+
+
 @celery.task(name="quarry.webhooks.deliver")
-def deliver_webhook(delivery_id: str) -> str:
-    return webhook_delivery.deliver(delivery_id)
+def deliver_webhook(delivery_id: str) -> None:
+    # An attempt may wait 15 s on a slow receiver: it waits in a thread, so
+    # this pool process is free for jobs at once. If the process dies
+    # mid-attempt, the attempt's lease runs out and beat's sweep sends the
+    # delivery again: nothing is lost by acknowledging the message now.
+    delivery_threads().submit(_deliver, delivery_id)
+
+
+def _deliver(delivery_id: str) -> None:
+    try:
+        webhook_delivery.deliver(delivery_id)
+    except Exception:  # a thread's exception would vanish silently
+        log.exception("webhook delivery %s failed; the sweep will retry it", delivery_id)
 
 
 @celery.task(name="quarry.webhooks.sweep_due_deliveries")

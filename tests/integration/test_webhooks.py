@@ -3,7 +3,7 @@ inspectable, redeliverable, disabled when they keep failing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -219,3 +219,19 @@ def test_a_job_finishing_while_redis_is_down_has_its_event_delivered_after(new_s
     stack.redis.start()
     [request] = receiver.wait_for(1, timeout=90)
     assert request.event["type"] == "job.succeeded" and request.event["data"]["job"]["id"] == job["id"]
+
+
+def test_a_slow_receiver_holds_up_no_job(client):
+    assert client.ingest("quick", [{"text": "Swifts sleep on the wing."}])["status"] == "succeeded"
+    slow = Receiver(delay=8).start()
+    try:
+        endpoint = subscribe(client, slow.url(), ["ping"])
+        for _ in range(4):
+            assert client.post(f"/api/v1/webhooks/{endpoint['id']}/test").status_code == 202
+        slow.wait_for(2)  # two attempts held open, as many as the worker has pool processes
+        job = client.search("quick", query="birds that sleep flying")
+        assert job["status"] == "succeeded"
+        finished = datetime.fromisoformat(job["finished_at"]).timestamp()
+        assert finished < slow.received[0].at + slow.delay, "the search waited for the slow receiver"
+    finally:
+        slow.stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -185,12 +187,34 @@ def _prepare(session: Session, delivery: WebhookDelivery, now: datetime) -> Requ
     return Request(target.url_for(target.addresses[0]), body, headers, sni)
 
 
+_client: httpx.Client | None = None
+_client_pid: int | None = None
+_client_lock = threading.Lock()
+
+
+def _http() -> httpx.Client:
+    """One client per process (made after the fork): building one per attempt
+    costs an SSL context each time. No connection is kept alive: connections
+    go to addresses, and a kept TLS connection to one host must never carry
+    a request for another host on the same address."""
+    global _client, _client_pid
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid():
+            _client = httpx.Client(
+                timeout=TIMEOUT_SECONDS,
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+            _client_pid = os.getpid()
+        return _client
+
+
 def _send(request: Request) -> Outcome:
     started = time.perf_counter()
     extensions = {"sni_hostname": request.sni_hostname} if request.sni_hostname else None
     try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
-            response = client.post(request.url, content=request.body, headers=request.headers, extensions=extensions)
+        response = _http().post(request.url, content=request.body, headers=request.headers, extensions=extensions)
     except httpx.HTTPError as exc:
         return Outcome(None, _since(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_EXCERPT])
     return Outcome(response.status_code, _since(started), response.text[:RESPONSE_EXCERPT], None)
