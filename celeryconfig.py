@@ -10,7 +10,7 @@ broker_url = settings.celery_broker_url
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # A message whose worker died is handed out again after this long; the job
-    # lease (JOB_LEASE_SECONDS) recovers it much sooner, see services/jobs.py.
+    # lease (JOB_LEASE_SECONDS) recovers it much sooner, see app/services/jobs/runner.py.
     "visibility_timeout": settings.broker_visibility_timeout,
     # One list per priority step, the highest (0) taken first: recovery
     # re-sends jobs at a higher priority than new ones (jobs/broker.py).

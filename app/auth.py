@@ -40,9 +40,15 @@ def identify() -> None:
         db.session.rollback()
 
 
+# Reads that hand out a secret: a read-only key may not forge signatures.
+_SECRET_READS = {"webhooks.tenant_secret"}
+
+
 def required_scope() -> str:
     if (request.blueprint or "") == "keys":
         return "admin"
+    if request.endpoint in _SECRET_READS:
+        return "write"
     return "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
 
 

@@ -10,15 +10,19 @@ of this module, so tests can point them at their own database and Redis.
 
 from __future__ import annotations
 
+import os
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator
+from typing import Callable, Generic, Iterator, TypeVar
 
 import redis
 from celery import Celery
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+T = TypeVar("T")
 
 
 class Database:
@@ -87,6 +91,23 @@ def _sqlite_begin(connection) -> None:
     # write lock up front makes it wait (busy_timeout) instead. Read-only
     # work (Database.reads_only) keeps the cheap deferred BEGIN.
     connection.exec_driver_sql("BEGIN" if _sqlite_reads_only.get() else "BEGIN IMMEDIATE")
+
+
+class PerProcess(Generic[T]):
+    """A value made on first use in each process: a forked pool process never
+    shares its parent's threads, sockets or SSL contexts."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None or self._pid != os.getpid():
+                self._value, self._pid = self._factory(), os.getpid()
+            return self._value
 
 
 class RedisClient:

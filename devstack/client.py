@@ -27,6 +27,9 @@ class Client:
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.http.post(self.url(path), timeout=60, **kwargs)
 
+    def patch(self, path: str, **kwargs) -> requests.Response:
+        return self.http.patch(self.url(path), timeout=30, **kwargs)
+
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.http.delete(self.url(path), timeout=30, **kwargs)
 

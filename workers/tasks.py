@@ -7,14 +7,12 @@ One task per job kind, named and routed by the registry
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import settings
-
-from app.extensions import celery, db
+from app.extensions import PerProcess, celery, db
 from app.services import jobs, staging
 from app.services.webhooks import delivery as webhook_delivery
 
@@ -46,7 +44,7 @@ def recover_stuck_jobs() -> int:
 @celery.task(name="quarry.maintenance.purge_expired_jobs")
 def purge_expired_jobs() -> int:
     with db.session_scope() as session:
-        return jobs.purge_expired_jobs(session)
+        return jobs.purge_expired_jobs(session) + webhook_delivery.purge_old_deliveries(session)
 
 
 @celery.task(name="quarry.maintenance.sweep_staged_uploads")
@@ -55,17 +53,9 @@ def sweep_staged_uploads() -> int:
         return len(staging.sweep_staged_uploads(session))
 
 
-_delivery_threads: ThreadPoolExecutor | None = None
-_delivery_threads_pid: int | None = None
-
-
-def delivery_threads() -> ThreadPoolExecutor:
-    """This process's threads for webhook attempts, made after the fork."""
-    global _delivery_threads, _delivery_threads_pid
-    if _delivery_threads is None or _delivery_threads_pid != os.getpid():
-        _delivery_threads = ThreadPoolExecutor(settings.webhook_delivery_threads, thread_name_prefix="webhook")
-        _delivery_threads_pid = os.getpid()
-    return _delivery_threads
+delivery_threads = PerProcess(
+    lambda: ThreadPoolExecutor(settings.webhook_delivery_threads, thread_name_prefix="webhook")
+)
 
 
 @celery.task(name="quarry.webhooks.deliver")
@@ -74,7 +64,7 @@ def deliver_webhook(delivery_id: str) -> None:
     # this pool process is free for jobs at once. If the process dies
     # mid-attempt, the attempt's lease runs out and beat's sweep sends the
     # delivery again: nothing is lost by acknowledging the message now.
-    delivery_threads().submit(_deliver, delivery_id)
+    delivery_threads.get().submit(_deliver, delivery_id)
 
 
 def _deliver(delivery_id: str) -> None:

@@ -28,8 +28,8 @@ from app.search.embedding import Embedder
 from app.search.extract import ExtractionError, extract_text
 from app.services.errors import JobFailure
 from app.services.indexing import embedder, sync_collection_index
-from app.services.jobs import JobCancelled, JobContext, JobStopped
-from app.services.staging import remove_staged_files, staged_path
+from app.services.jobs import JobCancelled, JobContext
+from app.services.staging import staged_path
 
 DOCS_PER_CHECKPOINT = 16
 CHUNKS_PER_ENCODE = 256
@@ -87,21 +87,8 @@ def content_hash(text: str) -> str:
 
 
 def run_ingest(ctx: JobContext) -> dict[str, Any]:
-    """The job's handler. The staged upload is removed whenever the job ends
-    (succeeded, failed or cancelled), but kept for the worker that takes over
-    when this one lost its lease."""
-    taken_over = False
-    try:
-        return _ingest(ctx)
-    except JobStopped:
-        taken_over = True
-        raise
-    finally:
-        if not taken_over:
-            remove_staged_files(ctx.job_id)
-
-
-def _ingest(ctx: JobContext) -> dict[str, Any]:
+    """The job's handler. Its staged upload is removed once the job's final
+    status is committed (the kind's on_finish, app/services/jobs/kinds.py)."""
     with db.session_scope() as session:
         if session.get(Collection, ctx.collection_id) is None:
             raise JobFailure("not_found", "The collection was deleted before the job ran.")

@@ -65,6 +65,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_webhook_deliveries_state_next", "webhook_deliveries", ["state", "next_attempt_at"])
     op.create_index("ix_webhook_deliveries_job_id", "webhook_deliveries", ["job_id"])
+    op.create_index("ix_webhook_deliveries_created", "webhook_deliveries", ["created_at"])
     with op.batch_alter_table("tenants") as batch:
         batch.add_column(sa.Column("webhook_secret", sa.String(128)))
     with op.batch_alter_table("jobs") as batch:

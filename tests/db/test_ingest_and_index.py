@@ -3,7 +3,6 @@ idempotent re-runs, content-hash dedupe, generation numbers, rebuilds."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -92,10 +91,8 @@ def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection):
             update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
         session.commit()
-    # The dead worker's run removed the staged upload; put it back as it was.
-    staging_dir = settings.upload_dir / job_id
-    staging_dir.mkdir(parents=True)
-    (staging_dir / "documents.json").write_text(json.dumps(DOCS))
+    # The staged upload is still there: only a committed final status removes it.
+    assert (settings.upload_dir / job_id / "documents.json").exists()
 
     assert jobs.run(job_id) == "succeeded"
     status, second = job_result(runtime, job_id)
@@ -153,10 +150,17 @@ def test_a_failed_ingest_removes_its_staged_upload(runtime, collection):
     assert not (settings.upload_dir / job_id).exists()
 
 
-def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection):
-    cancelled, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
+def test_a_queued_ingest_cancelled_removes_its_staged_upload_at_once(runtime, collection):
+    job_id = submit(runtime, collection, DOCS)
     with runtime.session_scope() as session:
-        jobs.cancel_job(session, "default", cancelled)
+        jobs.cancel_job(session, "default", job_id)
+    assert not (settings.upload_dir / job_id).exists()
+
+
+def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection):
+    finished, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
+    assert jobs.run(finished) == "succeeded"
+    (settings.upload_dir / finished).mkdir()  # as if its removal had failed
     old_orphan, new_orphan = settings.upload_dir / uuid.uuid4().hex, settings.upload_dir / uuid.uuid4().hex
     for orphan in (old_orphan, new_orphan):
         orphan.mkdir()
@@ -165,7 +169,7 @@ def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, col
 
     with runtime.session_scope() as session:
         removed = staging.sweep_staged_uploads(session)
-    assert {cancelled, old_orphan.name} <= set(removed)
-    assert not (settings.upload_dir / cancelled).exists() and not old_orphan.exists()
+    assert {finished, old_orphan.name} <= set(removed)
+    assert not (settings.upload_dir / finished).exists() and not old_orphan.exists()
     # A queued job still needs its upload; a fresh folder may be a submit in progress.
     assert (settings.upload_dir / waiting).exists() and new_orphan.exists()

@@ -235,3 +235,25 @@ def test_a_slow_receiver_holds_up_no_job(client):
         assert finished < slow.received[0].at + slow.delay, "the search waited for the slow receiver"
     finally:
         slow.stop()
+
+
+def test_a_read_only_key_cannot_read_the_signing_secret(service, client):
+    reader = service.client(client.post("/api/v1/keys", json={"name": "r", "scopes": ["read"]}).json()["key"])
+    assert reader.get("/api/v1/webhooks").status_code == 200
+    refused = reader.get("/api/v1/webhooks/secret")
+    assert refused.status_code == 403 and "write" in refused.json()["detail"]
+
+
+def test_retries_follow_a_changed_url(client, receiver):
+    gone = Receiver(statuses=[500] * 10).start()
+    try:
+        endpoint = subscribe(client, gone.url(), ["ping"])
+        client.post(f"/api/v1/webhooks/{endpoint['id']}/test")
+        gone.wait_for(1)
+        moved = client.patch(f"/api/v1/webhooks/{endpoint['id']}", json={"url": receiver.url()})
+        assert moved.status_code == 200 and moved.json()["url"] == receiver.url()
+        [request] = receiver.wait_for(1)
+        delivery = settled(client, endpoint["id"])
+        assert request.headers["webhook-id"] == delivery["event_id"] == gone.received[0].headers["webhook-id"]
+    finally:
+        gone.stop()

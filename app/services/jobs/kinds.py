@@ -40,6 +40,9 @@ class JobKind:
     handler: str
     # When a poll of a queued or running job is next worth making.
     poll_after_ms: int
+    # "module:function" taking the job id, run once the job's final status is
+    # committed (never while another worker may still need what it removes).
+    on_finish: str | None = None
 
     @property
     def task(self) -> str:
@@ -49,7 +52,10 @@ class JobKind:
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
-        JobKind("ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000),
+        JobKind(
+            "ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000,
+            on_finish="app.services.staging:remove_staged_files",
+        ),
         JobKind("search", queue="search", handler="app.services.search:run_search", poll_after_ms=200),
     )
 }

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.models import Job, is_row_id, utcnow
 from app.services.errors import Conflict, NotFound
 from app.services.jobs.kinds import TERMINAL, JobStatus
+from app.services.jobs.runner import finish
 from app.services.jobs.transitions import transition
 from app.services.pagination import paginate
 
@@ -58,4 +59,6 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
         raise Conflict(
             f"Job {job.id} is already {job.status}; only a queued or running job can be cancelled."
         )
+    if cancelled:  # it never ran, and never will
+        finish(job.type, job.id)
     return job

@@ -122,7 +122,8 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         return job
     if job.status not in ACTIVE:
         return None
-    if job.attempts >= MAX_ATTEMPTS:
+    lease_lives = job.lease_expires_at is not None and job.lease_expires_at >= now
+    if job.attempts >= MAX_ATTEMPTS and not lease_lives:  # a live last attempt is left to run
         transition(
             session,
             job_id,
@@ -132,13 +133,24 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         )
         session.commit()
         return None
-    remaining = (job.lease_expires_at - now).total_seconds() if job.lease_expires_at else 1
+    remaining = (job.lease_expires_at - now).total_seconds() if lease_lives else 1
     raise JobBusy(max(1, int(remaining) + 1))
 
 
 @cache
 def handler_for(job_type: str) -> Handler:
-    module, _, function = kind_of(job_type).handler.partition(":")
+    return _resolve(kind_of(job_type).handler)
+
+
+def finish(job_type: str, job_id: str) -> None:
+    """The kind's clean-up, once the job's final status is committed."""
+    hook = kind_of(job_type).on_finish
+    if hook is not None:
+        _resolve(hook)(job_id)
+
+
+def _resolve(reference: str) -> Callable[..., Any]:
+    module, _, function = reference.partition(":")
     return getattr(importlib.import_module(module), function)
 
 
@@ -186,7 +198,10 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
     with db.session_scope() as session:
         moved = transition(session, job_id, to, only_from=[JobStatus.RUNNING], held_by=owner, **outcome)
         session.commit()
-    return str(to) if moved else "stopped"
+    if not moved:
+        return "stopped"
+    finish(ctx.job_type, job_id)
+    return str(to)
 
 
 def _failure(code: str, message: str) -> dict[str, Any]:

@@ -89,8 +89,14 @@ def send(session: Session, job: Job) -> None:
 
 
 def admit(session: Session, principal: Principal) -> None:
-    """Backpressure before a job is accepted: the key's in-flight quota, then
-    the broker's queue depth. Raises instead of letting work pile up."""
+    """Backpressure before a job is accepted: the broker's queue depth, then
+    the key's in-flight quota. Raises instead of letting work pile up."""
+    # The broker first: it is not asked while the key's row is locked.
+    depth = queue_depth()
+    if depth is not None and depth >= settings.queue_depth_limit:
+        raise ServiceUnavailable(
+            "The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER
+        )
     quota = settings.inflight_jobs[principal.tier]
     # Count-then-insert is atomic per key: the key's row stays locked until
     # the caller commits the new job (PostgreSQL); SQLite's write transaction
@@ -106,9 +112,4 @@ def admit(session: Session, principal: Principal) -> None:
             f"This key has {in_flight} jobs queued or running; the {principal.tier} tier "
             f"allows {quota} at once. Wait for some to finish.",
             retry_after=QUOTA_RETRY_AFTER,
-        )
-    depth = queue_depth()
-    if depth is not None and depth >= settings.queue_depth_limit:
-        raise ServiceUnavailable(
-            "The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER
         )

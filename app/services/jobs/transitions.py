@@ -21,7 +21,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs.kinds import JobStatus
-from app.services.webhooks.events import record_job_event
+from app.services.webhooks.events import record_job_events
 
 # Which statuses each status may be reached from. RUNNING → RUNNING is a
 # lease takeover: a new worker claims a job whose worker died.
@@ -73,9 +73,8 @@ def transition(
     if not result.rowcount:
         return False
     if to.is_terminal:  # the job's final events, in the same transaction
-        if to is JobStatus.SUCCEEDED:
-            record_job_event(session, job_id, "job.progress")  # the final 100 %
-        record_job_event(session, job_id, f"job.{to}")
+        final_progress = ["job.progress"] if to is JobStatus.SUCCEEDED else []  # the final 100 %
+        record_job_events(session, job_id, [*final_progress, f"job.{to}"])
     return True
 
 

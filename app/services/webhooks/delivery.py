@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from app.config import settings
-from app.extensions import celery, db
+from app.extensions import PerProcess, celery, db
 from app.models import WebhookDelivery, WebhookEndpoint, utcnow
 from app.services.jobs.kinds import WEBHOOKS_QUEUE
 from app.services.webhooks.endpoints import tenant_secret
@@ -34,7 +32,11 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 15
 # Longer than an attempt can take: until then no one else attempts the delivery.
 ATTEMPT_LEASE = timedelta(seconds=TIMEOUT_SECONDS + 5)
-ORDER_WAIT_SECONDS = 1
+# Retries further off than this are left to beat's sweep: a message held back
+# longer would outlive the broker's visibility timeout and be handed out again.
+LONGEST_COUNTDOWN = 60
+# The sweep leaves a delivery this long past due for its own message first.
+SWEEP_GRACE = timedelta(seconds=5)
 RESPONSE_EXCERPT = 1024
 SWEEP_BATCH = 500
 
@@ -55,8 +57,14 @@ class Outcome:
     error: str | None
     final: bool = False  # no retry can help (refused address, disabled endpoint)
 
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300 and self.error is None
+
 
 def dispatch(delivery_id: str, countdown: float = 0) -> None:
+    if countdown > LONGEST_COUNTDOWN:
+        return  # the sweep sends it when it is due
     celery.send_task(
         "quarry.webhooks.deliver", args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown or None
     )
@@ -69,10 +77,12 @@ def deliver(delivery_id: str) -> str:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.state != "pending" or delivery.next_attempt_at > now:
             return "skipped"
-        if _waits_for_an_earlier_event(session, delivery):
-            session.execute(_move(delivery, now, next_attempt_at=now + timedelta(seconds=ORDER_WAIT_SECONDS)))
+        earlier = _earlier_pending(session, delivery)
+        if earlier is not None:
+            # A job's events reach a receiver in order: this one waits, without
+            # polling, until the earlier one ends and _record() sends it.
+            session.execute(_move(delivery, now, next_attempt_at=max(earlier.next_attempt_at, now) + ATTEMPT_LEASE))
             session.commit()
-            dispatch(delivery_id, countdown=ORDER_WAIT_SECONDS)
             return "waiting"
         claimed = session.execute(
             _move(delivery, now, next_attempt_at=now + ATTEMPT_LEASE, attempts=WebhookDelivery.attempts + 1)
@@ -80,14 +90,15 @@ def deliver(delivery_id: str) -> str:
         session.commit()
         if not claimed:
             return "skipped"
-        prepared = _prepare(session, delivery, now)
-    outcome = _send(prepared) if isinstance(prepared, Request) else prepared
+        receiver = _receiver(session, delivery, now)
+        session.commit()  # no transaction stays open over DNS and the network
+    outcome = _send(_request(delivery, receiver, now)) if isinstance(receiver, Receiver) else receiver
     with db.session_scope() as session:
-        retry_in = _record(session, delivery_id, outcome, utcnow())
+        to_send = _record(session, delivery_id, outcome, utcnow())
         session.commit()
-    if retry_in is not None:
-        dispatch(delivery_id, countdown=retry_in)
-    return "succeeded" if outcome.status_code and 200 <= outcome.status_code < 300 else "failed"
+    for next_id, countdown in to_send:
+        dispatch(next_id, countdown)
+    return "succeeded" if outcome.succeeded else "failed"
 
 
 def sweep_due_deliveries(session: Session) -> int:
@@ -95,13 +106,23 @@ def sweep_due_deliveries(session: Session) -> int:
     message was lost, or its worker died mid-attempt)."""
     due = session.scalars(
         select(WebhookDelivery.id)
-        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= utcnow())
+        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= utcnow() - SWEEP_GRACE)
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(SWEEP_BATCH)
     ).all()
     for delivery_id in due:
         dispatch(delivery_id)
     return len(due)
+
+
+def purge_old_deliveries(session: Session, *, now: datetime | None = None) -> int:
+    """Finished deliveries go with the jobs they were about, after JOB_RETENTION_DAYS."""
+    cutoff = (now or utcnow()) - timedelta(days=settings.job_retention_days)
+    deleted = session.execute(
+        delete(WebhookDelivery).where(WebhookDelivery.state != "pending", WebhookDelivery.created_at < cutoff)
+    ).rowcount
+    session.commit()
+    return deleted
 
 
 def delivery_stats(session: Session, recent: int = 200) -> dict:
@@ -135,45 +156,77 @@ def _move(delivery: WebhookDelivery, now: datetime, **values):
     )
 
 
-def _waits_for_an_earlier_event(session: Session, delivery: WebhookDelivery) -> bool:
-    """A job's events reach each receiver in the order they happened."""
+def _same_receiver(delivery: WebhookDelivery):
+    if delivery.endpoint_id:
+        return WebhookDelivery.endpoint_id == delivery.endpoint_id
+    return WebhookDelivery.endpoint_id.is_(None) & (WebhookDelivery.url == delivery.url)
+
+
+def _earlier_pending(session: Session, delivery: WebhookDelivery) -> WebhookDelivery | None:
+    """An earlier event of the same job for the same receiver, not ended yet."""
     if delivery.job_id is None:
-        return False
-    same_receiver = (
-        WebhookDelivery.endpoint_id == delivery.endpoint_id
-        if delivery.endpoint_id
-        else (WebhookDelivery.endpoint_id.is_(None) & (WebhookDelivery.url == delivery.url))
-    )
-    earlier = session.scalar(
-        select(WebhookDelivery.id)
+        return None
+    return session.scalars(
+        select(WebhookDelivery)
         .where(
             WebhookDelivery.job_id == delivery.job_id,
-            same_receiver,
+            _same_receiver(delivery),
             WebhookDelivery.state == "pending",
             WebhookDelivery.created_at < delivery.created_at,
         )
+        .order_by(WebhookDelivery.created_at)
         .limit(1)
-    )
-    return earlier is not None
+    ).first()
 
 
-def _prepare(session: Session, delivery: WebhookDelivery, now: datetime) -> Request | Outcome:
-    """The signed request, or why there is none."""
-    if delivery.endpoint_id is not None:
-        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
-        if endpoint is None or not endpoint.active:
-            return Outcome(None, None, None, "The endpoint is disabled.", final=True)
-        secrets = [endpoint.secret]
-        if endpoint.previous_secret and endpoint.previous_secret_expires_at > now:
-            secrets.append(endpoint.previous_secret)
-    else:
-        secrets = [tenant_secret(session, delivery.tenant_id)]
+def _next_in_line(session: Session, delivery: WebhookDelivery, now: datetime) -> list[tuple[str, float]]:
+    """The job's next event for this receiver, now that this one has ended."""
+    if delivery.job_id is None:
+        return []
+    waiting = session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.job_id == delivery.job_id,
+            _same_receiver(delivery),
+            WebhookDelivery.state == "pending",
+            WebhookDelivery.created_at > delivery.created_at,
+        )
+        .order_by(WebhookDelivery.created_at)
+        .limit(1)
+    ).first()
+    if waiting is None:
+        return []
+    waiting.next_attempt_at = now
+    return [(waiting.id, 0)]
+
+
+@dataclass(frozen=True)
+class Receiver:
+    url: str
+    secrets: list[str]
+
+
+def _receiver(session: Session, delivery: WebhookDelivery, now: datetime) -> Receiver | Outcome:
+    """Where the delivery goes and what signs it, or why it goes nowhere."""
+    if delivery.endpoint_id is None:
+        return Receiver(delivery.url, [tenant_secret(session, delivery.tenant_id)])
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    if endpoint is None or not endpoint.active:
+        return Outcome(None, None, None, "The endpoint is disabled.", final=True)
+    secrets = [endpoint.secret]
+    if endpoint.previous_secret and endpoint.previous_secret_expires_at > now:
+        secrets.append(endpoint.previous_secret)
+    return Receiver(endpoint.url, secrets)  # its URL now, if it was changed since
+
+
+def _request(delivery: WebhookDelivery, receiver: Receiver, now: datetime) -> Request | Outcome:
+    """The signed request, to an address that passed the SSRF guard."""
     try:
-        target = resolve(delivery.url, allow_private=settings.webhook_allow_private_networks)
+        target = resolve(receiver.url, allow_private=settings.webhook_allow_private_networks)
     except UnsafeUrl as exc:
         return Outcome(None, None, None, f"Refused: {exc}", final=True)
     body = json.dumps(delivery.payload, separators=(",", ":"))
-    signature = " ".join(Webhook(secret).sign(delivery.event_id, now, body) for secret in secrets)
+    signature = " ".join(Webhook(secret).sign(delivery.event_id, now, body) for secret in receiver.secrets)
     headers = {
         "Host": target.host_header,
         "Content-Type": "application/json",
@@ -187,49 +240,50 @@ def _prepare(session: Session, delivery: WebhookDelivery, now: datetime) -> Requ
     return Request(target.url_for(target.addresses[0]), body, headers, sni)
 
 
-_client: httpx.Client | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
+_http = PerProcess(
+    # Built once per process: building one per attempt costs an SSL context
+    # each time. No connection is kept alive: connections go to addresses,
+    # and a kept TLS connection to one host must never carry a request for
+    # another host on the same address.
+    lambda: httpx.Client(
+        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+)
 
 
-def _http() -> httpx.Client:
-    """One client per process (made after the fork): building one per attempt
-    costs an SSL context each time. No connection is kept alive: connections
-    go to addresses, and a kept TLS connection to one host must never carry
-    a request for another host on the same address."""
-    global _client, _client_pid
-    with _client_lock:
-        if _client is None or _client_pid != os.getpid():
-            _client = httpx.Client(
-                timeout=TIMEOUT_SECONDS,
-                follow_redirects=False,
-                trust_env=False,
-                limits=httpx.Limits(max_keepalive_connections=0),
-            )
-            _client_pid = os.getpid()
-        return _client
-
-
-def _send(request: Request) -> Outcome:
+def _send(request: Request | Outcome) -> Outcome:
+    """POST it; a 2xx counts only if it came within TIMEOUT_SECONDS in all."""
+    if isinstance(request, Outcome):
+        return request
     started = time.perf_counter()
     extensions = {"sni_hostname": request.sni_hostname} if request.sni_hostname else None
+    excerpt = b""
     try:
-        response = _http().post(request.url, content=request.body, headers=request.headers, extensions=extensions)
+        with _http.get().stream(
+            "POST", request.url, content=request.body, headers=request.headers, extensions=extensions
+        ) as response:
+            for chunk in response.iter_bytes():
+                excerpt += chunk
+                if len(excerpt) >= RESPONSE_EXCERPT or _since(started) > TIMEOUT_SECONDS * 1000:
+                    break
     except httpx.HTTPError as exc:
         return Outcome(None, _since(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_EXCERPT])
-    return Outcome(response.status_code, _since(started), response.text[:RESPONSE_EXCERPT], None)
+    latency = _since(started)
+    late = f"No complete answer within {TIMEOUT_SECONDS} s." if latency > TIMEOUT_SECONDS * 1000 else None
+    text = excerpt[:RESPONSE_EXCERPT].decode("utf-8", errors="replace")
+    return Outcome(response.status_code, latency, text, late)
 
 
 def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _record(session: Session, delivery_id: str, outcome: Outcome, now: datetime) -> int | None:
-    """Write the attempt; returns the seconds until the next one, if any."""
+def _record(session: Session, delivery_id: str, outcome: Outcome, now: datetime) -> list[tuple[str, float]]:
+    """Write the attempt; returns the deliveries to send now (with countdowns)."""
     delivery = session.get(WebhookDelivery, delivery_id)
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
-    succeeded = outcome.status_code is not None and 200 <= outcome.status_code < 300
-    error = outcome.error or (None if succeeded else f"HTTP {outcome.status_code}")
+    error = outcome.error or (None if outcome.succeeded else f"HTTP {outcome.status_code}")
     delivery.attempt_log = [
         *delivery.attempt_log,
         {
@@ -242,24 +296,30 @@ def _record(session: Session, delivery_id: str, outcome: Outcome, now: datetime)
     ]
     delivery.first_attempt_at = delivery.first_attempt_at or now
     delivery.last_status_code, delivery.last_error = outcome.status_code, error
-    schedule = settings.webhook_retry_schedule
-    if succeeded:
+    if outcome.succeeded:
         delivery.state, delivery.next_attempt_at = "succeeded", None
         if endpoint is not None:
             endpoint.failing_since = None
-        return None
-    if endpoint is not None and outcome.status_code == 410:
+        return _next_in_line(session, delivery, now)
+    if endpoint is not None:
+        _note_failure(endpoint, outcome, now)
+    schedule = settings.webhook_retry_schedule
+    if outcome.final or outcome.status_code == 410 or delivery.attempts >= len(schedule):
+        delivery.state, delivery.next_attempt_at = "failed", None
+        return _next_in_line(session, delivery, now)
+    retry_in = schedule[delivery.attempts]
+    delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    return [(delivery.id, retry_in)]
+
+
+def _note_failure(endpoint: WebhookEndpoint, outcome: Outcome, now: datetime) -> None:
+    """410 disables the endpoint at once; failing long enough disables it too."""
+    if outcome.status_code == 410:
         _disable(endpoint, "The receiver answered 410 Gone.")
-    elif endpoint is not None and not outcome.final:
+    elif not outcome.final:
         endpoint.failing_since = endpoint.failing_since or now
         if now - endpoint.failing_since >= timedelta(hours=settings.webhook_disable_after_hours):
             _disable(endpoint, f"Every delivery failed for {settings.webhook_disable_after_hours:g} hours.")
-    if outcome.final or outcome.status_code == 410 or delivery.attempts >= len(schedule):
-        delivery.state, delivery.next_attempt_at = "failed", None
-        return None
-    retry_in = schedule[delivery.attempts]
-    delivery.next_attempt_at = now + timedelta(seconds=retry_in)
-    return retry_in
 
 
 def _disable(endpoint: WebhookEndpoint, reason: str) -> None:

@@ -8,14 +8,14 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.models import Tenant, WebhookDelivery, WebhookEndpoint, is_row_id, utcnow
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.pagination import paginate
-from app.services.webhooks.events import record_ping
+from app.services.webhooks.events import record_ping, send_after_commit
 from app.services.webhooks.network import UnsafeUrl, resolve
 
 
@@ -107,8 +107,6 @@ def list_deliveries(session: Session, tenant_id: str, endpoint_id: str, *, limit
 
 def redeliver(session: Session, tenant_id: str, endpoint_id: str, delivery_id: str) -> WebhookDelivery:
     """Send a delivery again, with the same webhook-id, whatever its state."""
-    from app.services.webhooks.delivery import dispatch
-
     endpoint = get_endpoint(session, tenant_id, endpoint_id)
     delivery = session.get(WebhookDelivery, delivery_id) if is_row_id(delivery_id) else None
     if delivery is None or delivery.endpoint_id != endpoint.id:
@@ -116,15 +114,21 @@ def redeliver(session: Session, tenant_id: str, endpoint_id: str, delivery_id: s
     if not endpoint.active:
         raise Conflict("The endpoint is disabled; enable it (PATCH active: true) first.")
     delivery.state, delivery.next_attempt_at = "pending", utcnow()
+    send_after_commit(session, delivery.id)  # or beat's sweep, if the broker is down
     session.commit()
-    dispatch(delivery.id)
     return delivery
 
 
 def tenant_secret(session: Session, tenant_id: str) -> str:
-    """The secret that signs deliveries to per-job callback_urls; made on first use."""
-    tenant = session.get(Tenant, tenant_id)
-    if tenant.webhook_secret is None:
-        tenant.webhook_secret = new_secret()
+    """The secret that signs deliveries to per-job callback_urls; made on first
+    use, once: of two first callers, the second reads the first one's."""
+    current = select(Tenant.webhook_secret).where(Tenant.id == tenant_id)
+    secret = session.scalar(current)
+    if secret is None:
+        session.rollback()  # write in a transaction of its own, not on a read snapshot
+        session.execute(
+            update(Tenant).where(Tenant.id == tenant_id, Tenant.webhook_secret.is_(None)).values(webhook_secret=new_secret())
+        )
         session.commit()
-    return tenant.webhook_secret
+        secret = session.scalar(current)
+    return secret

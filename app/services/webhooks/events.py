@@ -29,18 +29,24 @@ DEFAULT_CALLBACK_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 _SENT_AFTER_COMMIT = "quarry_webhook_deliveries"
 
 
-def record_job_event(session: Session, job_id: str, event_type: str) -> int:
-    """Write `event_type` for the job, with the job's JSON as a poll returns
-    it now, for every receiver that wants it. Returns how many."""
+def record_job_events(session: Session, job_id: str, event_types: list[str]) -> int:
+    """Write each of `event_types` for the job, with the job's JSON as a poll
+    returns it now, for every receiver that wants it. Returns how many."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         return 0
-    targets = _receivers(session, job, event_type)
-    if targets:
-        body = envelope(event_type, {"job": job_to_dict(job)})
-        for endpoint_id, url in targets:
-            _add(session, job.tenant_id, endpoint_id, url, body, job_id=job.id)
-    return len(targets)
+    endpoints = session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == job.tenant_id, WebhookEndpoint.active.is_(True))
+    ).all()
+    written = 0
+    for event_type in event_types:
+        targets = _receivers(job, endpoints, event_type)
+        if targets:
+            body = envelope(event_type, {"job": job_to_dict(job)})
+            for endpoint_id, url in targets:
+                _add(session, job.tenant_id, endpoint_id, url, body, job_id=job.id)
+        written += len(targets)
+    return written
 
 
 def record_progress_if_due(session: Session, job_id: str) -> None:
@@ -53,7 +59,7 @@ def record_progress_if_due(session: Session, job_id: str) -> None:
         .values(progress_event_at=now)
     ).rowcount
     if due:
-        record_job_event(session, job_id, "job.progress")
+        record_job_events(session, job_id, ["job.progress"])
 
 
 def record_ping(session: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
@@ -70,10 +76,7 @@ def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _receivers(session: Session, job: Job, event_type: str) -> list[tuple[str | None, str]]:
-    endpoints = session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == job.tenant_id, WebhookEndpoint.active.is_(True))
-    ).all()
+def _receivers(job: Job, endpoints: list[WebhookEndpoint], event_type: str) -> list[tuple[str | None, str]]:
     targets: list[tuple[str | None, str]] = [
         (endpoint.id, endpoint.url)
         for endpoint in endpoints
@@ -107,8 +110,13 @@ def _add(
         updated_at=now,
     )
     session.add(delivery)
-    session.info.setdefault(_SENT_AFTER_COMMIT, []).append(delivery.id)
+    send_after_commit(session, delivery.id)
     return delivery
+
+
+def send_after_commit(session: Session, delivery_id: str) -> None:
+    """Send the delivery's task once the session's transaction commits."""
+    session.info.setdefault(_SENT_AFTER_COMMIT, []).append(delivery_id)
 
 
 @event.listens_for(Session, "after_commit")
