@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.corpora import unique
 from tests.integration.problems import assert_problem
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def collection(service):
-    name = unique("errors")
-    assert service.post("/api/v1/collections", json={"name": name}).status_code == 201
-    return name
 
 
 def test_unknown_job_is_404(service):

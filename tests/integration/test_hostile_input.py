@@ -12,13 +12,6 @@ from tests.integration.problems import assert_problem
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def collection(service):
-    name = unique("hostile")
-    assert service.post("/api/v1/collections", json={"name": name}).status_code == 201
-    return name
-
-
 def fields_of(response, status: int = 422) -> list[str]:
     return [e["field"] for e in assert_problem(response, status, "validation_error")["errors"]]
 
