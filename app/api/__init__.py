@@ -20,7 +20,7 @@ def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     return body, 202, {"Location": body["links"]["self"], **headers}
 
 
-def job_answer(job: Job, status: int = 200) -> tuple[dict[str, Any], int, dict[str, str]]:
+def job_answer(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A job's JSON, with a Retry-After poll hint while it is queued or running."""
     body = job_to_dict(job)
     headers = {}
@@ -28,4 +28,4 @@ def job_answer(job: Job, status: int = 200) -> tuple[dict[str, Any], int, dict[s
         # Kept through the rate limiter, which otherwise writes its own
         # window reset into Retry-After (app/__init__.py).
         g.retry_after = headers["Retry-After"] = str(retry_after_seconds(job))
-    return body, status, headers
+    return body, 200, headers

@@ -83,18 +83,18 @@ class JobContext:
         if total is not None:
             values["progress_total"] = total
         with db.session_scope() as session:
-            cancel_requested = session.execute(
+            row = session.execute(
                 update(Job)
                 .where(Job.id == self.job_id, Job.status == JobStatus.RUNNING, Job.lease_owner == self.owner)
                 .values(**values)
-                .returning(Job.cancel_requested_at)
+                .returning(Job.cancel_requested_at, Job.progress_event_at)
             ).first()
-            if cancel_requested is not None:
-                record_progress_if_due(session, self.job_id)
+            if row is not None:
+                record_progress_if_due(session, self.job_id, row.progress_event_at, now)
             session.commit()
-        if cancel_requested is None:
+        if row is None:
             raise JobStopped(self.job_id)
-        if cancel_requested[0] is not None:
+        if row.cancel_requested_at is not None:
             raise JobCancelled(self.job_id)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event, select, update
@@ -49,17 +49,14 @@ def record_job_events(session: Session, job_id: str, event_types: list[str]) -> 
     return written
 
 
-def record_progress_if_due(session: Session, job_id: str) -> None:
-    """A job.progress event at most once per WEBHOOK_PROGRESS_INTERVAL_SECONDS."""
-    now = utcnow()
-    due_before = now - timedelta(seconds=settings.webhook_progress_interval_seconds)
-    due = session.execute(
-        update(Job)
-        .where(Job.id == job_id, (Job.progress_event_at.is_(None)) | (Job.progress_event_at <= due_before))
-        .values(progress_event_at=now)
-    ).rowcount
-    if due:
-        record_job_events(session, job_id, ["job.progress"])
+def record_progress_if_due(session: Session, job_id: str, last_event_at: datetime | None, now: datetime) -> None:
+    """A job.progress event at most once per WEBHOOK_PROGRESS_INTERVAL_SECONDS;
+    `last_event_at` is what the checkpoint's own UPDATE returned."""
+    interval = timedelta(seconds=settings.webhook_progress_interval_seconds)
+    if last_event_at is not None and now - last_event_at < interval:
+        return
+    session.execute(update(Job).where(Job.id == job_id).values(progress_event_at=now))
+    record_job_events(session, job_id, ["job.progress"])
 
 
 def record_ping(session: Session, endpoint: WebhookEndpoint) -> WebhookDelivery:
