@@ -67,6 +67,13 @@ class Settings:
     upload_dir: Path
     embedding_model: str
     max_upload_mb: int
+    max_extracted_mb: int
+    rerank_model: str
+    rerank_candidates: int
+    hnsw_m: int
+    hnsw_ef_construction: int
+    hnsw_ef_search: int
+    hnsw_rebuild_fraction: float
     chunk_tokens: int
     chunk_overlap_tokens: int
     embed_batch_size: int
@@ -111,6 +118,17 @@ class Settings:
             upload_dir=_path("UPLOAD_DIR", var_dir / "uploads"),
             embedding_model=_env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
             max_upload_mb=_int("MAX_UPLOAD_MB", 100),
+            # Text one uploaded file may expand to (a zip bomb in a docx stops here).
+            max_extracted_mb=_int("MAX_EXTRACTED_MB", 50),
+            # A local sentence-transformers CrossEncoder folder; empty: the
+            # `rerank` pipeline is unavailable.
+            rerank_model=_env("RERANK_MODEL", ""),
+            rerank_candidates=_int("RERANK_CANDIDATES", 50),
+            hnsw_m=_int("HNSW_M", 32),
+            hnsw_ef_construction=_int("HNSW_EF_CONSTRUCTION", 80),
+            hnsw_ef_search=_int("HNSW_EF_SEARCH", 128),
+            # Rebuild an hnsw index once this fraction of its vectors are deleted.
+            hnsw_rebuild_fraction=_float("HNSW_REBUILD_FRACTION", 0.2),
             chunk_tokens=_int("CHUNK_TOKENS", 200),
             chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
             embed_batch_size=_int("EMBED_BATCH_SIZE", 64),
@@ -156,6 +174,10 @@ class Settings:
             web_threads=_int("WEB_THREADS", 4),
             web_timeout=_int("WEB_TIMEOUT", 30),
         )
+
+    @property
+    def max_extracted_chars(self) -> int:
+        return self.max_extracted_mb * 1024 * 1024
 
     @property
     def max_upload_bytes(self) -> int:
