@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1)
 
     from app import auth, cli, errors
-    from app.api import collections, health, jobs, keys, webhooks
+    from app.api import collections, documents, health, jobs, keys, pipelines, webhooks
     from app.api.extensions import api, declares_query_arguments, limiter
     from app.extensions import db, init_runtime
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
 
     api.init_app(app)
-    for blueprint in (collections.blp, jobs.blp, keys.blp, webhooks.blp, health.blp):
+    for blueprint in (collections.blp, documents.blp, jobs.blp, pipelines.blp, keys.blp, webhooks.blp, health.blp):
         api.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     cli.register(app)

@@ -17,13 +17,14 @@ from app.api.schemas import (
     FilesInSchema,
     JobSchema,
     ListArgsSchema,
+    SearchBatchRequestSchema,
     SearchRequestSchema,
     as_error_messages,
     unsafe_text,
 )
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
-from app.services import collections, search, staging
+from app.services import collections, documents, search, staging
 from app.services.errors import UnsupportedMediaType, ValidationFailed
 
 blp = Blueprint(
@@ -64,6 +65,18 @@ def get_collection(name: str):
     return collections.attach_stats(db.session, [collection])[0]
 
 
+@blp.route("/<name>", methods=["DELETE"])
+@blp.response(202, JobSchema)
+@blp.alt_response(404, description="No such collection")
+@blp.alt_response(503, description="The job queue is unreachable")
+def delete_collection(name: str):
+    """Delete a collection with its documents and indexes, as a job.
+
+    Searches submitted after the job succeeds get 404; the name is free again.
+    """
+    return accepted(documents.submit_delete_collection(db.session, current_principal(), name, {}))
+
+
 _UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -81,9 +94,14 @@ _UPLOAD_BODY = {
 @blp.alt_response(422, description="Invalid documents")
 @blp.alt_response(503, description="The job queue is unreachable")
 def upload_documents(name: str):
-    """Add documents: JSON texts, or files (txt, md) as multipart `files` parts.
+    """Add documents: JSON texts, or files as multipart `files` parts.
 
-    Creates the collection if absent. Answers at once with an ingest job.
+    Files may be txt, md, html (visible text), pdf, docx, json or jsonl
+    (objects with `text` and optional `id` and `metadata`); the type is
+    checked against the content, and a mismatch is 415. A file that cannot be
+    read fails alone, in the job's `result.failed`. A document sent again
+    with the same id and new content replaces the old version. Creates the
+    collection if absent. Answers at once with an ingest job.
     """
     principal = current_principal()
     if request.mimetype == "multipart/form-data":
@@ -109,10 +127,29 @@ def upload_documents(name: str):
 @blp.arguments(SearchRequestSchema)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="No such collection")
-@blp.alt_response(503, description="The job queue is unreachable")
+@blp.alt_response(503, description="The pipeline is unavailable, or the job queue is unreachable")
 def submit_search(body: dict, name: str):
-    """Search a collection. Answers at once with a search job to poll."""
+    """Search a collection. Answers at once with a search job to poll.
+
+    The result holds `hits` (`document_id`, `chunk_id`, `score`, `text`,
+    `metadata`), `pipeline`, `took_ms` and `index_generation`, and with
+    `include_answer` an extractive `answer` citing its hits.
+    """
     job = search.submit_search(db.session, current_principal(), name, body)
+    return accepted(job)
+
+
+@blp.route("/<name>/search/batch", methods=["POST"])
+@blp.arguments(SearchBatchRequestSchema)
+@blp.response(202, JobSchema)
+@blp.alt_response(404, description="No such collection")
+@blp.alt_response(503, description="The pipeline is unavailable, or the job queue is unreachable")
+def submit_search_batch(body: dict, name: str):
+    """Search a collection with 1-100 queries in one job, encoded together.
+
+    The result holds `results`: one `{query, hits}` per query, in order.
+    """
+    job = search.submit_search_batch(db.session, current_principal(), name, body)
     return accepted(job)
 
 

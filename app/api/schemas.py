@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import timezone
@@ -10,7 +11,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
+from app.search.pipelines import COLLAPSE_MODES, DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
 from app.services.jobs import JOB_TYPES, STATUSES
 from app.services.keys import SCOPES, TIERS
@@ -208,19 +209,36 @@ class FilesInSchema(ma.Schema):
 # --- search --------------------------------------------------------------------
 
 
-class SearchRequestSchema(CallbackSchema):
-    query = fields.String(required=True, validate=validate.Length(min=1, max=10000))
-    top_k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1, max=100))
+class SearchOptionsSchema(CallbackSchema):
+    """What a single search and a batch share."""
+
+    top_k = fields.Integer(
+        load_default=10, strict=True, validate=validate.Range(min=1, max=100),
+        metadata={"description": "How many hits (documents, with collapse) to return", "example": 10},
+    )
     pipeline = fields.String(
         load_default=DEFAULT_PIPELINE,
         validate=validate.OneOf(sorted(PIPELINES), error="Pipeline must be one of: {choices}."),
+        metadata={"description": "dense, keyword, hybrid (default) or rerank; see GET /api/v1/pipelines"},
     )
-    filters = fields.Dict(keys=fields.String(), load_default=dict)
-
-    @ma.validates("query")
-    def _has_text(self, value: str, **_kwargs) -> None:
-        if not value.strip():
-            raise ma.ValidationError("Query must not be blank.")
+    filters = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": "Metadata key -> value, or a list of accepted values; `document_id` -> "
+            "a list of document ids. Every key must match.",
+            "example": {"lang": "en", "tags": ["a", "b"]},
+        },
+    )
+    collapse = fields.String(
+        load_default="chunk",
+        validate=validate.OneOf(COLLAPSE_MODES),
+        metadata={"description": "`document`: each document once, at its best chunk's rank"},
+    )
+    include_answer = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Add `answer`: the hits' sentences closest to the query, with citations"},
+    )
 
     @ma.validates("filters")
     def _scalar_filters(self, value: dict, **_kwargs) -> None:
@@ -230,6 +248,87 @@ class SearchRequestSchema(CallbackSchema):
                 raise ma.ValidationError(
                     f"Filter {key!r} must be a string, number or boolean, or a non-empty list of them."
                 )
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("Query must not be blank.")
+
+
+class SearchRequestSchema(SearchOptionsSchema):
+    query = fields.String(
+        required=True, validate=[validate.Length(min=1, max=10000), _not_blank],
+        metadata={"example": "how do vaccines train the immune system"},
+    )
+
+
+class SearchBatchRequestSchema(SearchOptionsSchema):
+    queries = fields.List(
+        fields.String(validate=[validate.Length(min=1, max=10000), _not_blank]),
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "1-100 queries, answered in order in one job"},
+    )
+
+
+class PipelineStatsSchema(ma.Schema):
+    searches = fields.Integer(metadata={"description": "Succeeded searches in the sample"})
+    p50_took_ms = fields.Float(allow_none=True)
+    p95_took_ms = fields.Float(allow_none=True)
+    window = fields.String(metadata={"description": "Which jobs the figures come from"})
+
+
+class PipelineSchema(ma.Schema):
+    name = fields.String()
+    status = fields.String(metadata={"enum": ["healthy", "degraded", "unavailable"]})
+    description = fields.String()
+    capabilities = fields.List(fields.String())
+    default = fields.Boolean()
+    reason = fields.String(allow_none=True, metadata={"description": "Why it is unavailable"})
+    stats = fields.Nested(PipelineStatsSchema)
+
+
+# --- documents (read) -------------------------------------------------------------
+
+
+class DocumentSchema(ma.Schema):
+    id = fields.String(attribute="external_id")
+    metadata = fields.Dict(attribute="meta")
+    chunks = fields.Integer(attribute="chunk_count")
+    content_hash = fields.String(metadata={"description": "SHA-256 of the text"})
+    status = fields.String()
+    source = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+DocumentPageSchema = page_schema(DocumentSchema, "DocumentPage")
+
+
+class DocumentListArgsSchema(ListArgsSchema):
+    metadata = fields.String(
+        metadata={
+            "description": 'JSON object: only documents whose metadata matches, e.g. {"lang": "en"}',
+            "example": '{"lang": "en"}',
+        }
+    )
+
+    @ma.post_load
+    def _parse_metadata(self, data, **_kwargs):
+        raw = data.get("metadata")
+        if raw is None:
+            return data
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v) for v in parsed.values()
+        ):
+            raise ma.ValidationError(
+                {"metadata": ["Must be a JSON object of key -> value (or list of values)."]}
+            )
+        data["metadata"] = parsed
+        return data
 
 
 # --- API keys --------------------------------------------------------------------

@@ -1,138 +1,122 @@
-"""FAISS index store: one index per collection on disk, in memory per reader.
+"""Index store: a collection's vector and keyword indexes on disk, one set per
+generation, and in memory per reader.
 
-A collection's index lives at `<root>/<key>/gen-<generation>.faiss`. The
-generation number is owned by the caller (the collection row in SQL); a
-reader asks for the generation it was told is current and reloads when that
-moves. Files are written to a temporary name and renamed into place, so a
-reader never sees a half-written index.
+Generation N of a collection lives in `<root>/<key>/gen-N/` (`vectors.faiss`,
+`tombstones.npy`, `keywords/`). The generation number is owned by the caller
+(the collection row in SQL); a reader asks for the generation it was told is
+current and reloads when that moves. A generation is written to a temporary
+folder and renamed into place, so a reader never sees half of one.
 """
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-_GEN_FILE = re.compile(r"^gen-(\d+)\.faiss$")
+from app.search.keyword_index import KeywordIndex
+from app.search.vector_index import HnswParams, VectorIndex
+
+_GEN_DIR = re.compile(r"^gen-(\d+)$")
 
 
-class VectorIndex:
-    """Exact inner-product search over normalized vectors, keyed by int64 ids."""
+@dataclass
+class CollectionIndex:
+    """Everything a pipeline searches in one collection generation."""
 
-    def __init__(self, dimension: int, index: faiss.Index | None = None) -> None:
-        self.dimension = dimension
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-
-    @property
-    def size(self) -> int:
-        return int(self.index.ntotal)
-
-    def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype("int64")
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if len(ids) == 0:
-            return
-        ids = np.asarray(ids, dtype="int64")
-        # Adding an id twice would give duplicate hits: replace instead.
-        self.index.remove_ids(ids)
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype="float32"), ids)
-
-    def remove(self, ids: np.ndarray) -> int:
-        if len(ids) == 0:
-            return 0
-        return int(self.index.remove_ids(np.asarray(ids, dtype="int64")))
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
-    ) -> list[list[tuple[int, float]]]:
-        """Per query, up to k (id, score) pairs, best first."""
-        queries = np.ascontiguousarray(queries, dtype="float32")
-        if self.size == 0 or k < 1:
-            return [[] for _ in range(len(queries))]
-        params = None
-        if allowed_ids is not None:
-            if len(allowed_ids) == 0:
-                return [[] for _ in range(len(queries))]
-            params = faiss.SearchParameters(
-                sel=faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype="int64"))
-            )
-        scores, ids = self.index.search(queries, min(k, self.size), params=params)
-        return [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i != -1]
-            for row_ids, row_scores in zip(ids, scores)
-        ]
+    generation: int
+    vectors: VectorIndex
+    keywords: KeywordIndex
 
 
 class IndexStore:
-    def __init__(self, root: Path, dimension: int) -> None:
+    def __init__(self, root: Path, dimension: int, hnsw: HnswParams = HnswParams()) -> None:
         self.root = Path(root)
         self.dimension = dimension
-        self._cache: dict[str, tuple[int, VectorIndex]] = {}
+        self.hnsw = hnsw
+        self._cache: dict[str, CollectionIndex] = {}
         self._lock = threading.Lock()
 
     def _path(self, key: str, generation: int) -> Path:
-        return self.root / key / f"gen-{generation}.faiss"
+        return self.root / key / f"gen-{generation}"
 
-    def get(self, key: str, generation: int) -> VectorIndex | None:
-        """The index at `generation`, from memory when already loaded.
+    def empty(self, index_type: str, generation: int = 0) -> CollectionIndex:
+        return CollectionIndex(
+            generation,
+            VectorIndex.create(self.dimension, index_type, self.hnsw),
+            KeywordIndex.build(np.zeros(0, dtype="int64"), []),
+        )
 
-        None when no file exists for that generation (never written, or the
-        index directory was lost): the caller rebuilds it from the chunk rows.
+    def get(self, key: str, generation: int, index_type: str = "flat") -> CollectionIndex | None:
+        """The indexes at `generation`, from memory when already loaded.
+
+        None when no files exist for that generation (never written, or the
+        index directory was lost): the caller rebuilds them from the chunk rows.
         """
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and cached[0] == generation:
-                return cached[1]
+            if cached is not None and cached.generation == generation:
+                return cached
         if generation == 0:
-            index = VectorIndex(self.dimension)
+            loaded = self.empty(index_type)
         else:
-            path = self._path(key, generation)
-            try:
-                index = VectorIndex(self.dimension, faiss.read_index(str(path)))
-            except RuntimeError:
-                if not path.exists():
-                    return None
-                raise
+            loaded = self._load(self._path(key, generation), generation)
+            if loaded is None:
+                return None
         with self._lock:
-            self._cache[key] = (generation, index)
-        return index
+            self._cache[key] = loaded
+        return loaded
 
-    def save(self, key: str, generation: int, index: VectorIndex) -> None:
-        """Persist atomically as `generation` and drop files older than the one before."""
+    def _load(self, path: Path, generation: int) -> CollectionIndex | None:
+        try:
+            vectors = faiss.read_index(str(path / "vectors.faiss"))
+            tombstones = np.load(path / "tombstones.npy")
+            keywords = KeywordIndex.load(path / "keywords")
+        except (RuntimeError, OSError):
+            if not path.exists():
+                return None
+            raise
+        return CollectionIndex(
+            generation,
+            VectorIndex(self.dimension, vectors, tombstones=tombstones, ef_search=self.hnsw.ef_search),
+            keywords,
+        )
+
+    def save(self, key: str, index: CollectionIndex) -> None:
+        """Persist atomically and drop generations older than the one before."""
         directory = self.root / key
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".gen-", suffix=".tmp", dir=directory)
-        os.close(fd)
+        tmp = Path(tempfile.mkdtemp(prefix=".gen-", suffix=".tmp", dir=directory))
         try:
-            faiss.write_index(index.index, tmp)
-            os.replace(tmp, self._path(key, generation))
+            faiss.write_index(index.vectors.index, str(tmp / "vectors.faiss"))
+            np.save(tmp / "tombstones.npy", index.vectors.tombstones)
+            index.keywords.save(tmp / "keywords")
+            target = self._path(key, index.generation)
+            shutil.rmtree(target, ignore_errors=True)  # a crashed writer's leftover
+            tmp.rename(target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
         with self._lock:
-            self._cache[key] = (generation, index)
+            self._cache[key] = index
         # Keep the previous generation a little longer for readers that were
         # told about it a moment ago.
         for path in directory.iterdir():
-            match = _GEN_FILE.match(path.name)
-            if match and int(match.group(1)) < generation - 1:
-                path.unlink(missing_ok=True)
+            match = _GEN_DIR.match(path.name)
+            if match and int(match.group(1)) < index.generation - 1:
+                shutil.rmtree(path, ignore_errors=True)
 
     def evict(self, key: str) -> None:
-        """Forget the in-memory copy; the next get() reads the file."""
+        """Forget the in-memory copy; the next get() reads the files."""
         with self._lock:
             self._cache.pop(key, None)
 
     def drop(self, key: str) -> None:
         self.evict(key)
-        directory = self.root / key
-        if directory.is_dir():
-            for path in directory.iterdir():
-                path.unlink(missing_ok=True)
-            directory.rmdir()
+        shutil.rmtree(self.root / key, ignore_errors=True)

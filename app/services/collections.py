@@ -15,7 +15,8 @@ from app.services.pagination import paginate
 # \Z, not $: "$" also matches before a trailing newline.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}\Z"
 _NAME_RE = re.compile(NAME_PATTERN)
-INDEX_TYPES = ("flat",)
+# flat: exact search; hnsw: approximate, for large collections (app/search/vector_index.py).
+INDEX_TYPES = ("flat", "hnsw")
 
 
 def validate_name(name: str) -> None:

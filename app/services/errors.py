@@ -64,6 +64,10 @@ class ServiceUnavailable(ServiceError):
     status, code, title = 503, "service_unavailable", "Service Unavailable"
 
 
+class PipelineUnavailable(ServiceError):
+    status, code, title = 503, "pipeline_unavailable", "Service Unavailable"
+
+
 class JobFailure(Exception):
     """A job cannot finish; the message is shown to the client in `error`."""
 

@@ -1,4 +1,4 @@
-"""Keeps each collection's FAISS index in step with its chunk rows.
+"""Keeps each collection's indexes (vectors and keywords) in step with its chunk rows.
 
 The chunk rows are the truth; the index is derived. `sync_collection_index`
 reconciles the two (adds chunks the index lacks, removes vectors whose chunk
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import faiss
 import numpy as np
 from sqlalchemy import select
 
@@ -18,7 +17,9 @@ from app.config import settings
 from app.extensions import db
 from app.models import Chunk, Collection
 from app.search.embedding import Embedder, get_embedder
-from app.search.index_store import IndexStore, VectorIndex
+from app.search.index_store import CollectionIndex, IndexStore
+from app.search.keyword_index import KeywordIndex
+from app.search.vector_index import HnswParams, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,14 @@ def embedder() -> Embedder:
     return get_embedder(settings.embedding_model, settings.embed_batch_size)
 
 
+def hnsw_params() -> HnswParams:
+    return HnswParams(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
+
+
 def index_store() -> IndexStore:
     global _store
     if _store is None:
-        _store = IndexStore(settings.index_dir, embedder().dimension)
+        _store = IndexStore(settings.index_dir, embedder().dimension, hnsw_params())
     return _store
 
 
@@ -42,8 +47,9 @@ def vector_from_bytes(raw: bytes) -> np.ndarray:
 
 
 def sync_collection_index(collection_id: str, *, rebuild: bool = False) -> int | None:
-    """Bring the collection's index up to its chunk rows; returns the generation
-    now current (None if the collection is gone). `rebuild` starts from empty.
+    """Bring the collection's indexes up to its chunk rows; returns the
+    generation now current (None if the collection is gone). `rebuild` starts
+    from empty.
 
     One writer per collection at a time: the collection's row stays locked
     until the new generation is committed (FOR NO KEY UPDATE on PostgreSQL,
@@ -59,42 +65,53 @@ def sync_collection_index(collection_id: str, *, rebuild: bool = False) -> int |
             store.drop(collection_id)
             return None
         generation = collection.generation
-        index, added, removed = _reconciled(session, store, collection_id, generation, rebuild)
-        if index is None:
+        current = None if rebuild else store.get(collection_id, generation, collection.index_type)
+        chunk_ids = np.fromiter(
+            session.scalars(select(Chunk.id).where(Chunk.collection_id == collection_id).order_by(Chunk.id)),
+            dtype="int64",
+        )
+        vectors, added, removed = _reconciled_vectors(session, store, collection.index_type, current, chunk_ids)
+        if vectors is None:
             return generation
-        # The file first, then the row that points readers at it.
-        new_generation = generation + 1
-        store.save(collection_id, new_generation, index)
-        collection.generation = new_generation
+        updated = CollectionIndex(generation + 1, vectors, _keyword_index(session, collection_id, chunk_ids))
+        # The files first, then the row that points readers at them.
+        store.save(collection_id, updated)
+        collection.generation = updated.generation
         session.commit()
     log.info(
         "index %s: generation %d, +%d -%d vectors, %d total",
-        collection_id, new_generation, added, removed, index.size,
+        collection_id, updated.generation, added, removed, vectors.size,
     )
-    return new_generation
+    return updated.generation
 
 
-def _reconciled(
-    session, store: IndexStore, collection_id: str, generation: int, rebuild: bool
+def _reconciled_vectors(
+    session, store: IndexStore, index_type: str, current: CollectionIndex | None, chunk_ids: np.ndarray
 ) -> tuple[VectorIndex | None, int, int]:
-    """A copy of the current index with the chunk rows' changes applied, and
-    how many vectors were added and removed; None when nothing changed."""
-    current = None if rebuild else store.get(collection_id, generation)
-    chunk_ids = np.fromiter(
-        session.scalars(select(Chunk.id).where(Chunk.collection_id == collection_id)), dtype="int64"
-    )
-    # Work on a copy: the cached index belongs to `generation` until the new
-    # one is committed.
-    index = (
-        VectorIndex(store.dimension, faiss.clone_index(current.index))
-        if current is not None
-        else VectorIndex(store.dimension)
-    )
-    indexed = index.ids()
+    """A copy of the current vector index with the chunk rows' changes applied,
+    and how many vectors were added and removed; None when nothing changed.
+    Starts from empty when there is no usable current index: none loaded, the
+    collection's index type changed, an hnsw index full of tombstones, or one
+    that would have to take back an id it already holds."""
+    index = current.vectors if current is not None else None
+    indexed = index.ids() if index is not None else np.zeros(0, dtype="int64")
     to_add = np.setdiff1d(chunk_ids, indexed)
     to_remove = np.setdiff1d(indexed, chunk_ids)
-    if current is not None and not len(to_add) and not len(to_remove):
+    if index is not None and not len(to_add) and not len(to_remove):
         return None, 0, 0
+    if index is not None and (
+        index.index_type != index_type
+        or not index.can_add(to_add)
+        or (index.index_type == "hnsw" and _tombstones_after(index, to_remove) > settings.hnsw_rebuild_fraction)
+    ):
+        index = None
+    if index is None:
+        to_add, to_remove = chunk_ids, np.zeros(0, dtype="int64")
+        # Work on a fresh index: the cached one belongs to the current
+        # generation until the new one is committed.
+        index = VectorIndex.create(store.dimension, index_type, store.hnsw)
+    else:
+        index = index.copy()
     index.remove(to_remove)
     for start in range(0, len(to_add), _FETCH_BATCH):
         batch = [int(i) for i in to_add[start : start + _FETCH_BATCH]]
@@ -105,15 +122,27 @@ def _reconciled(
     return index, len(to_add), len(to_remove)
 
 
-def index_for_search(collection: Collection) -> tuple[VectorIndex, int]:
-    """The collection's current index, reloaded if its generation moved and
-    rebuilt from the chunk rows if its file is missing."""
+def _tombstones_after(index: VectorIndex, to_remove: np.ndarray) -> float:
+    total = int(index.index.ntotal)
+    return (len(index.tombstones) + len(to_remove)) / total if total else 0.0
+
+
+def _keyword_index(session, collection_id: str, chunk_ids: np.ndarray) -> KeywordIndex:
+    """BM25 over every chunk of the collection (bm25s builds whole indexes only)."""
+    texts = dict(session.execute(select(Chunk.id, Chunk.text).where(Chunk.collection_id == collection_id)).all())
+    ids = [int(i) for i in chunk_ids if int(i) in texts]
+    return KeywordIndex.build(np.array(ids, dtype="int64"), [texts[i] for i in ids])
+
+
+def index_for_search(collection: Collection) -> CollectionIndex:
+    """The collection's current indexes, reloaded if its generation moved and
+    rebuilt from the chunk rows if their files are missing."""
     store = index_store()
-    index = store.get(collection.id, collection.generation)
+    index = store.get(collection.id, collection.generation, collection.index_type)
     if index is not None:
-        return index, collection.generation
-    log.warning("index file for %s generation %d missing; rebuilding", collection.id, collection.generation)
+        return index
+    log.warning("index files for %s generation %d missing; rebuilding", collection.id, collection.generation)
     generation = sync_collection_index(collection.id, rebuild=True)
     if generation is None:
         raise LookupError(collection.id)
-    return store.get(collection.id, generation), generation
+    return store.get(collection.id, generation, collection.index_type)

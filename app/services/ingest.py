@@ -25,7 +25,7 @@ from app.extensions import db
 from app.models import Chunk, Collection, Document
 from app.search.chunking import TextChunk, chunk_text
 from app.search.embedding import Embedder
-from app.search.extract import ExtractionError, extract_text
+from app.search.extract import ExtractionError, extract
 from app.services.errors import JobFailure
 from app.services.indexing import embedder, sync_collection_index
 from app.services.jobs import JobCancelled, JobContext
@@ -138,12 +138,27 @@ def _extract(job_id: str, sources: list[dict[str, Any]]) -> Iterator[IncomingDoc
                     metadata=doc.get("metadata") or {},
                 )
             continue
-        filename = source["filename"]
-        metadata = {"filename": filename, **(source.get("metadata") or {})}
-        try:
-            yield IncomingDocument(filename, filename, extract_text(filename, data), metadata)
-        except ExtractionError as exc:
-            yield IncomingDocument(filename, filename, None, metadata, error=str(exc))
+        yield from _extract_file(source, data)
+
+
+def _extract_file(source: dict[str, Any], data: bytes) -> Iterator[IncomingDocument]:
+    """A file's documents (one, or one per JSON record); a file that cannot be
+    read fails alone, as one entry in the job's `failed`."""
+    filename = source["filename"]
+    metadata = {"filename": filename, **(source.get("metadata") or {})}
+    try:
+        texts = extract(filename, data, max_chars=settings.max_extracted_chars)
+    except ExtractionError as exc:
+        yield IncomingDocument(filename, filename, None, metadata, error=str(exc))
+        return
+    for text in texts:
+        yield IncomingDocument(
+            source=text.source,
+            # A record's own id, else the filename (one text) or its source ("name.jsonl[3]").
+            external_id=text.external_id or (filename if len(texts) == 1 else text.source),
+            text=text.text,
+            metadata={**metadata, **text.metadata},
+        )
 
 
 def _deduplicate(

@@ -1,103 +1,105 @@
-"""Search: submit a search job (web), run it against the collection's index (worker)."""
+"""Search: submit a search job (web), run it against the collection's indexes
+through the chosen pipeline (worker)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import settings
 from app.extensions import db
-from app.models import Chunk, Collection, Document, Job
+from app.models import Collection, Job
+from app.search.answers import extractive_answer
 from app.search.pipelines import PIPELINES
 from app.services import jobs
 from app.services.collections import get_collection
-from app.services.errors import JobFailure
+from app.services.errors import JobFailure, PipelineUnavailable
 from app.services.indexing import embedder, index_for_search
 from app.services.jobs import JobContext
 from app.services.keys import Principal
+from app.services.retrieval import document_map, hydrate, ranked, search_resources
+
+# A pipeline's configuration does not change while the service runs.
+UNAVAILABLE_RETRY_AFTER = 300
 
 
 def submit_search(
     session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
 ) -> Job:
+    return _submit(session, principal, "search", collection_name, params, total=1)
+
+
+def submit_search_batch(
+    session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
+) -> Job:
+    return _submit(session, principal, "search_batch", collection_name, params, total=len(params["queries"]))
+
+
+def _submit(session, principal, job_type, collection_name, params, *, total) -> Job:
     collection = get_collection(session, principal.tenant_id, collection_name)
-    return jobs.submit(session, principal, "search", params=params, collection=collection, total=1)
+    reason = PIPELINES[params["pipeline"]].unavailable_reason(settings)
+    if reason is not None:
+        raise PipelineUnavailable(
+            f"The {params['pipeline']!r} pipeline is unavailable: {reason}", retry_after=UNAVAILABLE_RETRY_AFTER
+        )
+    return jobs.submit(session, principal, job_type, params=params, collection=collection, total=total)
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:
     started = time.perf_counter()
-    params = ctx.params
+    query = ctx.params["query"]
+    hits_per_query, generation = search_collection(ctx.collection_id, [query], ctx.params)
+    result: dict[str, Any] = {"hits": hits_per_query[0]}
+    if ctx.params.get("include_answer"):
+        result["answer"] = extractive_answer(query, hits_per_query[0], embedder())
+    return _finished(result, ctx.params, started, generation)
+
+
+def run_search_batch(ctx: JobContext) -> dict[str, Any]:
+    """Every query of the batch goes through one encode and one index search."""
+    started = time.perf_counter()
+    queries = ctx.params["queries"]
+    hits_per_query, generation = search_collection(ctx.collection_id, queries, ctx.params)
+    results = []
+    for query, hits in zip(queries, hits_per_query):
+        entry: dict[str, Any] = {"query": query, "hits": hits}
+        if ctx.params.get("include_answer"):
+            entry["answer"] = extractive_answer(query, hits, embedder())
+        results.append(entry)
+    ctx.checkpoint(len(queries))
+    return _finished({"results": results}, ctx.params, started, generation)
+
+
+def search_collection(
+    collection_id: str, queries: list[str], params: dict[str, Any]
+) -> tuple[list[list[dict[str, Any]]], int]:
+    """The hits of each query, and the index generation they come from."""
     with db.session_scope() as session:
-        collection = session.get(Collection, ctx.collection_id)
+        collection = session.get(Collection, collection_id)
         if collection is None:
             raise JobFailure("not_found", "The collection was deleted before the search ran.")
-        allowed = _allowed_chunk_ids(session, collection.id, params.get("filters") or {})
-    index, generation = index_for_search(collection)
-    pipeline = PIPELINES[params["pipeline"]](embedder())
-    ranked = pipeline.search(index, [params["query"]], params["top_k"], allowed)[0]
+        session.expunge(collection)
+    index = index_for_search(collection)
+    documents = document_map(collection_id, index.generation)
+    pipeline = PIPELINES[params["pipeline"]](search_resources())
+    rankings = ranked(
+        pipeline,
+        index,
+        queries,
+        top_k=params["top_k"],
+        allowed_ids=documents.allowed_chunks(params.get("filters") or {}),
+        documents=documents if params.get("collapse") == "document" else None,
+    )
     with db.session_scope() as session:
-        hits = _hydrate(session, ranked)
+        return hydrate(session, rankings), index.generation
+
+
+def _finished(result: dict[str, Any], params: dict[str, Any], started: float, generation: int) -> dict[str, Any]:
     return {
-        "hits": hits,
+        **result,
         "pipeline": params["pipeline"],
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
         "index_generation": generation,
     }
-
-
-def _allowed_chunk_ids(
-    session: Session, collection_id: str, filters: dict[str, Any]
-) -> np.ndarray | None:
-    """Chunk ids of the documents whose metadata matches every filter (a value,
-    or a list of accepted values); None when there are no filters."""
-    if not filters:
-        return None
-    wanted = {k: (v if isinstance(v, list) else [v]) for k, v in filters.items()}
-    matching = [
-        doc_id
-        for doc_id, meta in session.execute(
-            select(Document.id, Document.meta).where(Document.collection_id == collection_id)
-        )
-        if all(key in (meta or {}) and meta[key] in values for key, values in wanted.items())
-    ]
-    if not matching:
-        return np.zeros(0, dtype="int64")
-    ids: list[int] = []
-    for start in range(0, len(matching), 500):
-        ids.extend(
-            session.scalars(
-                select(Chunk.id).where(Chunk.document_id.in_(matching[start : start + 500]))
-            )
-        )
-    return np.array(ids, dtype="int64")
-
-
-def _hydrate(session: Session, ranked: list[tuple[int, float]]) -> list[dict[str, Any]]:
-    if not ranked:
-        return []
-    rows = {
-        chunk.id: (chunk, document)
-        for chunk, document in session.execute(
-            select(Chunk, Document)
-            .join(Document, Chunk.document_id == Document.id)
-            .where(Chunk.id.in_([chunk_id for chunk_id, _ in ranked]))
-        )
-    }
-    hits = []
-    for chunk_id, score in ranked:
-        if chunk_id not in rows:  # deleted since the index was written
-            continue
-        chunk, document = rows[chunk_id]
-        hits.append(
-            {
-                "document_id": document.external_id,
-                "chunk_id": str(chunk.id),
-                "score": round(score, 6),
-                "text": chunk.text,
-                "metadata": document.meta or {},
-            }
-        )
-    return hits

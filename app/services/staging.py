@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.models import Collection, Job, utcnow
-from app.search.extract import SUPPORTED_EXTENSIONS, is_supported
+from app.search.extract import SNIFF_BYTES, SUPPORTED_EXTENSIONS, UnsupportedType, check_type, is_supported
 from app.services import jobs
 from app.services.collections import get_or_create_collection
 from app.services.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
@@ -80,6 +80,7 @@ def submit_files(
         for position, upload in enumerate(uploads):
             relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
             _save_limited(upload, staging / relative, settings.max_upload_bytes)
+            _check_content(upload.filename, staging / relative)
             sources.append(
                 {
                     "kind": "file",
@@ -167,6 +168,17 @@ def _save_limited(upload: Upload, target: Path, limit: int) -> None:
                     f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
                 )
             out.write(block)
+
+
+def _check_content(filename: str, path: Path) -> None:
+    """The type is decided by content as well as by name: a PDF called .txt,
+    or a text called .pdf, is refused before any job exists."""
+    with path.open("rb") as staged:
+        head = staged.read(SNIFF_BYTES)
+    try:
+        check_type(filename, head)
+    except UnsupportedType as exc:
+        raise UnsupportedMediaType(f"{filename}: {exc}") from None
 
 
 def _staging_dir(job_id: str) -> Path:

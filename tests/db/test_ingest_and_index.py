@@ -130,8 +130,8 @@ def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
     index_store().evict(collection.id)  # as a fresh reader process has it
     with runtime.session_scope() as session:
         current = session.get(Collection, collection.id)
-    index, generation = index_for_search(current)
-    assert index.size == 4 and generation == 2
+    index = index_for_search(current)
+    assert index.vectors.size == index.keywords.size == 4 and index.generation == 2
     assert top_document(runtime, collection, "the moon pulls the sea") == before == "tides"
 
 

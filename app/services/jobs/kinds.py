@@ -57,6 +57,18 @@ KINDS: dict[str, JobKind] = {
             on_finish="app.services.staging:remove_staged_files",
         ),
         JobKind("search", queue="search", handler="app.services.search:run_search", poll_after_ms=200),
+        JobKind(
+            "search_batch", queue="search", handler="app.services.search:run_search_batch", poll_after_ms=500,
+        ),
+        # Deletions write to the collection like ingests, so they share their lane.
+        JobKind(
+            "delete_document", queue="ingest", handler="app.services.documents:run_delete_document",
+            poll_after_ms=500,
+        ),
+        JobKind(
+            "delete_collection", queue="ingest", handler="app.services.documents:run_delete_collection",
+            poll_after_ms=500,
+        ),
     )
 }
 JOB_TYPES = tuple(KINDS)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from app.api import API_PREFIX
+from app.api.extensions import Blueprint
+from app.api.schemas import PipelineSchema
+from app.auth import current_tenant_id
+from app.extensions import db
+from app.services import pipelines
+
+blp = Blueprint(
+    "pipelines", __name__, url_prefix=f"{API_PREFIX}/pipelines", description="Retrieval pipelines a search can use"
+)
+
+
+@blp.route("")
+@blp.response(200, PipelineSchema(many=True))
+def list_pipelines():
+    """List the pipelines: status, description, capabilities and recent timings."""
+    return pipelines.list_pipelines(db.session, current_tenant_id())
+
+
+@blp.route("/<name>")
+@blp.response(200, PipelineSchema)
+@blp.alt_response(404, description="No such pipeline")
+def get_pipeline(name: str):
+    """Read one pipeline."""
+    return pipelines.get_pipeline(db.session, current_tenant_id(), name)

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""HNSW at scale: N random unit vectors (384-d) in the service's `hnsw`
+VectorIndex. Measures build time, memory per vector, single-query latency and
+recall@10 against exact search over a sweep of efSearch, and writes the
+"## HNSW at scale" section of docs/benchmarks.md (`make bench-hnsw`).
+
+Two query sets: fresh random unit vectors (no neighbourhood structure: the
+hardest case for a graph index) and near-duplicates (a database vector plus
+noise, renormalized: a query that has a clear nearest neighbour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+# As in bench/run.py: the project root goes first on sys.path, so `app` and `bench` import.
+ROOT = Path(__file__).resolve().parent.parent
+if not __package__:
+    sys.path[0] = str(ROOT)
+
+from app.config import settings  # noqa: E402
+from app.search.vector_index import HnswParams, VectorIndex  # noqa: E402
+from bench.parameters import DEFAULT_OUTPUT  # noqa: E402
+from bench.report import splice_section  # noqa: E402
+from bench.system import OtherLoad, code_state, load_average, memory_kb, usable_cores  # noqa: E402
+from bench.timing import latency_stats  # noqa: E402
+
+SECTION = "## HNSW at scale"
+DIM, K, BATCH, WARMUP, SEED = 384, 10, 50_000, 50, 20261122
+TARGET_P95_MS, TARGET_RECALL = 5.0, 0.95
+# Noise added to a database vector for a near-duplicate query, as a norm
+# (before renormalizing): the query keeps a cosine of about 1/sqrt(1 + NOISE**2).
+NOISE = 0.5
+SCENARIOS = {"random": "random queries", "near": "near-duplicate queries"}
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    for start in range(0, len(x), BATCH):  # in slices: no second N×384 temporary
+        x[start : start + BATCH] /= np.linalg.norm(x[start : start + BATCH], axis=1, keepdims=True)
+    return x
+
+
+def make_queries(vectors: np.ndarray, q: int) -> tuple[dict[str, np.ndarray], float]:
+    """Both query sets, and the near-duplicates' mean cosine to their source."""
+    rng = np.random.default_rng(SEED + 1)
+    random = normalize(rng.standard_normal((q, DIM), dtype=np.float32))
+    source = vectors[rng.choice(len(vectors), q, replace=False)]
+    noise = rng.standard_normal((q, DIM), dtype=np.float32) * np.float32(NOISE / np.sqrt(DIM))
+    near = normalize(source + noise)
+    return {"random": random, "near": near}, float(np.mean(np.sum(near * source, axis=1)))
+
+
+def rss_bytes() -> int:
+    return memory_kb(os.getpid())["VmRSS"] * 1024
+
+
+def build(vectors: np.ndarray, params: HnswParams, limit_s: float) -> tuple[VectorIndex, dict]:
+    """Adds the vectors in batches, as the service would; stops adding after
+    `limit_s` seconds, so a slow machine still yields a (smaller) result."""
+    faiss.omp_set_num_threads(usable_cores())
+    index = VectorIndex.create(DIM, "hnsw", params)
+    rss0, t0 = rss_bytes(), time.perf_counter()
+    for start in range(0, len(vectors), BATCH):
+        stop = min(start + BATCH, len(vectors))
+        index.add(np.arange(start, stop, dtype=np.int64), vectors[start:stop])
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / stop * (len(vectors) - stop)
+        print(f"  added {stop:,}/{len(vectors):,} in {elapsed:,.0f} s ({stop / elapsed:,.0f}/s, ETA {eta:,.0f} s)",
+              flush=True)
+        if elapsed > limit_s and stop < len(vectors):
+            print(f"  build time limit {limit_s:.0f} s reached: stopping at {stop:,} vectors", flush=True)
+            break
+    built_s, n = time.perf_counter() - t0, index.size
+    grown = rss_bytes() - rss0
+    serialized = faiss.serialize_index(index.index).nbytes
+    return index, {"n": n, "build_s": built_s, "per_s": n / built_s, "rss_growth": grown,
+                   "rss_per_vector": grown / n, "serialized_per_vector": serialized / n}
+
+
+def exact_top_k(vectors: np.ndarray, queries: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The exact top K ids of each query set (IndexFlatIP), and their mean scores."""
+    faiss.omp_set_num_threads(usable_cores())
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(vectors)
+    truth = {}
+    for name, q in queries.items():
+        scores, ids = flat.search(q, K)
+        truth[name] = {"ids": ids, "top1": float(scores[:, 0].mean()), "topk": float(scores[:, -1].mean())}
+    return truth
+
+
+def measure(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, ef: int) -> dict:
+    """One query per call with one OpenMP thread, as a worker child searches."""
+    faiss.omp_set_num_threads(1)
+    index.ef_search = ef
+    for q in queries[:WARMUP]:
+        index.search(q[None], K)
+    times, hits = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        found = index.search(q[None], K)[0]
+        times.append((time.perf_counter() - t0) * 1000)
+        hits.append({i for i, _ in found})
+    recall = np.mean([len(h & set(t.tolist())) / K for h, t in zip(hits, truth)])
+    return {**latency_stats(times), "recall": float(recall)}
+
+
+def sweep(index: VectorIndex, queries: dict, truth: dict, efs: list[int]) -> dict:
+    other = OtherLoad()
+    rows = {ef: {name: measure(index, queries[name], truth[name]["ids"], ef) for name in SCENARIOS} for ef in efs}
+    for ef, row in rows.items():
+        print(f"  efSearch {ef}: " + "; ".join(
+            f"{name} p50 {r['p50']:.2f} p95 {r['p95']:.2f} ms recall {r['recall']:.4f}" for name, r in row.items()))
+    return {"rows": rows, "other_share": other.measure()["other_share"]}
+
+
+def cpu_model() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+
+
+def verdict(rows: dict, name: str, default_ef: int) -> str:
+    """Whether the configured efSearch meets both targets for one query set,
+    and if not, the smallest efSearch of the sweep that would."""
+    r = rows[default_ef][name]
+    lat_ok, rec_ok = r["p95"] <= TARGET_P95_MS, r["recall"] >= TARGET_RECALL
+    text = (f"{SCENARIOS[name].capitalize()}: at the configured efSearch {default_ef}, p95 {r['p95']:.2f} ms "
+            f"({'meets' if lat_ok else 'misses'} ≤ {TARGET_P95_MS:g} ms) and recall@10 {r['recall']:.3f} "
+            f"({'meets' if rec_ok else 'misses'} ≥ {TARGET_RECALL}).")
+    if lat_ok and rec_ok:
+        return text
+    both = [ef for ef in sorted(rows) if rows[ef][name]["p95"] <= TARGET_P95_MS
+            and rows[ef][name]["recall"] >= TARGET_RECALL]
+    if both:
+        b = rows[both[0]][name]
+        return text + f" efSearch {both[0]} meets both (p95 {b['p95']:.2f} ms, recall@10 {b['recall']:.3f})."
+    recall_ok = [ef for ef in sorted(rows) if rows[ef][name]["recall"] >= TARGET_RECALL]
+    if recall_ok:
+        b = rows[recall_ok[0]][name]
+        return text + (f" Recall reaches {TARGET_RECALL} only at efSearch {recall_ok[0]}, where p95 is "
+                       f"{b['p95']:.2f} ms: no efSearch of the sweep meets both.")
+    best = max(rows, key=lambda ef: rows[ef][name]["recall"])
+    return text + (f" No efSearch of the sweep reaches recall {TARGET_RECALL}; the best is "
+                   f"{rows[best][name]['recall']:.3f} at efSearch {best} (p95 {rows[best][name]['p95']:.2f} ms).")
+
+
+def render(res: dict) -> str:
+    b, a, p, rows = res["build"], res["args"], res["params"], res["search"]["rows"]
+    partial = "" if b["n"] == a.vectors else f" (**build stopped at its time limit: {b['n']:,} of {a.vectors:,}**)"
+    code = res["code"]
+    dirty = f"{len(code['git_dirty'])} files changed outside bench/" if code["git_dirty"] else "clean tree"
+    t = res["truth"]
+    table = [f"| {ef}{' (configured)' if ef == p.ef_search else ''} | " + " | ".join(
+        f"{r['p50']:.2f} / {r['p95']:.2f} / {r['p99']:.2f} | {r['recall']:.3f}" for r in row.values()) + " |"
+        for ef, row in rows.items()]
+    return "\n".join([
+        SECTION, "",
+        f"Produced by `make bench-hnsw` (`.venv/bin/python bench/hnsw_scale.py`; `--vectors N` for a smaller run).", "",
+        f"- Date: {res['date']} (run took {res['took_s'] / 60:.1f} min); code: commit {code['git_head']} ({dirty})",
+        f"- Machine: {usable_cores()} CPUs ({cpu_model()}); faiss {faiss.__version__}; load average at start "
+        f"{' '.join(res['load'])}; run under `nice -n 19`; other processes used {res['search']['other_share']:.0%} "
+        "of the machine during the search phase",
+        f"- Data: {b['n']:,} random unit vectors{partial}, float32, {DIM}-d (normal samples, normalized; seed {SEED})",
+        f"- Index: `VectorIndex.create({DIM}, \"hnsw\", HnswParams(m={p.m}, ef_construction={p.ef_construction}, "
+        f"ef_search={p.ef_search}))` (IndexIDMap2 over IndexHNSWFlat, inner product); ids 0…N−1 added in "
+        f"batches of {BATCH:,} with {usable_cores()} OpenMP threads",
+        f"- Queries: {a.queries} per set. *Random*: fresh random unit vectors (exact top-1 / 10th score on "
+        f"average {t['random']['top1']:.3f} / {t['random']['topk']:.3f}). *Near-duplicate*: a random database "
+        f"vector plus Gaussian noise of norm {NOISE}, renormalized (mean cosine to its source "
+        f"{res['near_cosine']:.3f}; exact 10th score {t['near']['topk']:.3f})",
+        f"- Search: one query per call (`index.search(q[None], {K})`), 1 OpenMP thread, {WARMUP} untimed first; "
+        "recall@10 = share of the exact top 10 (IndexFlatIP, same vectors) returned, mean over queries", "",
+        "| Build | Value |", "|---|---|",
+        f"| Build time (s); vectors/s | {b['build_s']:,.1f}; {b['per_s']:,.0f} |",
+        f"| RSS growth over the build (bytes/vector; total MB) | {b['rss_per_vector']:,.0f}; "
+        f"{b['rss_growth'] / 2**20:,.0f} |",
+        f"| Serialized index (bytes/vector) | {b['serialized_per_vector']:,.0f} (the raw vectors are "
+        f"{DIM * 4:,}) |", "",
+        "| efSearch | Random: p50 / p95 / p99 (ms) | Random: recall@10 | Near-duplicate: p50 / p95 / p99 (ms) "
+        "| Near-duplicate: recall@10 |", "|---|---|---|---|---|", *table, "",
+        " ".join(verdict(rows, name, p.ef_search) for name in SCENARIOS), "", "",
+    ])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vectors", type=int, default=1_000_000, help="database size N")
+    parser.add_argument("--queries", type=int, default=1000, help="queries per set")
+    parser.add_argument("--m", type=int, default=settings.hnsw_m)
+    parser.add_argument("--ef-construction", type=int, default=settings.hnsw_ef_construction)
+    parser.add_argument("--ef-search", type=int, default=settings.hnsw_ef_search, help="the configured value")
+    parser.add_argument("--sweep", default="64,128,256,512", help="efSearch values to time (plus --ef-search)")
+    parser.add_argument("--build-limit-min", type=float, default=60.0, help="stop adding vectors after this")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file; its section is replaced")
+    args = parser.parse_args()
+    if args.vectors < args.queries or args.queries < WARMUP:
+        parser.error(f"need --queries ≥ {WARMUP} and --vectors ≥ --queries")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    started, load = time.time(), load_average()
+    params = HnswParams(m=args.m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+    print(f"generating {args.vectors:,} random unit vectors ({DIM}-d)", flush=True)
+    vectors = normalize(np.random.default_rng(SEED).standard_normal((args.vectors, DIM), dtype=np.float32))
+    print(f"building {params}", flush=True)
+    index, built = build(vectors, params, args.build_limit_min * 60)
+    vectors = vectors[: built["n"]]
+    queries, near_cosine = make_queries(vectors, args.queries)
+    print("exact search", flush=True)
+    truth = exact_top_k(vectors, queries)
+    efs = sorted({*(int(x) for x in args.sweep.split(",")), args.ef_search})
+    print(f"timing single queries at efSearch {efs}", flush=True)
+    search = sweep(index, queries, truth, efs)
+    section = render({
+        "args": args, "params": params, "build": built, "search": search, "truth": truth, "near_cosine": near_cosine,
+        "load": load, "code": code_state(), "took_s": time.time() - started,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    })
+    text = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(splice_section(text, SECTION, section))
+    print(section, end="")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
