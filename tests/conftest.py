@@ -39,14 +39,33 @@ WEBHOOK_TEST_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory, database_url, redis_server):
-    """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests.
+def tiny_cross_encoder(tmp_path_factory):
+    """A cross-encoder for exercising the `rerank` pipeline: the bundled
+    MiniLM weights under a freshly initialised, seeded scoring head. No
+    cross-encoder ships with Quarry, and this one's scores mean nothing; it
+    tests the reranking mechanism, never relevance."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from app.search.embedding import resolve_model_path
+
+    path = tmp_path_factory.mktemp("cross-encoder")
+    torch.manual_seed(0)
+    model = CrossEncoder(str(resolve_model_path("all-MiniLM-L6-v2")), num_labels=1, device="cpu", local_files_only=True)
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, database_url, redis_server, tiny_cross_encoder):
+    """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests,
+    and the tiny cross-encoder as RERANK_MODEL.
     Requests without a valid key share one budget per client IP, and every
     test's come from 127.0.0.1: the limits themselves are tested on private
     stacks (test_limits.py)."""
     stack = Stack(
         tmp_path_factory.mktemp("stack"), database_url, redis_server,
-        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RATE_LIMIT_ANONYMOUS="100000/minute",
+        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RERANK_MODEL=str(tiny_cross_encoder), RATE_LIMIT_ANONYMOUS="100000/minute",
         **WEBHOOK_TEST_SETTINGS,
     )
     try:

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 from app.api import API_PREFIX, accepted
 from app.api.extensions import Blueprint
-from app.api.schemas import DocumentListArgsSchema, DocumentPageSchema, DocumentSchema, JobSchema
+from app.api.schemas import (
+    DocumentListArgsSchema,
+    DocumentPageSchema,
+    DocumentSchema,
+    JobSchema,
+)
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import documents

@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.models import Collection, Job, utcnow
-from app.search.extract import SNIFF_BYTES, SUPPORTED_EXTENSIONS, UnsupportedType, check_type, is_supported
+from app.search.extract import (
+    SNIFF_BYTES,
+    SUPPORTED_EXTENSIONS,
+    UnsupportedType,
+    check_type,
+    is_supported,
+)
 from app.services import jobs
 from app.services.collections import get_or_create_collection
 from app.services.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed

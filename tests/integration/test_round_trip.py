@@ -69,7 +69,7 @@ def test_search_ranks_the_relevant_document_first(service, corpus, query, expect
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert hits[0]["metadata"] == {"topic": expected}
     assert hits[0]["text"] == dict(TOPICS)[expected]
-    assert job["result"]["pipeline"] == "dense"
+    assert job["result"]["pipeline"] == "hybrid"  # the default
     assert job["result"]["index_generation"] >= 1
     # The worker's own timing lies inside the job's running time.
     running_ms = (parse_time(job["finished_at"]) - parse_time(job["started_at"])).total_seconds() * 1000

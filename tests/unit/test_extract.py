@@ -6,7 +6,6 @@ import io
 import json
 import zipfile
 
-import docx
 import pypdf
 import pytest
 
@@ -20,48 +19,9 @@ from app.search.extract import (
     extract,
     is_supported,
 )
+from tests.files import make_docx, make_docx_bomb, make_pdf
 
 LIMIT = 1_000_000
-
-
-def make_pdf(sentence: str = "Hello quarry pdf") -> bytes:
-    """A minimal one-page PDF with Helvetica text, xref offsets computed."""
-    stream = f"BT /F1 12 Tf 72 712 Td ({sentence}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref_at,
-    )
-    return bytes(out)
-
-
-def make_docx() -> bytes:
-    document = docx.Document()
-    document.add_paragraph("First paragraph of the report.")
-    table = document.add_table(rows=2, cols=2)
-    table.cell(0, 0).text = "Region"
-    table.cell(0, 1).text = "Revenue"
-    table.cell(1, 0).text = "North"
-    table.cell(1, 1).text = "42"
-    document.add_paragraph("Closing words.")
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
 
 
 def only_text(filename: str, data: bytes, max_chars: int = LIMIT) -> str:
@@ -152,13 +112,8 @@ def test_docx_paragraphs_and_table_cells_are_extracted():
 
 
 def test_docx_zip_bomb_is_refused_from_the_directory_sizes():
-    body = b'<?xml version="1.0"?><w:document><w:body>' + b" " * 60_000_000 + b"</w:body></w:document>"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
-        archive.writestr("word/document.xml", body)
     with pytest.raises(ExtractionError, match="limit"):
-        extract("bomb.docx", buffer.getvalue(), max_chars=1_000_000)
+        extract("bomb.docx", make_docx_bomb(60_000_000), max_chars=1_000_000)
 
 
 def test_a_zip_that_is_not_a_word_document_is_refused():
