@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test bench bench-webhooks clean
+.PHONY: install redis-server run test bench bench-webhooks bench-hnsw clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ bench: install redis-server
 # section of docs/benchmarks.md.
 bench-webhooks: install redis-server
 	$(BIN)/python bench/webhooks.py
+
+# 1M random vectors in an hnsw index (build, memory, latency, recall): its own section of docs/benchmarks.md.
+bench-hnsw: install
+	$(BIN)/python bench/hnsw_scale.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -71,7 +71,7 @@ def _one_line_errors() -> Iterator[None]:
 @click.argument("collection")
 @click.option("--tenant", required=True, help="The tenant's name.")
 def index_rebuild(collection: str, tenant: str) -> None:
-    """Rebuild COLLECTION's FAISS index from its chunk rows."""
+    """Rebuild COLLECTION's vector and keyword indexes from its chunk rows."""
     from app.extensions import db
     from app.services.collections import get_collection
     from app.services.indexing import sync_collection_index

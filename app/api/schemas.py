@@ -321,7 +321,7 @@ class DocumentListArgsSchema(ListArgsSchema):
             parsed = json.loads(raw)
         except ValueError:
             parsed = None
-        if not isinstance(parsed, dict) or not all(
+        if not isinstance(parsed, dict) or unsafe_text(parsed) or not all(
             isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v) for v in parsed.values()
         ):
             raise ma.ValidationError(

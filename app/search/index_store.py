@@ -10,6 +10,7 @@ folder and renamed into place, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from app.search.keyword_index import KeywordIndex
 from app.search.vector_index import HnswParams, VectorIndex
 
 _GEN_DIR = re.compile(r"^gen-(\d+)$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,14 +76,16 @@ class IndexStore:
         return loaded
 
     def _load(self, path: Path, generation: int) -> CollectionIndex | None:
+        """None when any part of the generation is missing or unreadable: the
+        chunk rows are the truth, and rebuilding from them is always safe."""
         try:
             vectors = faiss.read_index(str(path / "vectors.faiss"))
             tombstones = np.load(path / "tombstones.npy")
             keywords = KeywordIndex.load(path / "keywords")
-        except (RuntimeError, OSError):
-            if not path.exists():
-                return None
-            raise
+        except (RuntimeError, OSError, ValueError) as exc:
+            if path.exists():
+                log.warning("index files in %s unreadable (%s); they will be rebuilt", path, exc)
+            return None
         return CollectionIndex(
             generation,
             VectorIndex(self.dimension, vectors, tombstones=tombstones, ef_search=self.hnsw.ef_search),

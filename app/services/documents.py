@@ -50,7 +50,8 @@ def _as_json_text(value: Any) -> list[str]:
 
 def get_document(session: Session, tenant_id: str, collection_name: str, document_id: str) -> Document:
     collection = get_collection(session, tenant_id, collection_name)
-    document = session.scalars(
+    # An id no document could have (too long, NUL) is not looked up at all.
+    document = None if len(document_id) > 256 or "\x00" in document_id else session.scalars(
         select(Document).where(Document.collection_id == collection.id, Document.external_id == document_id)
     ).first()
     if document is None:

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from app.config import settings
 from app.extensions import celery, db, redis_store
+from app.search.pipelines import PIPELINES
 from app.services.webhooks.delivery import delivery_stats
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,11 @@ def report(version: str, uptime_s: float, limiter_state: dict[str, Any]) -> dict
         status = "degraded"
     else:
         status = "healthy"
-    pipeline_status = "healthy" if workers else "unavailable"
+    # A pipeline runs on the workers: none up, none can answer.
+    pipelines = {
+        name: "unavailable" if not workers or pipeline.unavailable_reason(settings) else "healthy"
+        for name, pipeline in PIPELINES.items()
+    }
     return {
         "status": status,
         "version": version,
@@ -75,7 +81,7 @@ def report(version: str, uptime_s: float, limiter_state: dict[str, Any]) -> dict
             "database": {"status": "up" if database else "down"},
             "redis": {"status": "up" if redis_up else "down"},
             "workers": {"status": "up" if workers else "down", "count": len(workers), "names": workers},
-            "pipelines": {"dense": pipeline_status},
+            "pipelines": pipelines,
             "rate_limiter": limiter_state,
             "webhooks": webhook_state() if database else {"status": "unknown"},
         },
