@@ -153,6 +153,8 @@ class Document(Base):
 
 class Chunk(Base):
     __tablename__ = "chunks"
+    # Ids are never reused (migration 0005): a chunk id is its vector's id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     # The integer id doubles as the FAISS vector id.
     id: Mapped[int] = mapped_column(

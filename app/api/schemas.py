@@ -304,10 +304,15 @@ class DocumentSchema(ma.Schema):
 DocumentPageSchema = page_schema(DocumentSchema, "DocumentPage")
 
 
+# Keys a JSON path can name on every database: no quotes, backslashes or controls.
+_FILTER_KEY = re.compile(r'[^"\\\x00-\x1f]{1,128}')
+
+
 class DocumentListArgsSchema(ListArgsSchema):
     metadata = fields.String(
         metadata={
-            "description": 'JSON object: only documents whose metadata matches, e.g. {"lang": "en"}',
+            "description": 'JSON object: only documents whose metadata has each key at that value, or at one '
+            'of a list of values, compared as text, e.g. {"lang": "en"}',
             "example": '{"lang": "en"}',
         }
     )
@@ -322,7 +327,8 @@ class DocumentListArgsSchema(ListArgsSchema):
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict) or unsafe_text(parsed) or not all(
-            isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v) for v in parsed.values()
+            _FILTER_KEY.fullmatch(k) and (isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v))
+            for k, v in parsed.items()
         ):
             raise ma.ValidationError(
                 {"metadata": ["Must be a JSON object of key -> value (or list of values)."]}

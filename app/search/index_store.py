@@ -93,7 +93,8 @@ class IndexStore:
         )
 
     def save(self, key: str, index: CollectionIndex) -> None:
-        """Persist atomically and drop generations older than the one before."""
+        """Persist atomically and drop generations older than the one before
+        (readers told about those re-read the collection's generation)."""
         directory = self.root / key
         directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".gen-", suffix=".tmp", dir=directory))
@@ -107,14 +108,18 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        with self._lock:
-            self._cache[key] = index
         # Keep the previous generation a little longer for readers that were
         # told about it a moment ago.
         for path in directory.iterdir():
             match = _GEN_DIR.match(path.name)
             if match and int(match.group(1)) < index.generation - 1:
                 shutil.rmtree(path, ignore_errors=True)
+
+    def remember(self, key: str, index: CollectionIndex) -> None:
+        """Serve `index` from memory: the writer calls this once the new
+        generation is committed, so it never serves one nobody committed."""
+        with self._lock:
+            self._cache[key] = index
 
     def evict(self, key: str) -> None:
         """Forget the in-memory copy; the next get() reads the files."""

@@ -43,10 +43,11 @@ class KeywordIndex:
     def build(cls, chunk_ids: np.ndarray, texts: list[str]) -> "KeywordIndex":
         order = np.argsort(np.asarray(chunk_ids, dtype="int64"), kind="stable")
         ids = np.asarray(chunk_ids, dtype="int64")[order]
-        if len(ids) == 0:
+        tokens = tokenize([texts[i] for i in order])
+        if not any(tokens):  # nothing but stop words and one-letter tokens
             return cls(ids, None)
         retriever = bm25s.BM25()
-        retriever.index(tokenize([texts[i] for i in order]), show_progress=False)
+        retriever.index(tokens, show_progress=False)
         return cls(ids, retriever)
 
     @property

@@ -16,6 +16,8 @@ import numpy as np
 # A filter matching fewer vectors than this is searched exactly: a graph walk
 # that must skip nearly every node it visits would miss the few that match.
 EXACT_FILTER_LIMIT = 4096
+# Vectors scored per step of an exact search (about 100 MB at 384 dimensions).
+EXACT_BATCH = 65536
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class VectorIndex:
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         self.ef_search = ef_search
         self.tombstones = np.unique(np.asarray(tombstones if tombstones is not None else [], dtype="int64"))
+        self._live: np.ndarray | None = None  # sorted live ids, made on first use
 
     @classmethod
     def create(cls, dimension: int, index_type: str = "flat", hnsw: HnswParams = HnswParams()) -> "VectorIndex":
@@ -59,14 +62,27 @@ class VectorIndex:
         """Live vectors: tombstoned ones do not count."""
         return int(self.index.ntotal) - len(self.tombstones)
 
-    @property
-    def tombstone_fraction(self) -> float:
+    def tombstone_fraction_after(self, removing: int = 0) -> float:
+        """The share of stored vectors that would be dead after removing
+        `removing` more (always 0 for flat, which removes in place)."""
         total = int(self.index.ntotal)
-        return len(self.tombstones) / total if total else 0.0
+        if self.index_type == "flat" or not total:
+            return 0.0
+        return (len(self.tombstones) + removing) / total
 
     def ids(self) -> np.ndarray:
-        stored = faiss.vector_to_array(self.index.id_map).astype("int64")
-        return np.setdiff1d(stored, self.tombstones, assume_unique=False)
+        """The live ids, sorted."""
+        if self._live is None:
+            stored = faiss.vector_to_array(self.index.id_map).astype("int64")
+            self._live = np.setdiff1d(stored, self.tombstones)
+        return self._live.copy()
+
+    def _only_live(self, ids: np.ndarray) -> np.ndarray:
+        """`ids` without those this index does not hold: deleted ones, and rows
+        written since it was built (an ingest still running)."""
+        live = self.ids() if self._live is None else self._live
+        positions = np.minimum(np.searchsorted(live, ids), max(len(live) - 1, 0))
+        return ids[live[positions] == ids] if len(live) else ids[:0]
 
     def copy(self) -> "VectorIndex":
         return VectorIndex(
@@ -91,14 +107,16 @@ class VectorIndex:
             # Adding an id twice would give duplicate hits: replace instead.
             self.index.remove_ids(ids)
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype="float32"), ids)
+        self._live = None
 
     def remove(self, ids: np.ndarray) -> int:
         if len(ids) == 0:
             return 0
         ids = np.asarray(ids, dtype="int64")
+        self._live, live = None, self.ids()
         if self.index_type == "flat":
             return int(self.index.remove_ids(ids))
-        present = np.intersect1d(ids, self.ids())
+        present = np.intersect1d(ids, live)
         self.tombstones = np.union1d(self.tombstones, present)
         return len(present)
 
@@ -109,22 +127,21 @@ class VectorIndex:
         `allowed_ids` when it is given."""
         queries = np.ascontiguousarray(queries, dtype="float32")
         if allowed_ids is not None:
-            allowed_ids = np.setdiff1d(np.asarray(allowed_ids, dtype="int64"), self.tombstones)
+            allowed_ids = self._only_live(np.unique(np.asarray(allowed_ids, dtype="int64")))
         if self.size == 0 or k < 1 or (allowed_ids is not None and len(allowed_ids) == 0):
             return [[] for _ in range(len(queries))]
         if self.index_type == "hnsw" and allowed_ids is not None and len(allowed_ids) <= EXACT_FILTER_LIMIT:
             return self._exact(queries, k, allowed_ids)
         limit = min(k, self.size if allowed_ids is None else len(allowed_ids))
-        scores, ids = self._search(queries, limit, allowed_ids)
-        hits = [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i != -1]
-            for row_ids, row_scores in zip(ids, scores)
-        ]
+        hits = self._search(queries, limit, allowed_ids, self.ef_search)
         if self.index_type == "hnsw" and allowed_ids is not None and any(len(row) < limit for row in hits):
-            return self._exact(queries, k, allowed_ids)
+            # A filter that rules out most of the graph: search wider, then exactly.
+            hits = self._search(queries, limit, allowed_ids, max(4 * self.ef_search, 4 * limit))
+            if any(len(row) < limit for row in hits):
+                return self._exact(queries, k, allowed_ids)
         return hits
 
-    def _search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None):
+    def _search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None, ef_search: int):
         # Every selector is held in a local until the search returns: FAISS
         # keeps raw pointers to them.
         allowed = faiss.IDSelectorBatch(allowed_ids) if allowed_ids is not None else None
@@ -133,13 +150,28 @@ class VectorIndex:
         both = faiss.IDSelectorAnd(allowed, alive) if allowed is not None and alive is not None else None
         selector = both or allowed or alive
         if self.index_type == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), sel=selector)
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)
         else:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
-        return self.index.search(queries, k, params=params)
+        scores, ids = self.index.search(queries, k, params=params)
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i != -1]
+            for row_ids, row_scores in zip(ids, scores)
+        ]
 
     def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray) -> list[list[tuple[int, float]]]:
-        vectors = np.vstack([self.index.reconstruct(int(i)) for i in ids])
-        scores = queries @ vectors.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return [[(int(ids[j]), float(row[j])) for j in order] for row, order in zip(scores, top)]
+        """Exact scores over `ids`, a bounded slice of vectors at a time."""
+        best_ids = np.zeros((len(queries), 0), dtype="int64")
+        best_scores = np.zeros((len(queries), 0), dtype="float32")
+        for start in range(0, len(ids), EXACT_BATCH):
+            batch = ids[start : start + EXACT_BATCH]
+            vectors = np.vstack([self.index.reconstruct(int(i)) for i in batch])
+            best_ids = np.hstack([best_ids, np.broadcast_to(batch, (len(queries), len(batch)))])
+            best_scores = np.hstack([best_scores, queries @ vectors.T])
+            order = np.argsort(-best_scores, axis=1, kind="stable")[:, :k]
+            best_ids = np.take_along_axis(best_ids, order, axis=1)
+            best_scores = np.take_along_axis(best_scores, order, axis=1)
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores)]
+            for row_ids, row_scores in zip(best_ids, best_scores)
+        ]

@@ -46,10 +46,14 @@ def vector_from_bytes(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4")
 
 
-def sync_collection_index(collection_id: str, *, rebuild: bool = False) -> int | None:
+def sync_collection_index(
+    collection_id: str, *, rebuild: bool = False, missing_generation: int | None = None
+) -> int | None:
     """Bring the collection's indexes up to its chunk rows; returns the
     generation now current (None if the collection is gone). `rebuild` starts
-    from empty.
+    from empty. `missing_generation`: a reader found that generation's files
+    missing; rebuild only if it is still current and still missing (another
+    reader may have rebuilt it, or a writer moved on, a moment ago).
 
     One writer per collection at a time: the collection's row stays locked
     until the new generation is committed (FOR NO KEY UPDATE on PostgreSQL,
@@ -66,6 +70,10 @@ def sync_collection_index(collection_id: str, *, rebuild: bool = False) -> int |
             return None
         generation = collection.generation
         current = None if rebuild else store.get(collection_id, generation, collection.index_type)
+        if missing_generation is not None:
+            if generation != missing_generation or current is not None:
+                return generation
+            current = None
         chunk_ids = np.fromiter(
             session.scalars(select(Chunk.id).where(Chunk.collection_id == collection_id).order_by(Chunk.id)),
             dtype="int64",
@@ -74,10 +82,12 @@ def sync_collection_index(collection_id: str, *, rebuild: bool = False) -> int |
         if vectors is None:
             return generation
         updated = CollectionIndex(generation + 1, vectors, _keyword_index(session, collection_id, chunk_ids))
-        # The files first, then the row that points readers at them.
+        # The files first, then the row that points readers at them; this
+        # process serves the new generation only once it is committed.
         store.save(collection_id, updated)
         collection.generation = updated.generation
         session.commit()
+    store.remember(collection_id, updated)
     log.info(
         "index %s: generation %d, +%d -%d vectors, %d total",
         collection_id, updated.generation, added, removed, vectors.size,
@@ -102,7 +112,7 @@ def _reconciled_vectors(
     if index is not None and (
         index.index_type != index_type
         or not index.can_add(to_add)
-        or (index.index_type == "hnsw" and _tombstones_after(index, to_remove) > settings.hnsw_rebuild_fraction)
+        or index.tombstone_fraction_after(len(to_remove)) > settings.hnsw_rebuild_fraction
     ):
         index = None
     if index is None:
@@ -122,11 +132,6 @@ def _reconciled_vectors(
     return index, len(to_add), len(to_remove)
 
 
-def _tombstones_after(index: VectorIndex, to_remove: np.ndarray) -> float:
-    total = int(index.index.ntotal)
-    return (len(index.tombstones) + len(to_remove)) / total if total else 0.0
-
-
 def _keyword_index(session, collection_id: str, chunk_ids: np.ndarray) -> KeywordIndex:
     """BM25 over every chunk of the collection (bm25s builds whole indexes only)."""
     texts = dict(session.execute(select(Chunk.id, Chunk.text).where(Chunk.collection_id == collection_id)).all())
@@ -134,15 +139,25 @@ def _keyword_index(session, collection_id: str, chunk_ids: np.ndarray) -> Keywor
     return KeywordIndex.build(np.array(ids, dtype="int64"), [texts[i] for i in ids])
 
 
-def index_for_search(collection: Collection) -> CollectionIndex:
+def index_for_search(collection_id: str) -> CollectionIndex:
     """The collection's current indexes, reloaded if its generation moved and
-    rebuilt from the chunk rows if their files are missing."""
+    rebuilt from the chunk rows if their files are missing. Raises LookupError
+    when the collection is gone."""
     store = index_store()
-    index = store.get(collection.id, collection.generation, collection.index_type)
-    if index is not None:
-        return index
-    log.warning("index files for %s generation %d missing; rebuilding", collection.id, collection.generation)
-    generation = sync_collection_index(collection.id, rebuild=True)
-    if generation is None:
-        raise LookupError(collection.id)
-    return store.get(collection.id, generation, collection.index_type)
+    for _attempt in range(3):
+        with db.reads_only(), db.session_scope() as session:
+            row = session.execute(
+                select(Collection.generation, Collection.index_type).where(Collection.id == collection_id)
+            ).first()
+        if row is None:
+            raise LookupError(collection_id)
+        index = store.get(collection_id, row.generation, row.index_type)
+        if index is not None:
+            return index
+        # Older generations are pruned as newer ones are written: the files
+        # may be gone because a writer moved on. Only a current generation
+        # without files is rebuilt.
+        log.warning("index files for %s generation %d missing", collection_id, row.generation)
+        if sync_collection_index(collection_id, missing_generation=row.generation) is None:
+            raise LookupError(collection_id)
+    raise RuntimeError(f"the indexes of collection {collection_id} keep moving; try again")

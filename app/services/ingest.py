@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Iterable, Iterator
@@ -148,6 +149,8 @@ def _extract_file(source: dict[str, Any], data: bytes) -> Iterator[IncomingDocum
     metadata = {"filename": filename, **(source.get("metadata") or {})}
     try:
         texts = extract(filename, data, max_chars=settings.max_extracted_chars)
+        for text in texts:
+            _check_storable(text.source, text.external_id, text.text, text.metadata)
     except ExtractionError as exc:
         yield IncomingDocument(filename, filename, None, metadata, error=str(exc))
         return
@@ -159,6 +162,22 @@ def _extract_file(source: dict[str, Any], data: bytes) -> Iterator[IncomingDocum
             text=text.text,
             metadata={**metadata, **text.metadata},
         )
+
+
+# Text no database stores faithfully: NUL, and unpaired UTF-16 surrogates
+# (which JSON escapes can spell). The API refuses them in JSON bodies; files
+# are checked here, so one bad record fails its file, not the whole batch.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_ID_LENGTH = 256
+
+
+def _check_storable(source: str, external_id: str | None, text: str, metadata: dict[str, Any]) -> None:
+    if external_id is not None and len(external_id) > MAX_ID_LENGTH:
+        raise ExtractionError(f"{source}: the id is longer than {MAX_ID_LENGTH} characters")
+    if _UNSTORABLE.search(text) or _UNSTORABLE.search(external_id or "") or _UNSTORABLE.search(
+        json.dumps(metadata, ensure_ascii=False)
+    ):
+        raise ExtractionError(f"{source}: holds NUL characters or unpaired surrogates, which cannot be stored")
 
 
 def _deduplicate(
@@ -221,7 +240,10 @@ def _store(ctx: JobContext, docs: list[NewDocument], vectors: np.ndarray) -> Tal
             try:
                 with session.begin_nested():
                     _replace_document(session, ctx, doc, doc_vectors)
-            except IntegrityError:  # a concurrent job stored the same content a moment ago
+            except IntegrityError:
+                if session.scalar(select(Collection.id).where(Collection.id == ctx.collection_id)) is None:
+                    raise JobFailure("not_found", "The collection was deleted while the job ran.") from None
+                # A concurrent job stored the same content a moment ago.
                 stored += Tally(skipped_duplicates=1)
                 continue
             stored += Tally(documents=1, chunks=len(doc.pieces))

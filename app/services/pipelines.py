@@ -53,7 +53,8 @@ def _recent_took_ms(session: Session, tenant_id: str) -> dict[str, list[float]]:
     # Only two small JSON fields per job, not the hits.
     rows = session.execute(
         select(Job.params["pipeline"].as_string(), Job.result["took_ms"].as_float())
-        .where(Job.tenant_id == tenant_id, Job.type.in_(["search", "search_batch"]), Job.status == JobStatus.SUCCEEDED)
+        # Single searches only: a batch's took_ms covers all of its queries.
+        .where(Job.tenant_id == tenant_id, Job.type == "search", Job.status == JobStatus.SUCCEEDED)
         .order_by(Job.created_at.desc())
         .limit(STATS_WINDOW)
     ).all()

@@ -100,12 +100,12 @@ def ranked(
 
 
 def _best_per_document(ranking: Ranking, documents: DocumentMap) -> Ranking:
-    seen: set[Any] = set()
+    seen: set[int] = set()
     best = []
     for (chunk_id, score), document in zip(ranking, documents.document_of(c for c, _ in ranking)):
-        key = document if document is not None else ("chunk", chunk_id)
-        if key not in seen:
-            seen.add(key)
+        # A chunk without a document was deleted since the index was written.
+        if document is not None and document not in seen:
+            seen.add(document)
             best.append((chunk_id, score))
     return best
 

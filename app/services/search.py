@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.extensions import db
-from app.models import Collection, Job
+from app.models import Job
 from app.search.answers import extractive_answer
 from app.search.pipelines import PIPELINES
 from app.services import jobs
@@ -76,24 +76,24 @@ def search_collection(
     collection_id: str, queries: list[str], params: dict[str, Any]
 ) -> tuple[list[list[dict[str, Any]]], int]:
     """The hits of each query, and the index generation they come from."""
-    with db.session_scope() as session:
-        collection = session.get(Collection, collection_id)
-        if collection is None:
-            raise JobFailure("not_found", "The collection was deleted before the search ran.")
-        session.expunge(collection)
-    index = index_for_search(collection)
-    documents = document_map(collection_id, index.generation)
-    pipeline = PIPELINES[params["pipeline"]](search_resources())
-    rankings = ranked(
-        pipeline,
-        index,
-        queries,
-        top_k=params["top_k"],
-        allowed_ids=documents.allowed_chunks(params.get("filters") or {}),
-        documents=documents if params.get("collapse") == "document" else None,
-    )
-    with db.session_scope() as session:
-        return hydrate(session, rankings), index.generation
+    try:
+        index = index_for_search(collection_id)
+    except LookupError:
+        raise JobFailure("not_found", "The collection was deleted before the search ran.") from None
+    # Only reads from here: on SQLite they never queue behind an index writer.
+    with db.reads_only():
+        documents = document_map(collection_id, index.generation)
+        pipeline = PIPELINES[params["pipeline"]](search_resources())
+        rankings = ranked(
+            pipeline,
+            index,
+            queries,
+            top_k=params["top_k"],
+            allowed_ids=documents.allowed_chunks(params.get("filters") or {}),
+            documents=documents if params.get("collapse") == "document" else None,
+        )
+        with db.session_scope() as session:
+            return hydrate(session, rankings), index.generation
 
 
 def _finished(result: dict[str, Any], params: dict[str, Any], started: float, generation: int) -> dict[str, Any]:

@@ -123,14 +123,28 @@ def test_new_content_under_an_existing_id_replaces_the_document(runtime, collect
     assert top_document(runtime, collection, "hairy ground-nesting bees") == "bees"
 
 
+def test_replacing_the_newest_document_never_serves_its_old_vector(runtime, collection):
+    """The newest chunk's id is the one SQLite would hand out again without
+    AUTOINCREMENT; the index would then keep the old vector under it."""
+    assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
+    with runtime.session_scope() as session:
+        old_ids = set(session.scalars(select(Chunk.id).where(Chunk.collection_id == collection.id)))
+    changed = [{"id": "tides", "text": "Sourdough bread rises slowly with wild yeast and flour."}]
+    assert jobs.run(submit(runtime, collection, changed)) == "succeeded"
+    with runtime.session_scope() as session:
+        new_id = session.scalar(select(Chunk.id).join(Document).where(Document.external_id == "tides",
+                                                                     Document.collection_id == collection.id))
+    assert new_id not in old_ids
+    assert top_document(runtime, collection, "wild yeast sourdough") == "tides"
+    assert top_document(runtime, collection, "the moon pulls the ocean") != "tides"
+
+
 def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
     assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     before = top_document(runtime, collection, "the moon pulls the sea")
     shutil.rmtree(settings.index_dir / collection.id)
     index_store().evict(collection.id)  # as a fresh reader process has it
-    with runtime.session_scope() as session:
-        current = session.get(Collection, collection.id)
-    index = index_for_search(current)
+    index = index_for_search(collection.id)
     assert index.vectors.size == index.keywords.size == 4 and index.generation == 2
     assert top_document(runtime, collection, "the moon pulls the sea") == before == "tides"
 

@@ -119,7 +119,8 @@ def test_hnsw_finds_the_same_top_hit_as_flat():
 def test_hnsw_deletes_by_tombstone_and_forgets_them_after_a_reload(tmp_path):
     index, data = hnsw(200, seed=10)
     assert index.remove(np.array([5, 6, 999])) == 2
-    assert index.size == 198 and index.tombstone_fraction == pytest.approx(2 / 200)
+    assert index.size == 198 and index.tombstone_fraction_after() == pytest.approx(2 / 200)
+    assert index.tombstone_fraction_after(8) == pytest.approx(10 / 200)
     assert 5 not in index.ids()
     assert all(i not in (5, 6) for i in top_ids(index.search(data[[5, 6]], 10))[0])
     assert not index.can_add(np.array([5]))  # an id it still holds: the owner rebuilds
@@ -148,3 +149,19 @@ def test_keyword_index_finds_a_rare_term_and_honours_a_filter(tmp_path):
     assert keywords.search(["the"], 5) == [[]]  # a stop word matches nothing
     keywords.save(tmp_path / "kw")
     assert top_ids(KeywordIndex.load(tmp_path / "kw").search(["zyxquartz"], 5)) == [[10]]
+
+
+def test_a_filter_naming_ids_the_index_lacks_is_answered_from_those_it_holds(monkeypatch):
+    index, data = hnsw(300, seed=12)
+    # 5000, 5001: rows written after the index was built (an ingest still running).
+    assert top_ids(index.search(data[[4]], 3, allowed_ids=np.array([4, 5000, 5001]))) == [[4]]
+    monkeypatch.setattr("app.search.vector_index.EXACT_BATCH", 7)  # exact scoring in small slices
+    exact = top_ids(index.search(data[[9]], 5, allowed_ids=np.arange(0, 300, 3)))[0]
+    flat = VectorIndex(DIM)
+    flat.add(np.arange(300), data)
+    assert exact == top_ids(flat.search(data[[9]], 5, allowed_ids=np.arange(0, 300, 3)))[0]
+
+
+def test_a_keyword_index_over_stop_words_only_is_empty_not_an_error():
+    keywords = KeywordIndex.build(np.array([1, 2]), ["to be or not to be", "1 2 3"])
+    assert keywords.search(["to be"], 5) == [[]]

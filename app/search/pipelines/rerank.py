@@ -33,6 +33,10 @@ class RerankPipeline(Pipeline):
     description = "Hybrid candidates re-scored by a cross-encoder (RERANK_MODEL)."
     capabilities = ("semantic", "lexical", "filters", "batch", "cross_encoder")
 
+    def __init__(self, resources) -> None:
+        super().__init__(resources)
+        self.first_stage = HybridPipeline(resources)
+
     @classmethod
     def unavailable_reason(cls, settings):
         if not settings.rerank_model:
@@ -43,7 +47,7 @@ class RerankPipeline(Pipeline):
 
     def search(self, index, queries, depth, allowed_ids):
         candidates = max(depth, self.resources.settings.rerank_candidates)
-        first = HybridPipeline(self.resources).search(index, queries, candidates, allowed_ids)
+        first = self.first_stage.search(index, queries, candidates, allowed_ids)
         texts = self.resources.chunk_texts([chunk_id for ranking in first for chunk_id, _ in ranking])
         model = cross_encoder(self.resources.settings.rerank_model)
         reranked = []
