@@ -216,6 +216,9 @@ class Job(Base):
     # When the last job.progress event was written (they are throttled).
     progress_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # Not stored: set on a job answered again for a repeated Idempotency-Key.
+    replayed = False
+
 
 class WebhookEndpoint(Base):
     """A tenant's subscriber URL. The secret is kept to sign with (HMAC needs
@@ -272,3 +275,22 @@ class WebhookDelivery(Base):
     attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A submit made with an `Idempotency-Key` header: the same key (per API
+    key) with the same request within 24 h answers with this job again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_api_key_key"),
+        Index("ix_idempotency_keys_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    api_key_id: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the route and the request's content: another body is a conflict.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

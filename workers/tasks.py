@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from app.config import settings
 from app.extensions import PerProcess, celery, db
 from app.services import jobs, staging
+from app.services.jobs.idempotency import purge_expired_keys
 from app.services.webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ def recover_stuck_jobs() -> int:
 @celery.task(name="quarry.maintenance.purge_expired_jobs")
 def purge_expired_jobs() -> int:
     with db.session_scope() as session:
-        return jobs.purge_expired_jobs(session) + webhook_delivery.purge_old_deliveries(session)
+        return (
+            jobs.purge_expired_jobs(session)
+            + webhook_delivery.purge_old_deliveries(session)
+            + purge_expired_keys(session)
+        )
 
 
 @celery.task(name="quarry.maintenance.sweep_staged_uploads")

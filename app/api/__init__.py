@@ -15,9 +15,13 @@ __all__ = ["API_PREFIX", "accepted", "job_answer"]
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """The answer to every submit: 202, the job, and where to poll it."""
+    """The answer to every submit: 202, the job, and where to poll it; 200
+    with `Idempotent-Replayed: true` for a repeated Idempotency-Key."""
     body, _, headers = job_answer(job)
-    return body, 202, {"Location": body["links"]["self"], **headers}
+    headers = {"Location": body["links"]["self"], **headers}
+    if job.replayed:
+        return body, 200, {**headers, "Idempotent-Replayed": "true"}
+    return body, 202, headers
 
 
 def job_answer(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:

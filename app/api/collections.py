@@ -8,6 +8,7 @@ from flask_smorest import abort
 
 from app.api import API_PREFIX, accepted
 from app.api.extensions import Blueprint
+from app.api.idempotency import idempotency_of_request, idempotent
 from app.api.schemas import (
     CallbackSchema,
     CollectionCreateSchema,
@@ -66,6 +67,7 @@ def get_collection(name: str):
 
 
 @blp.route("/<name>", methods=["DELETE"])
+@idempotent(blp)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="No such collection")
 @blp.alt_response(503, description="The job queue is unreachable")
@@ -74,7 +76,8 @@ def delete_collection(name: str):
 
     Searches submitted after the job succeeds get 404; the name is free again.
     """
-    return accepted(documents.submit_delete_collection(db.session, current_principal(), name, {}))
+    job = documents.submit_delete_collection(db.session, current_principal(), name, idempotency_of_request())
+    return accepted(job)
 
 
 _UPLOAD_BODY = {
@@ -87,6 +90,7 @@ _UPLOAD_BODY = {
 
 
 @blp.route("/<name>/documents", methods=["POST"])
+@idempotent(blp)
 @blp.doc(requestBody=_UPLOAD_BODY)
 @blp.response(202, JobSchema)
 @blp.alt_response(413, description="A file or the request is over MAX_UPLOAD_MB")
@@ -111,11 +115,13 @@ def upload_documents(name: str):
                 "The multipart body has no `files` part.",
                 errors=[{"field": "files", "message": "Attach one or more files."}],
             )
-        job = staging.submit_files(db.session, principal, name, uploads, _form_metadata(), _form_callback())
+        job = staging.submit_files(
+            db.session, principal, name, uploads, _form_metadata(), _form_callback(), idempotency_of_request()
+        )
     elif request.is_json:
         body = DocumentsInSchema().load(_json_body())
         documents = body.pop("documents")
-        job = staging.submit_documents(db.session, principal, name, documents, callback=body)
+        job = staging.submit_documents(db.session, principal, name, documents, body, idempotency_of_request())
     else:
         raise UnsupportedMediaType(
             "Send application/json documents or multipart/form-data files."
@@ -124,6 +130,7 @@ def upload_documents(name: str):
 
 
 @blp.route("/<name>/search", methods=["POST"])
+@idempotent(blp)
 @blp.arguments(SearchRequestSchema)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="No such collection")
@@ -135,11 +142,12 @@ def submit_search(body: dict, name: str):
     `metadata`), `pipeline`, `took_ms` and `index_generation`, and with
     `include_answer` an extractive `answer` citing its hits.
     """
-    job = search.submit_search(db.session, current_principal(), name, body)
+    job = search.submit_search(db.session, current_principal(), name, body, idempotency_of_request())
     return accepted(job)
 
 
 @blp.route("/<name>/search/batch", methods=["POST"])
+@idempotent(blp)
 @blp.arguments(SearchBatchRequestSchema)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="No such collection")
@@ -149,7 +157,7 @@ def submit_search_batch(body: dict, name: str):
 
     The result holds `results`: one `{query, hits}` per query, in order.
     """
-    job = search.submit_search_batch(db.session, current_principal(), name, body)
+    job = search.submit_search_batch(db.session, current_principal(), name, body, idempotency_of_request())
     return accepted(job)
 
 

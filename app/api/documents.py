@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from app.api import API_PREFIX, accepted
 from app.api.extensions import Blueprint
+from app.api.idempotency import idempotency_of_request, idempotent
 from app.api.schemas import (
     DocumentListArgsSchema,
     DocumentPageSchema,
@@ -41,10 +42,12 @@ def get_document(name: str, doc_id: str):
 
 
 @blp.route("/<path:doc_id>", methods=["DELETE"])
+@idempotent(blp)
 @blp.response(202, JobSchema)
 @blp.alt_response(404, description="No such collection or document")
 @blp.alt_response(503, description="The job queue is unreachable")
 def delete_document(name: str, doc_id: str):
     """Delete a document, as a job that removes its vectors, keyword entries
     and rows. Searches after the job succeeds never return its text."""
-    return accepted(documents.submit_delete_document(db.session, current_principal(), name, doc_id, {}))
+    job = documents.submit_delete_document(db.session, current_principal(), name, doc_id, idempotency_of_request())
+    return accepted(job)

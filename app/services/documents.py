@@ -16,6 +16,7 @@ from app.services.collections import get_collection
 from app.services.errors import NotFound
 from app.services.indexing import index_store, sync_collection_index
 from app.services.jobs import JobContext
+from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.pagination import paginate
 
@@ -60,21 +61,24 @@ def get_document(session: Session, tenant_id: str, collection_name: str, documen
 
 
 def submit_delete_document(
-    session: Session, principal: Principal, collection_name: str, document_id: str, params: dict[str, Any]
+    session: Session, principal: Principal, collection_name: str, document_id: str,
+    idempotency: Idempotency | None = None,
 ) -> Job:
     document = get_document(session, principal.tenant_id, collection_name, document_id)
     collection = session.get(Collection, document.collection_id)
     return jobs.submit(
-        session, principal, "delete_document", params={"document_id": document_id, **params},
-        collection=collection, total=1,
+        session, principal, "delete_document", params={"document_id": document_id},
+        collection=collection, total=1, idempotency=idempotency,
     )
 
 
 def submit_delete_collection(
-    session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
+    session: Session, principal: Principal, collection_name: str, idempotency: Idempotency | None = None
 ) -> Job:
     collection = get_collection(session, principal.tenant_id, collection_name)
-    return jobs.submit(session, principal, "delete_collection", params=params, collection=collection, total=1)
+    return jobs.submit(
+        session, principal, "delete_collection", params={}, collection=collection, total=1, idempotency=idempotency
+    )
 
 
 def run_delete_document(ctx: JobContext) -> dict[str, Any]:

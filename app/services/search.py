@@ -18,6 +18,7 @@ from app.services.collections import get_collection
 from app.services.errors import JobFailure, PipelineUnavailable
 from app.services.indexing import embedder, index_for_search
 from app.services.jobs import JobContext
+from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.retrieval import document_map, hydrate, ranked, search_resources
 
@@ -26,25 +27,30 @@ UNAVAILABLE_RETRY_AFTER = 300
 
 
 def submit_search(
-    session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
+    session: Session, principal: Principal, collection_name: str, params: dict[str, Any],
+    idempotency: Idempotency | None = None,
 ) -> Job:
-    return _submit(session, principal, "search", collection_name, params, total=1)
+    return _submit(session, principal, "search", collection_name, params, total=1, idempotency=idempotency)
 
 
 def submit_search_batch(
-    session: Session, principal: Principal, collection_name: str, params: dict[str, Any]
+    session: Session, principal: Principal, collection_name: str, params: dict[str, Any],
+    idempotency: Idempotency | None = None,
 ) -> Job:
-    return _submit(session, principal, "search_batch", collection_name, params, total=len(params["queries"]))
+    total = len(params["queries"])
+    return _submit(session, principal, "search_batch", collection_name, params, total=total, idempotency=idempotency)
 
 
-def _submit(session, principal, job_type, collection_name, params, *, total) -> Job:
+def _submit(session, principal, job_type, collection_name, params, *, total, idempotency) -> Job:
     collection = get_collection(session, principal.tenant_id, collection_name)
     reason = PIPELINES[params["pipeline"]].unavailable_reason(settings)
     if reason is not None:
         raise PipelineUnavailable(
             f"The {params['pipeline']!r} pipeline is unavailable: {reason}", retry_after=UNAVAILABLE_RETRY_AFTER
         )
-    return jobs.submit(session, principal, job_type, params=params, collection=collection, total=total)
+    return jobs.submit(
+        session, principal, job_type, params=params, collection=collection, total=total, idempotency=idempotency
+    )
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:

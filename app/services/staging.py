@@ -31,6 +31,7 @@ from app.search.extract import (
 from app.services import jobs
 from app.services.collections import get_or_create_collection
 from app.services.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 
 _COPY_BUFFER = 1024 * 1024
@@ -50,13 +51,14 @@ def submit_documents(
     collection_name: str,
     documents: list[dict[str, Any]],
     callback: dict[str, Any] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Job:
     collection = _collection_for_upload(session, principal, collection_name)
     job_id = uuid.uuid4().hex
     with _staging(job_id) as staging:
         (staging / "documents.json").write_text(json.dumps(documents))
         sources = [{"kind": "documents", "path": "documents.json"}]
-        return _submit(session, principal, collection, job_id, sources, callback, total=len(documents))
+        return _submit(session, principal, collection, job_id, sources, callback, len(documents), idempotency)
 
 
 def submit_files(
@@ -66,6 +68,7 @@ def submit_files(
     uploads: list[Upload],
     metadata: dict[str, Any] | None = None,
     callback: dict[str, Any] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Job:
     for upload in uploads:  # refuse the whole request before writing anything
         if not upload.filename:
@@ -95,7 +98,7 @@ def submit_files(
                     "metadata": metadata or {},
                 }
             )
-        return _submit(session, principal, collection, job_id, sources, callback, total=len(sources))
+        return _submit(session, principal, collection, job_id, sources, callback, len(sources), idempotency)
 
 
 def staged_path(job_id: str, relative: str) -> Path:
@@ -143,13 +146,17 @@ def _submit(
     job_id: str,
     sources: list[dict[str, Any]],
     callback: dict[str, Any] | None,
-    *,
     total: int,
+    idempotency: Idempotency | None,
 ) -> Job:
     params = {"sources": sources, **(callback or {})}
-    return jobs.submit(
-        session, principal, "ingest", params=params, collection=collection, total=total, job_id=job_id
+    job = jobs.submit(
+        session, principal, "ingest", params=params, collection=collection, total=total, job_id=job_id,
+        idempotency=idempotency,
     )
+    if job.id != job_id:  # a repeated request: the first one's upload is the one ingested
+        remove_staged_files(job_id)
+    return job
 
 
 @contextmanager

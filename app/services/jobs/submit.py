@@ -14,12 +14,14 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
 from app.services.jobs.broker import dispatch, queue_depth
+from app.services.jobs.idempotency import Idempotency, remember, replay
 from app.services.jobs.kinds import ACTIVE, JobStatus
 from app.services.jobs.transitions import transition
 from app.services.keys import Principal
@@ -41,10 +43,14 @@ def submit(
     collection: Collection | None = None,
     total: int = 0,
     job_id: str | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Job:
     """Admit, write the job row, commit the caller's transaction, then send
     the message. Raises QuotaExceeded or ServiceUnavailable instead of
-    accepting work that cannot run."""
+    accepting work that cannot run. With `idempotency`, a repeated request
+    returns the job the first one created (its `replayed` set) instead."""
+    if idempotency is not None and (earlier := replay(session, principal, idempotency)) is not None:
+        return earlier
     if params.get("callback_url"):
         check_url(params["callback_url"], "callback_url")
     admit(session, principal)
@@ -60,7 +66,17 @@ def submit(
         progress_total=total,
     )
     session.add(job)
-    session.commit()
+    if idempotency is not None:
+        remember(session, principal, idempotency, job)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its job.
+        session.rollback()
+        earlier = replay(session, principal, idempotency) if idempotency is not None else None
+        if earlier is None:
+            raise
+        return earlier
     send(session, job)
     return job
 
