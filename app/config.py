@@ -74,6 +74,7 @@ class Settings:
     hnsw_ef_construction: int
     hnsw_ef_search: int
     hnsw_rebuild_fraction: float
+    search_cache_ttl_seconds: int
     chunk_tokens: int
     chunk_overlap_tokens: int
     embed_batch_size: int
@@ -129,6 +130,8 @@ class Settings:
             hnsw_ef_search=_int("HNSW_EF_SEARCH", 128),
             # Rebuild an hnsw index once this fraction of its vectors are deleted.
             hnsw_rebuild_fraction=_float("HNSW_REBUILD_FRACTION", 0.2),
+            # How long an identical search is answered from Redis; 0 turns the cache off.
+            search_cache_ttl_seconds=_int("SEARCH_CACHE_TTL_SECONDS", 600),
             chunk_tokens=_int("CHUNK_TOKENS", 200),
             chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
             embed_batch_size=_int("EMBED_BATCH_SIZE", 64),

@@ -12,8 +12,9 @@ from app.config import settings
 from app.extensions import db
 from app.models import Job
 from app.search.answers import extractive_answer
+from app.search.index_store import CollectionIndex
 from app.search.pipelines import PIPELINES
-from app.services import jobs
+from app.services import jobs, search_cache
 from app.services.collections import get_collection
 from app.services.errors import JobFailure, PipelineUnavailable
 from app.services.indexing import embedder, index_for_search
@@ -48,26 +49,44 @@ def _submit(session, principal, job_type, collection_name, params, *, total, ide
         raise PipelineUnavailable(
             f"The {params['pipeline']!r} pipeline is unavailable: {reason}", retry_after=UNAVAILABLE_RETRY_AFTER
         )
+    # Answered before at this generation: the job is born succeeded.
+    answered = (
+        search_cache.lookup(search_cache.cache_key(collection.id, collection.generation, params))
+        if job_type == "search" else None
+    )
     return jobs.submit(
-        session, principal, job_type, params=params, collection=collection, total=total, idempotency=idempotency
+        session, principal, job_type, params=params, collection=collection, total=total,
+        idempotency=idempotency, answered=answered,
     )
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:
+    """One search; an identical one computing at the same time is waited for
+    rather than computed twice, and the answer is cached for the next."""
     started = time.perf_counter()
-    query = ctx.params["query"]
-    hits_per_query, generation = search_collection(ctx.collection_id, [query], ctx.params)
-    result: dict[str, Any] = {"hits": hits_per_query[0]}
-    if ctx.params.get("include_answer"):
-        result["answer"] = extractive_answer(query, hits_per_query[0], embedder())
-    return _finished(result, ctx.params, started, generation)
+    index = _current_index(ctx.collection_id)
+    key = search_cache.cache_key(ctx.collection_id, index.generation, ctx.params)
+    if (answer := search_cache.claim_or_wait(key, ctx.job_id)) is not None:
+        return answer
+    try:
+        query = ctx.params["query"]
+        hits = search_collection(index, ctx.collection_id, [query], ctx.params)[0]
+        result: dict[str, Any] = {"hits": hits}
+        if ctx.params.get("include_answer"):
+            result["answer"] = extractive_answer(query, hits, embedder())
+        result = {**_finished(result, ctx.params, started, index.generation), "cached": False}
+        search_cache.store(key, result)
+        return result
+    finally:
+        search_cache.release(key)
 
 
 def run_search_batch(ctx: JobContext) -> dict[str, Any]:
     """Every query of the batch goes through one encode and one index search."""
     started = time.perf_counter()
     queries = ctx.params["queries"]
-    hits_per_query, generation = search_collection(ctx.collection_id, queries, ctx.params)
+    index = _current_index(ctx.collection_id)
+    hits_per_query = search_collection(index, ctx.collection_id, queries, ctx.params)
     results = []
     for query, hits in zip(queries, hits_per_query):
         entry: dict[str, Any] = {"query": query, "hits": hits}
@@ -75,17 +94,20 @@ def run_search_batch(ctx: JobContext) -> dict[str, Any]:
             entry["answer"] = extractive_answer(query, hits, embedder())
         results.append(entry)
     ctx.checkpoint(len(queries))
-    return _finished({"results": results}, ctx.params, started, generation)
+    return _finished({"results": results}, ctx.params, started, index.generation)
+
+
+def _current_index(collection_id: str) -> CollectionIndex:
+    try:
+        return index_for_search(collection_id)
+    except LookupError:
+        raise JobFailure("not_found", "The collection was deleted before the search ran.") from None
 
 
 def search_collection(
-    collection_id: str, queries: list[str], params: dict[str, Any]
-) -> tuple[list[list[dict[str, Any]]], int]:
-    """The hits of each query, and the index generation they come from."""
-    try:
-        index = index_for_search(collection_id)
-    except LookupError:
-        raise JobFailure("not_found", "The collection was deleted before the search ran.") from None
+    index: CollectionIndex, collection_id: str, queries: list[str], params: dict[str, Any]
+) -> list[list[dict[str, Any]]]:
+    """The hits of each query in this index generation."""
     # Only reads from here: on SQLite they never queue behind an index writer.
     with db.reads_only():
         documents = document_map(collection_id, index.generation)
@@ -99,7 +121,7 @@ def search_collection(
             documents=documents if params.get("collapse") == "document" else None,
         )
         with db.session_scope() as session:
-            return hydrate(session, rankings), index.generation
+            return hydrate(session, rankings)
 
 
 def _finished(result: dict[str, Any], params: dict[str, Any], started: float, generation: int) -> dict[str, Any]:

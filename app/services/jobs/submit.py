@@ -44,16 +44,19 @@ def submit(
     total: int = 0,
     job_id: str | None = None,
     idempotency: Idempotency | None = None,
+    answered: dict[str, Any] | None = None,
 ) -> Job:
     """Admit, write the job row, commit the caller's transaction, then send
     the message. Raises QuotaExceeded or ServiceUnavailable instead of
     accepting work that cannot run. With `idempotency`, a repeated request
-    returns the job the first one created (its `replayed` set) instead."""
+    returns the job the first one created (its `replayed` set) instead. With
+    `answered` (a cached result), the job is born succeeded and never sent."""
     if idempotency is not None and (earlier := replay(session, principal, idempotency)) is not None:
         return earlier
     if params.get("callback_url"):
         check_url(params["callback_url"], "callback_url")
-    admit(session, principal)
+    if answered is None:  # an answered job takes no worker and no in-flight slot
+        admit(session, principal)
     job = Job(
         id=job_id or uuid.uuid4().hex,
         tenant_id=principal.tenant_id,
@@ -66,6 +69,8 @@ def submit(
         progress_total=total,
     )
     session.add(job)
+    if answered is not None:
+        _finish_at_once(session, job, answered)
     if idempotency is not None:
         remember(session, principal, idempotency, job)
     try:
@@ -77,8 +82,19 @@ def submit(
         if earlier is None:
             raise
         return earlier
-    send(session, job)
+    if answered is None:
+        send(session, job)
+    else:
+        session.refresh(job)
     return job
+
+
+def _finish_at_once(session: Session, job: Job, result: dict[str, Any]) -> None:
+    """Queued, running and succeeded in one transaction: the same path, and
+    the same events, as a job a worker ran."""
+    session.flush()
+    transition(session, job.id, JobStatus.RUNNING)
+    transition(session, job.id, JobStatus.SUCCEEDED, result=result, progress_processed=job.progress_total)
 
 
 def send(session: Session, job: Job) -> None:

@@ -1,0 +1,95 @@
+"""The search result cache, and in-flight de-duplication of identical searches.
+
+A search is identified by what decides its answer: the collection and its
+index generation, the query, pipeline, top_k, filters, collapse and answer
+options. A write to the collection moves the generation, so a stale answer
+is never found: invalidation by construction. Redis holds the answers for
+SEARCH_CACHE_TTL_SECONDS; when Redis fails, searches are computed as if
+nothing were cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from app.config import settings
+from app.extensions import redis_store
+
+log = logging.getLogger(__name__)
+
+# What decides a search's answer, besides the collection and generation.
+_ANSWER_PARAMS = ("query", "pipeline", "top_k", "filters", "collapse", "include_answer")
+# A running identical search is waited for this long before computing anyway
+# (its worker may have died; the in-flight mark then expires on its own).
+INFLIGHT_SECONDS = 30
+_POLL_SECONDS = 0.02
+
+
+def enabled() -> bool:
+    return settings.search_cache_ttl_seconds > 0
+
+
+def cache_key(collection_id: str, generation: int, params: dict[str, Any]) -> str:
+    asked = {name: params.get(name) for name in _ANSWER_PARAMS}
+    digest = hashlib.sha256(json.dumps([collection_id, generation, asked], sort_keys=True).encode()).hexdigest()
+    return f"quarry:search-cache:{digest}"
+
+
+def lookup(key: str) -> dict[str, Any] | None:
+    """The cached answer, marked `cached`; None when absent or Redis fails."""
+    if not enabled():
+        return None
+    try:
+        raw = redis_store.client.get(key)
+    except redis.RedisError as exc:
+        log.warning("search cache unavailable: %s", exc)
+        return None
+    return {**json.loads(raw), "cached": True} if raw is not None else None
+
+
+def store(key: str, result: dict[str, Any]) -> None:
+    if not enabled():
+        return
+    try:
+        redis_store.client.set(key, json.dumps(result), ex=settings.search_cache_ttl_seconds)
+    except redis.RedisError as exc:
+        log.warning("search cache unavailable: %s", exc)
+
+
+def claim_or_wait(key: str, job_id: str) -> dict[str, Any] | None:
+    """The answer when an identical search has already been answered (while
+    this job waited in the queue), or is being computed now (waited for).
+    Otherwise mark this job as computing `key` and return None: compute it
+    (also when the other one's answer does not come in time)."""
+    if not enabled() or (answer := lookup(key)) is not None:
+        return answer
+    try:
+        client = redis_store.client
+        if client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
+            # Answered between the lookup and the mark? Then take that.
+            return lookup(key)
+        deadline = time.monotonic() + INFLIGHT_SECONDS
+        while time.monotonic() < deadline:
+            if (answer := lookup(key)) is not None:
+                return answer
+            if not client.exists(f"{key}:inflight"):
+                return lookup(key)
+            time.sleep(_POLL_SECONDS)
+    except redis.RedisError as exc:
+        log.warning("search cache unavailable: %s", exc)
+    return None
+
+
+def release(key: str) -> None:
+    if not enabled():
+        return
+    try:
+        redis_store.client.delete(f"{key}:inflight")
+    except redis.RedisError as exc:
+        log.warning("search cache unavailable: %s", exc)
