@@ -65,7 +65,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1)
 
     from app import auth, cli, errors
-    from app.api import collections, documents, health, jobs, keys, pipelines, webhooks
+    from app.api import (
+        collections,
+        documents,
+        health,
+        jobs,
+        keys,
+        metrics,
+        pipelines,
+        webhooks,
+    )
     from app.api.extensions import api, declares_query_arguments, limiter
     from app.extensions import db, init_runtime
 
@@ -73,7 +82,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
 
     api.init_app(app)
-    for blueprint in (collections.blp, documents.blp, jobs.blp, pipelines.blp, keys.blp, webhooks.blp, health.blp):
+    for blueprint in (
+        collections.blp, documents.blp, jobs.blp, pipelines.blp, keys.blp, webhooks.blp, health.blp, metrics.blp
+    ):
         api.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     cli.register(app)
@@ -81,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule(
         "/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset
     )
+
+    metrics.count_requests(app)
 
     @app.before_request
     def _reads_only_for_safe_methods():

@@ -75,6 +75,7 @@ class Settings:
     hnsw_ef_search: int
     hnsw_rebuild_fraction: float
     search_cache_ttl_seconds: int
+    metrics_token: str
     chunk_tokens: int
     chunk_overlap_tokens: int
     embed_batch_size: int
@@ -132,6 +133,8 @@ class Settings:
             hnsw_rebuild_fraction=_float("HNSW_REBUILD_FRACTION", 0.2),
             # How long an identical search is answered from Redis; 0 turns the cache off.
             search_cache_ttl_seconds=_int("SEARCH_CACHE_TTL_SECONDS", 600),
+            # When set, /metrics needs `Authorization: Bearer <token>`.
+            metrics_token=_env("METRICS_TOKEN", ""),
             chunk_tokens=_int("CHUNK_TOKENS", 200),
             chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
             embed_batch_size=_int("EMBED_BATCH_SIZE", 64),
@@ -196,3 +199,8 @@ class Settings:
 
 
 settings = Settings.from_env()
+
+# Every process writes its Prometheus samples here (app/metrics.py); it must
+# be set before prometheus_client is imported anywhere, hence here.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.var_dir / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,9 @@ if [ -z "${REDIS_URL:-}" ]; then
   fi
 fi
 
+# Prometheus samples of an earlier run's processes would be added to this one's.
+rm -rf "$VAR_DIR/metrics"
+
 flask --app wsgi db upgrade
 
 # A local admin key, made on first start and kept (readable only by you) in

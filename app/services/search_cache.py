@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from app import metrics
 from app.config import settings
 from app.extensions import redis_store
 
@@ -41,7 +42,7 @@ def cache_key(collection_id: str, generation: int, params: dict[str, Any]) -> st
     return f"quarry:search-cache:{digest}"
 
 
-def lookup(key: str) -> dict[str, Any] | None:
+def lookup(key: str, *, counted: bool = True) -> dict[str, Any] | None:
     """The cached answer, marked `cached`; None when absent or Redis fails."""
     if not enabled():
         return None
@@ -50,6 +51,8 @@ def lookup(key: str) -> dict[str, Any] | None:
     except redis.RedisError as exc:
         log.warning("search cache unavailable: %s", exc)
         return None
+    if counted:
+        metrics.SEARCH_CACHE.labels("miss" if raw is None else "hit").inc()
     return {**json.loads(raw), "cached": True} if raw is not None else None
 
 
@@ -73,13 +76,13 @@ def claim_or_wait(key: str, job_id: str) -> dict[str, Any] | None:
         client = redis_store.client
         if client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
             # Answered between the lookup and the mark? Then take that.
-            return lookup(key)
+            return lookup(key, counted=False)
         deadline = time.monotonic() + INFLIGHT_SECONDS
         while time.monotonic() < deadline:
-            if (answer := lookup(key)) is not None:
+            if (answer := lookup(key, counted=False)) is not None:
                 return answer
             if not client.exists(f"{key}:inflight"):
-                return lookup(key)
+                return lookup(key, counted=False)
             time.sleep(_POLL_SECONDS)
     except redis.RedisError as exc:
         log.warning("search cache unavailable: %s", exc)

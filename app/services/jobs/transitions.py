@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from sqlalchemy import event, func, literal, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from app import metrics
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
@@ -72,10 +73,36 @@ def transition(
     )
     if not result.rowcount:
         return False
+    if to is JobStatus.RUNNING or to.is_terminal:
+        _count(session, job_id, to, now)
     if to.is_terminal:  # the job's final events, in the same transaction
         final_progress = ["job.progress"] if to is JobStatus.SUCCEEDED else []  # the final 100 %
         record_job_events(session, job_id, [*final_progress, f"job.{to}"])
     return True
+
+
+def _count(session: Session, job_id: str, to: JobStatus, now) -> None:
+    """The job counters and timings, applied when this transaction commits."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        return
+    job_type, created, started = job.type, job.created_at, job.started_at
+    if to is JobStatus.RUNNING:
+        wait = (now - created).total_seconds() if created else None
+
+        def count() -> None:
+            metrics.JOBS_STARTED.labels(job_type).inc()
+            if wait is not None:
+                metrics.JOB_QUEUE_WAIT.labels(job_type).observe(max(wait, 0.0))
+    else:
+        ran = (now - started).total_seconds() if started else None
+
+        def count() -> None:
+            metrics.JOBS_FINISHED.labels(job_type, str(to)).inc()
+            if ran is not None:
+                metrics.JOB_RUN_TIME.labels(job_type).observe(max(ran, 0.0))
+
+    metrics.after_commit(session, count)
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
+from app import metrics
 from app.config import settings
 from app.extensions import PerProcess, celery, db
 from app.models import WebhookDelivery, WebhookEndpoint, utcnow
@@ -98,7 +99,9 @@ def deliver(delivery_id: str) -> str:
         session.commit()
     for next_id, countdown in to_send:
         dispatch(next_id, countdown)
-    return "succeeded" if outcome.succeeded else "failed"
+    result = "succeeded" if outcome.succeeded else "failed"
+    metrics.WEBHOOK_DELIVERIES.labels(result).inc()
+    return result
 
 
 def sweep_due_deliveries(session: Session) -> int:
