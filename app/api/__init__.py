@@ -32,4 +32,6 @@ def job_answer(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
         # Kept through the rate limiter, which otherwise writes its own
         # window reset into Retry-After (app/__init__.py).
         g.retry_after = headers["Retry-After"] = str(retry_after_seconds(job))
+        # Still changing: no cache on the way may keep a copy.
+        headers["Cache-Control"] = "no-store"
     return body, 200, headers

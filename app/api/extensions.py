@@ -123,6 +123,8 @@ limiter = Limiter(
     # /api/v1 route; default_limits would count each route separately.
     application_limits=[_rate_limit_value],
     application_limits_exempt_when=_not_api_request,
+    # A conditional poll answered 304 costs nothing: polling politely is free.
+    application_limits_deduct_when=lambda response: response.status_code != 304,
     headers_enabled=True,
     # If the limiter's Redis is down the API keeps answering, unlimited;
     # Flask-Limiter logs each failure (and app/errors.py counts them).

@@ -61,7 +61,8 @@ def test_search_ranks_the_relevant_document_first(service, corpus, query, expect
     assert response.status_code == 202
     assert response.headers["Location"] == f"/api/v1/jobs/{response.json()['id']}"
     assert int(response.headers["Retry-After"]) >= 1
-    assert response.json()["status"] in ("queued", "running", "succeeded")
+    assert response.json()["status"] in ("queued", "running")
+    assert response.headers["Cache-Control"] == "no-store"
 
     job = service.wait_job(response.json()["id"])
     assert job["status"] == "succeeded", job
@@ -137,6 +138,23 @@ def test_job_polling_supports_etags(service, corpus):
     assert "Retry-After" not in first.headers  # finished: nothing more to wait for
     again = service.get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.content == b""
+    assert "no-store" not in again.headers.get("Cache-Control", "")  # final: may be cached
+
+
+def test_a_304_poll_does_not_count_against_the_rate_limit(service, corpus):
+    _, job = corpus
+    for _attempt in range(3):  # a fixed window may roll over mid-sequence: try again
+        first = service.get(f"/api/v1/jobs/{job['id']}")
+        etag = {"If-None-Match": first.headers["ETag"]}
+        polls = [service.get(f"/api/v1/jobs/{job['id']}", headers=etag) for _ in range(3)]
+        plain = service.get(f"/api/v1/jobs/{job['id']}")
+        answers = [first, *polls, plain]
+        if len({a.headers["X-RateLimit-Reset"] for a in answers}) == 1:
+            break
+    assert [p.status_code for p in polls] == [304] * 3
+    remaining = int(first.headers["X-RateLimit-Remaining"])
+    assert [int(p.headers["X-RateLimit-Remaining"]) for p in polls] == [remaining] * 3
+    assert int(plain.headers["X-RateLimit-Remaining"]) == remaining - 1
 
 
 def test_a_poll_returns_exactly_the_json_the_services_build(service, corpus, runtime):
