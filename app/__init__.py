@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 
@@ -10,6 +9,7 @@ from flask import Flask, g, request, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import logs
 from app.config import Settings
 from app.config import settings as default_settings
 
@@ -22,11 +22,7 @@ _MULTIPART_ENDPOINTS = {"collections.upload_documents"}
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or default_settings
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # FAISS announces at INFO which CPU build it loaded, on every start.
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config.update(
         QUARRY_VERSION=__version__,
@@ -93,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         "/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset
     )
 
-    metrics.count_requests(app)
+    metrics.observe_requests(app)
 
     @app.before_request
     def _reads_only_for_safe_methods():
@@ -110,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _assign_request_id():
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        logs.request_id_var.set(g.request_id)  # log lines, and the jobs this request submits
 
     # Order matters: identify the key, let the limiter count the request (per
     # key, or per IP without a valid key), then refuse bad keys and scopes.

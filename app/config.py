@@ -88,6 +88,7 @@ class Settings:
     worker_concurrency: int
     worker_start_timeout_seconds: int
     log_level: str
+    log_format: str
     ratelimit_storage_url: str
     rate_limits: dict[str, str]
     inflight_jobs: dict[str, int]
@@ -147,6 +148,8 @@ class Settings:
             worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
             worker_start_timeout_seconds=_int("WORKER_START_TIMEOUT_SECONDS", 120),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
+            # json: one object per line, for machines; text: for people (make run).
+            log_format=_env("LOG_FORMAT", "json").lower(),
             ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL", redis_url),
             # Requests per key by tier, and per client IP for requests
             # without a valid key ("anonymous"); limits-library notation.

@@ -40,6 +40,9 @@ if [ ! -s "$KEY_FILE" ]; then
      --tier enterprise --name local-admin 2>/dev/null > "$KEY_FILE")
 fi
 
+# Plain log lines for people; deployments default to JSON (LOG_FORMAT).
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+
 PORT="${PORT:-8000}"
 export PORT
 FLOWER_PORT="${FLOWER_PORT:-5555}"

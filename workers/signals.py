@@ -6,13 +6,48 @@ import logging
 import os
 import time
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+)
 
 from app.config import settings
 from app.extensions import celery, db
 from app.services.jobs.broker import RECOVERY_PRIORITY
+from app.services.jobs.kinds import KINDS
 
 log = logging.getLogger(__name__)
+# Tasks whose id is a job's id (the others are housekeeping and webhooks).
+JOB_TASK_NAMES = frozenset(kind.task for kind in KINDS.values())
+
+
+@setup_logging.connect
+def _our_logging(**_kwargs) -> None:
+    """Worker and beat log like the web (app/logs.py), not Celery's way."""
+    from app import logs
+
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@task_prerun.connect
+def _log_context(task_id=None, task=None, **_kwargs) -> None:
+    """Every line a job's task logs names the job and the request that made it."""
+    from app import logs
+
+    headers = getattr(task.request, "headers", None) or {}
+    logs.request_id_var.set(getattr(task.request, "request_id", None) or headers.get("request_id"))
+    logs.job_id_var.set(task_id if task is not None and task.name in JOB_TASK_NAMES else None)
+
+
+@task_postrun.connect
+def _clear_log_context(**_kwargs) -> None:
+    from app import logs
+
+    logs.request_id_var.set(None)
+    logs.job_id_var.set(None)
 
 
 @worker_process_init.connect

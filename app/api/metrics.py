@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 import time
 
 from flask import Flask, Response, g, request
@@ -20,6 +22,15 @@ from app.services.errors import Unauthorized
 from app.services.gauges import ScrapeTimeGauges
 
 blp = Blueprint("metrics", __name__, description="Prometheus metrics")
+access_log = logging.getLogger("quarry.access")
+_KEY_PREFIX = re.compile(r"(qk_[0-9a-f]{12})_")
+
+
+def _key_prefix() -> str | None:
+    """The key's visible prefix, never the key."""
+    sent = request.headers.get("X-API-Key") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    match = _KEY_PREFIX.match(sent)
+    return match.group(1) if match else None
 
 
 @blp.route("/metrics")
@@ -40,9 +51,9 @@ def scrape():
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-def count_requests(app: Flask) -> None:
-    """One sample per request, labelled by route template (never the raw
-    path, whose ids would make a series per job)."""
+def observe_requests(app: Flask) -> None:
+    """One sample and one access-log line per request, by route template
+    (never the raw path, whose ids would make a series per job)."""
 
     @app.before_request
     def _start_clock():
@@ -53,8 +64,16 @@ def count_requests(app: Flask) -> None:
         started = g.pop("metrics_started", None)
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         if started is not None and route != "/metrics":
+            took = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-            metrics.HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+            metrics.HTTP_LATENCY.labels(route, request.method).observe(took)
+            access_log.info(
+                "%s %s %s %.1f ms", request.method, route, response.status_code, took * 1000,
+                extra={
+                    "method": request.method, "route": route, "status": response.status_code,
+                    "duration_ms": round(took * 1000, 1), "key_prefix": _key_prefix(),
+                },
+            )
         if response.status_code == 429:
             body = response.get_json(silent=True) or {}
             metrics.REQUESTS_REFUSED.labels(body.get("code", "rate_limited")).inc()

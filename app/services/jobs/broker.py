@@ -15,6 +15,7 @@ import time
 from kombu.exceptions import ChannelError
 
 from app.extensions import celery
+from app.logs import request_id_var
 from app.services.jobs.kinds import job_queues, kind_of
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,11 @@ NORMAL_PRIORITY = 5
 def dispatch(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY) -> None:
     """Put a job's message on its kind's queue (task id == job id)."""
     kind = kind_of(job_type)
-    celery.send_task(kind.task, args=[job_id], task_id=job_id, queue=kind.queue, priority=priority)
+    celery.send_task(
+        kind.task, args=[job_id], task_id=job_id, queue=kind.queue, priority=priority,
+        # The worker's log lines for this job carry the submitting request's id.
+        headers={"request_id": request_id_var.get()},
+    )
 
 
 def queue_sizes() -> dict[str, int]:

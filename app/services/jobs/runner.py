@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -178,6 +179,8 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
         )
         cancelled_before_start = job.cancel_requested_at is not None
     handler = handler or handler_for(ctx.job_type)
+    log.info("job %s (%s) started", job_id, ctx.job_type)
+    started = time.monotonic()
     outcome: dict[str, Any]
     try:
         if cancelled_before_start:  # cancelled while its worker was dead
@@ -200,6 +203,7 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
         session.commit()
     if not moved:
         return "stopped"
+    log.info("job %s (%s) %s in %.0f ms", job_id, ctx.job_type, to, (time.monotonic() - started) * 1000)
     finish(ctx.job_type, job_id)
     return str(to)
 

@@ -1,0 +1,46 @@
+"""Logs from every process (web, worker, beat): one JSON object per line
+(LOG_FORMAT=json, the default) or plain lines for people (LOG_FORMAT=text,
+what `make run` uses). Each line carries the id of the request it serves, or
+of the request that created the job it runs, and that job's id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
+
+_TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that announce routine things at INFO on every start.
+_QUIET = ("faiss.loader", "sentence_transformers", "httpx", "alembic.runtime.plugins")
+
+
+class _RequestAndJob(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.job_id = job_id_var.get()
+        return True
+
+
+def configure(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestAndJob())
+    if log_format == "text":
+        handler.setFormatter(logging.Formatter(_TEXT))
+    else:
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}{request_id}{job_id}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
