@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test bench bench-webhooks bench-hnsw eval clean
+.PHONY: install redis-server run test bench bench-webhooks bench-hnsw bench-scale eval clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ bench-webhooks: install redis-server
 # 1M random vectors in an hnsw index (build, memory, latency, recall): its own section of docs/benchmarks.md.
 bench-hnsw: install
 	$(BIN)/python bench/hnsw_scale.py
+
+# Flat vs hnsw search jobs through the service on 200k chunks (rows written directly): its own section of docs/benchmarks.md.
+bench-scale: install redis-server
+	$(BIN)/python bench/scale_service.py
 
 # nDCG@10 and recall@100 per pipeline on SciFact, through the service and in process: docs/quality.md.
 eval: install redis-server

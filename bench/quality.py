@@ -79,7 +79,8 @@ def service_rankings(data: SciFact, workdir: Path, ingest_timeout: float, log: L
         stack.start_web()
         stack.start_worker(concurrency=WORKER_CONCURRENCY)
         driver.warm_up_worker(stack)
-        log(f"service up: gunicorn + 1 Celery worker (concurrency {WORKER_CONCURRENCY}), model loaded")
+        warm_up_searches(lambda: stack.client(api_key))
+        log(f"service up: gunicorn + 1 Celery worker (concurrency {WORKER_CONCURRENCY}), model and code loaded")
         ingest = driver.ingest_corpus(stack, data.documents, ingest_timeout, lambda: check_alive(stack))
         log_ingest(ingest, log)
         collection = stack.get(f"/api/v1/collections/{COLLECTION}").json()
@@ -95,6 +96,9 @@ def service_rankings(data: SciFact, workdir: Path, ingest_timeout: float, log: L
             check_alive(stack)
             log(f"service {name}: {len(data.queries)} searches in {seconds[name]:.1f} s, "
                 f"{len(errors[name])} failed")
+            if errors[name] and len(errors[name]) == len(data.queries):
+                # Nothing to score; the rest of the run (tens of minutes) would be wasted.
+                raise RuntimeError(f"every {name} search failed, e.g. {errors[name][0]}")
     return {
         "ingest": {k: ingest[k] for k in ("requests", "batch", "documents", "chunks", "wall_s", "statuses",
                                           "skipped_duplicates", "failed_documents", "errors")},
@@ -105,6 +109,19 @@ def service_rankings(data: SciFact, workdir: Path, ingest_timeout: float, log: L
         "errors": errors,
         "search_s": seconds,
     }
+
+
+def warm_up_searches(new_client: Callable[[], Client]) -> None:
+    """A few searches, at once, before the long ingest. A worker child imports
+    the search code at its first search: if people edit app/ during the run
+    (they do, on this shared machine), a child that imports it only after
+    the ingest mixes old and new modules (seen: every search failed)."""
+    def one(_: int) -> list[str]:
+        # "warmup": the collection driver.warm_up_worker ingested into.
+        return search_documents(new_client(), "hybrid", "warm-up document", collection="warmup")
+
+    with ThreadPoolExecutor(2 * WORKER_CONCURRENCY) as pool:
+        list(pool.map(one, range(2 * WORKER_CONCURRENCY)))
 
 
 def run_searches(new_client: Callable[[], Client], pipeline: str,
@@ -128,10 +145,10 @@ def run_searches(new_client: Callable[[], Client], pipeline: str,
     return {qid: ranked for qid, ranked, _ in results}, [error for *_, error in results if error]
 
 
-def search_documents(client: Client, pipeline: str, query: str) -> list[str]:
+def search_documents(client: Client, pipeline: str, query: str, collection: str = COLLECTION) -> list[str]:
     """The document ids of one search job's hits, best first."""
     body = {"query": query, "top_k": TOP_K, "pipeline": pipeline, "collapse": "document"}
-    response = client.post(f"/api/v1/collections/{COLLECTION}/search", json=body)
+    response = client.post(f"/api/v1/collections/{collection}/search", json=body)
     if response.status_code != 202:
         raise RuntimeError(f"POST answered {response.status_code}: {response.text[:300]}")
     job = client.wait_job(response.json()["id"], timeout=SEARCH_TIMEOUT)

@@ -168,6 +168,24 @@ class Stack(Client):
         wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")
         return process
 
+    def start_flower(self, **env: str) -> str:
+        """Flower on a free port, as the Procfile starts it; returns its URL."""
+        port = free_port()
+        self._spawn(
+            [str(BIN / "celery"), "-A", "workers", "flower", f"--port={port}"],
+            "flower.log", FLOWER_PORT=str(port), **env,
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return self.http.get(url + "/healthcheck", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, 60, what="Flower")
+        return url
+
     def start_beat(self) -> subprocess.Popen:
         log_path = self.workdir / "beat.log"
         process = self._spawn(

@@ -103,7 +103,7 @@ def send(session: Session, job: Job) -> None:
     """Send the job's message (task id == job id). If the broker refuses, the
     job is failed at once, so no accepted-looking job silently never runs."""
     try:
-        dispatch(job.id, job.type)
+        dispatch(job.id, job.type, collection=job.collection_name)
     except Exception as exc:  # kombu wraps broker errors in several types
         log.warning("broker refused job %s: %s", job.id, exc)
         transition(
