@@ -155,7 +155,15 @@ class CallbackSchema(StrictSchema):
 
 
 class CollectionCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Regexp(NAME_PATTERN, error="Use 1-64 characters: lowercase letters, digits, '_' or '-', starting with a letter or digit."))
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            NAME_PATTERN,
+            error="Use 1-64 characters: lowercase letters, digits, '_' or '-', starting with a letter or digit.",
+        ),
+        # The same rule in the ECMA-262 regex dialect OpenAPI uses (Python's \Z is not in it).
+        metadata={"pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+    )
     description = fields.String(validate=validate.Length(max=2000), allow_none=True)
     index_type = fields.String(
         load_default="flat",

@@ -9,14 +9,24 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
+def test_openapi_document_is_valid_openapi_3(service):
+    from openapi_spec_validator import validate
+
+    validate(service.get("/openapi.json").json())
+
+
 def test_openapi_describes_every_route(service):
     spec = service.get("/openapi.json").json()
     paths = spec["paths"]
     expected = {
         "/api/v1/collections": {"get", "post"},
-        "/api/v1/collections/{name}": {"get"},
-        "/api/v1/collections/{name}/documents": {"post"},
+        "/api/v1/collections/{name}": {"get", "delete"},
+        "/api/v1/collections/{name}/documents": {"get", "post"},
+        "/api/v1/collections/{name}/documents/{doc_id}": {"get", "delete"},
         "/api/v1/collections/{name}/search": {"post"},
+        "/api/v1/collections/{name}/search/batch": {"post"},
+        "/api/v1/pipelines": {"get"},
+        "/api/v1/pipelines/{name}": {"get"},
         "/api/v1/jobs": {"get"},
         "/api/v1/jobs/{job_id}": {"get"},
         "/api/v1/jobs/{job_id}/cancel": {"post"},
@@ -30,6 +40,7 @@ def test_openapi_describes_every_route(service):
         "/health": {"get"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
+        "/metrics": {"get"},
     }
     for path, methods in expected.items():
         assert path in paths, path
