@@ -115,10 +115,13 @@ def warm_up_searches(new_client: Callable[[], Client]) -> None:
     """A few searches, at once, before the long ingest. A worker child imports
     the search code at its first search: if people edit app/ during the run
     (they do, on this shared machine), a child that imports it only after
-    the ingest mixes old and new modules (seen: every search failed)."""
-    def one(_: int) -> list[str]:
+    the ingest mixes old and new modules (seen: every search failed).
+    Distinct queries, so the service's result cache cannot answer any of
+    them without a worker child."""
+
+    def one(n: int) -> list[str]:
         # "warmup": the collection driver.warm_up_worker ingested into.
-        return search_documents(new_client(), "hybrid", "warm-up document", collection="warmup")
+        return search_documents(new_client(), "hybrid", f"warm-up query {n}", collection="warmup")
 
     with ThreadPoolExecutor(2 * WORKER_CONCURRENCY) as pool:
         list(pool.map(one, range(2 * WORKER_CONCURRENCY)))
