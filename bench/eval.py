@@ -287,10 +287,12 @@ def reading_lines(results: dict) -> list[str]:
         "documents (title and abstract as fields), `keyword` is bm25s over stemmed 200-token chunks, each document "
         "ranked at its best chunk; the all-MiniLM-L6-v2 figure embeds each whole document (cut at 256 word pieces), "
         "`dense` embeds chunks and ranks a document at its best chunk.",
-        "- The service and in-process columns run the same code on the same chunk texts. Small differences can "
-        "come from floating point (the worker embeds in batches of its own, with one torch thread) and from ties, "
-        "which both break by chunk id: the service's chunk ids follow the order its two worker processes stored the "
-        "documents, the in-process ids follow corpus order.",
+        "- The service and in-process columns run the same code on the same chunk texts. They can differ by "
+        "floating point (the worker embeds in batches of its own, with one torch thread) and by ties, which both "
+        "paths break by chunk id: the service's chunk ids follow the order its two worker processes stored the "
+        "documents, the in-process ids follow corpus order. Reciprocal-rank fusion ties exactly whenever two chunks "
+        "hold mirrored ranks (first in one ranking and second in the other, say), so the storing order alone can "
+        "swap neighbours in a `hybrid` top 10; BM25 ties do the same deeper in `keyword` rankings.",
         "",
     ]
 
