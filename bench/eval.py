@@ -32,7 +32,7 @@ if not __package__:
 from app.search.pipelines.hybrid import FIRST_STAGE_DEPTH, RRF_K  # noqa: E402
 from app.services.retrieval import COLLAPSE_OVERFETCH  # noqa: E402
 from bench.dataset import load_scifact  # noqa: E402
-from bench.parameters import DEFAULT_DATASET  # noqa: E402
+from bench.parameters import add_run_arguments  # noqa: E402
 from bench.quality import (  # noqa: E402
     AIM,
     PUBLISHED,
@@ -52,14 +52,7 @@ DEFAULT_OUTPUT = ROOT / "docs" / "quality.md"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="BEIR SciFact directory")
-    parser.add_argument("--docs", type=int, default=None, help="use N documents (default: all)")
-    parser.add_argument("--queries", type=int, default=None, help="use the first N test queries (default: all)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report (overwritten)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw results (rankings) here")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs, database)")
-    parser.add_argument("--ingest-timeout", type=float, default=3600)
-    parser.add_argument("--attempts", type=int, default=3, help="service phase attempts if its processes get killed")
+    add_run_arguments(parser, DEFAULT_OUTPUT, ingest_timeout=3600, attempts=3)
     args = parser.parse_args()
     args.dataset = args.dataset.resolve()
     return args

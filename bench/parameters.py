@@ -42,3 +42,15 @@ PUBLISHED_NDCG = 0.645
 # benchmark: it measures the service, not the limits.
 BENCH_TIER = "enterprise"
 BENCH_LIMITS = {"RATE_LIMIT_ENTERPRISE": "1000000/minute", "INFLIGHT_JOBS_ENTERPRISE": "100000"}
+
+
+def add_run_arguments(parser, output: Path, *, ingest_timeout: float, attempts: int) -> None:
+    """The options every SciFact run takes (bench/run.py, bench/eval.py)."""
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="BEIR SciFact directory")
+    parser.add_argument("--docs", type=int, default=None, help="use N documents (default: all)")
+    parser.add_argument("--queries", type=int, default=None, help="use the first N test queries (default: all)")
+    parser.add_argument("--output", type=Path, default=output, help="markdown report (overwritten)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs, database)")
+    parser.add_argument("--ingest-timeout", type=float, default=ingest_timeout)
+    parser.add_argument("--attempts", type=int, default=attempts, help="service phase attempts if its processes get killed")

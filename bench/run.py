@@ -39,7 +39,7 @@ if not __package__:
 from bench.baseline import measure_baseline, run_baseline_process  # noqa: E402
 from bench.dataset import SciFact, load_scifact, quality  # noqa: E402
 from bench.interpretation import interpret  # noqa: E402
-from bench.parameters import DEFAULT_DATASET, DEFAULT_OUTPUT, INGEST_POLL_INTERVAL  # noqa: E402
+from bench.parameters import DEFAULT_OUTPUT, INGEST_POLL_INTERVAL, add_run_arguments  # noqa: E402
 from bench.report import find_section, render, splice_section, summary  # noqa: E402
 from bench.service import run_service_with_retries  # noqa: E402
 from bench.system import OtherLoad, load_average, machine_info  # noqa: E402
@@ -47,15 +47,8 @@ from bench.system import OtherLoad, load_average, machine_info  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="BEIR SciFact directory")
-    parser.add_argument("--docs", type=int, default=None, help="use N documents (default: all)")
-    parser.add_argument("--queries", type=int, default=None, help="use the first N test queries (default: all)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown report (overwritten)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    add_run_arguments(parser, DEFAULT_OUTPUT, ingest_timeout=1800, attempts=4)
     parser.add_argument("--render", type=Path, default=None, help="only re-render the report from a --json file")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (service logs, database)")
-    parser.add_argument("--ingest-timeout", type=float, default=1800)
-    parser.add_argument("--attempts", type=int, default=4, help="service phase attempts if its processes get killed")
     parser.add_argument("--retry-wait", type=float, default=30.0)
     parser.add_argument("--baseline", type=Path, default=None, help=argparse.SUPPRESS)  # internal: see bench/baseline.py
     args = parser.parse_args()
