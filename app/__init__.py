@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         pipelines,
         webhooks,
     )
-    from app.api.extensions import api, declares_query_arguments, limiter
+    from app.api.extensions import api, declares_query_arguments, init_http_niceties, limiter
     from app.extensions import db, init_runtime
 
     init_runtime(settings.normalized_database_url(), settings.redis_url)
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # ours (a poll hint on 202s and job reads, a back-off on 503s).
     app.after_request(_settle_retry_after)
     limiter.init_app(app)
+    init_http_niceties(app, settings.cors_origins, settings.compress_min_bytes)
     auth.register_enforce(app)
 
     @app.before_request

@@ -16,6 +16,12 @@ from app.services.errors import Forbidden, Unauthorized
 API_PATH = "/api/"
 
 
+def _needs_key() -> bool:
+    # A CORS preflight (OPTIONS) never carries credentials; Flask answers it
+    # with the allowed methods only, so it reveals nothing.
+    return request.path.startswith(API_PATH) and request.method != "OPTIONS"
+
+
 def _presented_key() -> str | None:
     header = request.headers.get("Authorization")
     if header:
@@ -29,7 +35,7 @@ def _presented_key() -> str | None:
 def identify() -> None:
     g.principal = None
     g.auth_error = None
-    if not request.path.startswith(API_PATH):
+    if not _needs_key():
         return
     try:
         g.principal = keys.authenticate(db.session, _presented_key())
@@ -53,7 +59,7 @@ def required_scope() -> str:
 
 
 def enforce() -> None:
-    if not request.path.startswith(API_PATH):
+    if not _needs_key():
         return
     if g.auth_error is not None:
         raise g.auth_error

@@ -76,6 +76,8 @@ class Settings:
     hnsw_rebuild_fraction: float
     search_cache_ttl_seconds: int
     metrics_token: str
+    cors_origins: tuple[str, ...]
+    compress_min_bytes: int
     chunk_tokens: int
     chunk_overlap_tokens: int
     embed_batch_size: int
@@ -136,6 +138,11 @@ class Settings:
             search_cache_ttl_seconds=_int("SEARCH_CACHE_TTL_SECONDS", 600),
             # When set, /metrics needs `Authorization: Bearer <token>`.
             metrics_token=_env("METRICS_TOKEN", ""),
+            # Browser origins allowed to call the API (comma-separated, `*` for
+            # any); empty: no CORS headers, browsers keep to same-origin.
+            cors_origins=tuple(o.strip() for o in _env("CORS_ORIGINS", "").split(",") if o.strip()),
+            # JSON answers at least this large are gzipped for clients that accept it.
+            compress_min_bytes=_int("COMPRESS_MIN_BYTES", 1024),
             chunk_tokens=_int("CHUNK_TOKENS", 200),
             chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
             embed_batch_size=_int("EMBED_BATCH_SIZE", 64),

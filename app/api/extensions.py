@@ -1,5 +1,6 @@
-"""Web-only extensions: flask-smorest's Api and Flask-Limiter, which read
-the request; the runtime shared with the workers is app/extensions.py."""
+"""Web-only extensions: flask-smorest's Api, Flask-Limiter, CORS and
+compression, which read the request; the runtime shared with the workers is
+app/extensions.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import logging
 
 import flask_smorest
 from apispec import BasePlugin
-from flask import g, request
+from flask import Flask, g, request
+from flask_compress import Compress
+from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
@@ -98,7 +101,8 @@ def _rate_limit_value() -> str:
 
 
 def _not_api_request() -> bool:
-    return not request.path.startswith("/api/")
+    # A CORS preflight carries no key and is answered without touching data.
+    return not request.path.startswith("/api/") or request.method == "OPTIONS"
 
 
 class LimiterErrorCounter(logging.Handler):
@@ -132,3 +136,35 @@ limiter = Limiter(
     key_prefix="quarry",
     strategy="fixed-window",
 )
+
+
+# What a browser script may send and read across origins.
+_CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"]
+_CORS_EXPOSE_HEADERS = [
+    "Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed",
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+]
+
+compress = Compress()
+
+
+def init_http_niceties(app: Flask, cors_origins: tuple[str, ...], compress_min_bytes: int) -> None:
+    """CORS on /api/v1 when origins are configured (off by default), and gzip
+    for large JSON and /metrics answers. Call after the limiter: Flask runs
+    after_request hooks in reverse, so compression (and the 304 it may turn a
+    gzipped answer into) happens before the limiter decides what to count."""
+    if cors_origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": "*" if "*" in cors_origins else list(cors_origins)}},
+            allow_headers=_CORS_ALLOW_HEADERS,
+            expose_headers=_CORS_EXPOSE_HEADERS,
+            max_age=600,
+        )
+    app.config.update(
+        COMPRESS_ALGORITHM=["gzip"],
+        COMPRESS_MIN_SIZE=compress_min_bytes,
+        COMPRESS_MIMETYPES=["application/json", "application/problem+json", "text/plain"],
+        COMPRESS_STREAMS=False,
+    )
+    compress.init_app(app)
