@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cachetools import TTLCache
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -34,6 +35,9 @@ TIERS = ("free", "pro", "enterprise")
 _KEY_RE = re.compile(r"^(qk_[0-9a-f]{12})_[A-Za-z0-9_-]{43}\Z")
 _PREFIX_RE = re.compile(r"qk_[0-9a-f]{12}")
 _LAST_USED_EVERY = 60.0  # seconds between last_used_at writes per key and process
+# A key that was valid a moment ago is believed for this long without a
+# database read, per process: a revoked key stops working within a second.
+AUTH_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,16 @@ def create_key(
     return key, plaintext
 
 
+@dataclass(frozen=True)
+class _Verified:
+    principal: Principal
+    expires_at: datetime | None
+
+
+_verified: TTLCache[str, _Verified] = TTLCache(maxsize=4096, ttl=AUTH_CACHE_SECONDS)
+_verified_lock = threading.Lock()
+
+
 def authenticate(session: Session, presented: str | None) -> Principal:
     """The principal for a presented key, or Unauthorized saying why."""
     if not presented:
@@ -132,19 +146,39 @@ def authenticate(session: Session, presented: str | None) -> Principal:
     match = _KEY_RE.match(presented)
     if match is None:
         raise Unauthorized("The API key is malformed.")
-    key = session.scalars(select(ApiKey).where(ApiKey.prefix == match.group(1))).first()
+    digest = hash_key(presented)
+    now = utcnow()
+    with _verified_lock:
+        verified = _verified.get(digest)
+    if verified is None:
+        verified = _verify(session, match.group(1), digest, now)
+        with _verified_lock:
+            _verified[digest] = verified
+    if verified.expires_at is not None and verified.expires_at <= now:
+        raise Unauthorized("The API key has expired.")
+    _note_use(session, verified.principal.key_id, now)
+    return verified.principal
+
+
+def _verify(session: Session, prefix: str, digest: str, now: datetime) -> _Verified:
+    key = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
     # Compare against a dummy hash when the prefix is unknown, so an unknown
     # key costs the same as a wrong one.
     stored = key.key_hash if key is not None else hash_key("")
-    if not hmac.compare_digest(stored, hash_key(presented)) or key is None:
+    if not hmac.compare_digest(stored, digest) or key is None:
         raise Unauthorized("The API key is not valid.")
-    now = utcnow()
     if key.revoked_at is not None:
         raise Unauthorized("The API key has been revoked.")
     if key.expires_at is not None and key.expires_at <= now:
         raise Unauthorized("The API key has expired.")
-    _note_use(session, key.id, now)
-    return Principal(key.tenant_id, key.id, frozenset(key.scopes or ()), key.tier)
+    return _Verified(Principal(key.tenant_id, key.id, frozenset(key.scopes or ()), key.tier), key.expires_at)
+
+
+def _forget_verified_keys() -> None:
+    """This process believes no key from memory after a revocation or rotation
+    (the others stop within AUTH_CACHE_SECONDS)."""
+    with _verified_lock:
+        _verified.clear()
 
 
 _last_written: dict[str, float] = {}
@@ -183,6 +217,7 @@ def revoke_key(session: Session, tenant_id: str, key_id: str) -> None:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.commit()
+    _forget_verified_keys()
 
 
 def rotate_key(
@@ -207,6 +242,7 @@ def rotate_key(
     if old.expires_at is None or old.expires_at > grace_end:
         old.expires_at = grace_end
     session.commit()
+    _forget_verified_keys()
     return new, plaintext
 
 
