@@ -38,8 +38,11 @@ class JobKind:
     # "module:function" taking a JobContext and returning the result dict;
     # resolved in the worker only, so the web process never imports it.
     handler: str
-    # When a poll of a queued or running job is next worth making.
+    # When a poll of a queued or running job is next worth making, until
+    # finished jobs of the kind teach better (app/services/jobs/poll_hints.py);
+    # the hint never goes below the floor.
     poll_after_ms: int
+    poll_floor_ms: int
     # "module:function" taking the job id, run once the job's final status is
     # committed (never while another worker may still need what it removes).
     on_finish: str | None = None
@@ -53,21 +56,24 @@ KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind(
-            "ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000,
+            "ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000, poll_floor_ms=1000,
             on_finish="app.services.staging:remove_staged_files",
         ),
-        JobKind("search", queue="search", handler="app.services.search:run_search", poll_after_ms=200),
+        JobKind(
+            "search", queue="search", handler="app.services.search:run_search", poll_after_ms=200, poll_floor_ms=20,
+        ),
         JobKind(
             "search_batch", queue="search", handler="app.services.search:run_search_batch", poll_after_ms=500,
+            poll_floor_ms=50,
         ),
         # Deletions write to the collection like ingests, so they share their lane.
         JobKind(
             "delete_document", queue="ingest", handler="app.services.documents:run_delete_document",
-            poll_after_ms=500,
+            poll_after_ms=500, poll_floor_ms=200,
         ),
         JobKind(
             "delete_collection", queue="ingest", handler="app.services.documents:run_delete_collection",
-            poll_after_ms=500,
+            poll_after_ms=500, poll_floor_ms=200,
         ),
     )
 }

@@ -8,7 +8,8 @@ from typing import Any
 
 from app.config import API_PREFIX
 from app.models import Job
-from app.services.jobs.kinds import ACTIVE, JobStatus, kind_of
+from app.services.jobs import poll_hints
+from app.services.jobs.kinds import ACTIVE, JobStatus
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def progress(job: Job) -> dict[str, Any]:
 
 
 def poll_after_ms(job: Job) -> int:
-    return kind_of(job.type).poll_after_ms
+    return poll_hints.poll_after_ms(job.type)
 
 
 def retry_after_seconds(job: Job) -> int:

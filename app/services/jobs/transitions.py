@@ -21,6 +21,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import metrics
 from app.models import Job, UTCDateTime, utcnow
+from app.services.jobs import poll_hints
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
 
@@ -86,7 +87,7 @@ def _count(session: Session, job_id: str, to: JobStatus, now) -> None:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         return
-    job_type, created, started = job.type, job.created_at, job.started_at
+    job_type, created, started, ran_by_worker = job.type, job.created_at, job.started_at, job.attempts > 0
     if to is JobStatus.RUNNING:
         wait = (now - created).total_seconds() if created else None
 
@@ -96,11 +97,16 @@ def _count(session: Session, job_id: str, to: JobStatus, now) -> None:
                 metrics.JOB_QUEUE_WAIT.labels(job_type).observe(max(wait, 0.0))
     else:
         ran = (now - started).total_seconds() if started else None
+        # What a client waits for, submit to success; a search answered from
+        # the cache at submit (never run by a worker) would teach nothing.
+        waited = (now - created).total_seconds() if created and ran_by_worker and to is JobStatus.SUCCEEDED else None
 
         def count() -> None:
             metrics.JOBS_FINISHED.labels(job_type, str(to)).inc()
             if ran is not None:
                 metrics.JOB_RUN_TIME.labels(job_type).observe(max(ran, 0.0))
+            if waited is not None:
+                poll_hints.record(job_type, max(waited, 0.0))
 
     metrics.after_commit(session, count)
 

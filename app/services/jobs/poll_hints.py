@@ -1,0 +1,72 @@
+"""When a queued or running job is next worth polling: the recent median
+time from submit to finish of jobs of its type.
+
+Every process records the jobs its workers finish in one short Redis list
+per type, so the web processes learn from all workers; each process reads
+the medians at most every REFRESH_SECONDS. A search that usually finishes in
+60 ms says `poll_after_ms: 60`, and a client that honours it polls once or
+twice. Without Redis, or before any job of the type finished, the kind's
+fixed hint applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+
+import redis
+
+from app.extensions import redis_store
+from app.services.jobs.kinds import JOB_TYPES, kind_of
+
+log = logging.getLogger(__name__)
+
+SAMPLES = 200  # finished jobs per type the median is taken over
+REFRESH_SECONDS = 5.0
+CEILING_MS = 30_000  # a hint never asks a client to wait longer than this
+
+_KEY = "quarry:job-durations:{}"
+_lock = threading.Lock()
+_medians_ms: dict[str, int] = {}
+_read_at = float("-inf")
+
+
+def record(job_type: str, seconds: float) -> None:
+    """Note how long a finished job took from submit to finish."""
+    key = _KEY.format(job_type)
+    try:
+        with redis_store.client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, round(seconds * 1000, 1)).ltrim(key, 0, SAMPLES - 1).execute()
+    except redis.RedisError as exc:  # a hint is not worth failing anything for
+        log.debug("could not record the duration of a %s job: %s", job_type, exc)
+
+
+def poll_after_ms(job_type: str) -> int:
+    kind = kind_of(job_type)
+    learned = _medians().get(job_type)
+    hint = kind.poll_after_ms if learned is None else learned
+    return min(max(hint, kind.poll_floor_ms), CEILING_MS)
+
+
+def _medians() -> dict[str, int]:
+    global _medians_ms, _read_at
+    with _lock:
+        if time.monotonic() - _read_at < REFRESH_SECONDS:
+            return _medians_ms
+        _read_at = time.monotonic()  # one reader per process refreshes; the rest use the last
+    fresh: dict[str, int] = {}
+    try:
+        with redis_store.client.pipeline(transaction=False) as pipe:
+            for job_type in JOB_TYPES:
+                pipe.lrange(_KEY.format(job_type), 0, -1)
+            for job_type, samples in zip(JOB_TYPES, pipe.execute()):
+                if samples:
+                    fresh[job_type] = round(statistics.median(float(s) for s in samples))
+    except redis.RedisError as exc:
+        log.debug("could not read job durations: %s", exc)
+        return _medians_ms
+    with _lock:
+        _medians_ms = fresh
+    return fresh
