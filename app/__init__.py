@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_url_rule(
         "/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset
     )
+    # The docs pages are /docs and /redoc; with a trailing slash they redirect there.
+    for page in ("docs", "redoc"):
+        app.add_url_rule(f"/{page}/", f"{page}_with_slash", redirect_to=f"/{page}")
 
     metrics.observe_requests(app)
 

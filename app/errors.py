@@ -34,18 +34,62 @@ CODE_FOR_STATUS = {
 }
 
 
+# One title per status: RFC 9110's reason phrases (Python before 3.13 still
+# has the older ones for 413 and 422).
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def problem_title(status: int) -> str:
+    try:
+        return _TITLES.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class FieldErrorSchema(ma.Schema):
+    field = ma.fields.String(
+        required=True,
+        metadata={"description": "The field, nested names joined with dots (`body` for the whole body)",
+                  "example": "documents.0.text"},
+    )
+    message = ma.fields.String(
+        required=True, metadata={"description": "What is wrong with it", "example": "Text must not be blank."}
+    )
+
+
 class ProblemSchema(ma.Schema):
     """Documents the problem body in the OpenAPI spec."""
 
-    type = ma.fields.String(metadata={"description": "URI naming the problem type"})
-    title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
-    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
-    detail = ma.fields.String(metadata={"description": "What went wrong, for a person"})
-    code = ma.fields.String(metadata={"description": "Stable machine-readable error code"})
-    request_id = ma.fields.String(metadata={"description": "The X-Request-ID of the request"})
+    type = ma.fields.String(
+        required=True,
+        metadata={"description": "URI naming the problem type", "example": "urn:quarry:problem:validation_error"},
+    )
+    title = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "Short summary of the problem type: one per status", "example": "Unprocessable Content",
+        },
+    )
+    status = ma.fields.Integer(required=True, metadata={"description": "HTTP status code", "example": 422})
+    detail = ma.fields.String(
+        required=True,
+        metadata={"description": "What went wrong, for a person", "example": "The request has invalid fields: top_k."},
+    )
+    code = ma.fields.String(
+        required=True, metadata={"description": "Stable machine-readable error code", "example": "validation_error"}
+    )
+    request_id = ma.fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "The X-Request-ID of the request", "example": "4bf92f3577b34da6a3ce929d0e0e4736"},
+    )
     errors = ma.fields.List(
-        ma.fields.Dict(),
-        metadata={"description": "Validation failures: [{field, message}]"},
+        ma.fields.Nested(FieldErrorSchema),
+        metadata={
+            "description": "On validation failures: each invalid field",
+            "example": [
+                {"field": "top_k", "message": "Must be greater than or equal to 1 and less than or equal to 100."}
+            ],
+        },
     )
 
 
@@ -54,14 +98,13 @@ def problem(
     detail: str,
     *,
     code: str | None = None,
-    title: str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, Any] | None = None,
 ) -> Response:
     code = code or CODE_FOR_STATUS.get(status, "error")
     body: dict[str, Any] = {
         "type": f"urn:quarry:problem:{code}",
-        "title": title or _phrase(status),
+        "title": problem_title(status),
         "status": status,
         "detail": detail,
         "code": code,
@@ -75,13 +118,6 @@ def problem(
         if name.lower() == "retry-after":
             g.retry_after = str(value)
     return response
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 _LOCATIONS = {"json", "query", "form", "files", "headers", "view_args", "path", "cookies"}
@@ -144,7 +180,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     errors = None
     if "messages" in data or "errors" in data:
         errors = flatten_validation_messages(data.get("errors") or data.get("messages"))
-    detail = data.get("message") or error.description or _phrase(status)
+    detail = data.get("message") or error.description or problem_title(status)
     if status == 422 and errors:
         detail = "The request has invalid fields: " + ", ".join(sorted({e["field"] for e in errors})) + "."
     if status == 400 and errors:
@@ -157,8 +193,7 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 def handle_service_error(error: ServiceError) -> Response:
     return problem(
-        error.status, error.detail, code=error.code, title=error.title,
-        errors=error.errors, headers=error.headers,
+        error.status, error.detail, code=error.code, errors=error.errors, headers=error.headers,
     )
 
 

@@ -7,11 +7,16 @@ from typing import Any
 
 from flask import g
 
+from app.api.extensions import response_headers
 from app.config import API_PREFIX
 from app.models import Job
 from app.services.jobs import job_to_dict, retry_after_seconds
 
-__all__ = ["API_PREFIX", "accepted", "job_answer"]
+__all__ = ["ACCEPTED_HEADERS", "API_PREFIX", "JOB_HEADERS", "accepted", "job_answer"]
+
+# The headers `accepted` and `job_answer` send, for the routes' documentation.
+ACCEPTED_HEADERS = response_headers("Location", "Retry-After")
+JOB_HEADERS = response_headers("Retry-After")
 
 
 def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -6,9 +6,10 @@ import marshmallow as ma
 from flask import request
 from flask_smorest import abort
 
-from app.api import API_PREFIX, accepted
+from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted
 from app.api.extensions import Blueprint
 from app.api.idempotency import idempotency_of_request, idempotent
+from app.api.job_schemas import JobSchema
 from app.api.schemas import (
     CallbackSchema,
     CollectionCreateSchema,
@@ -16,7 +17,6 @@ from app.api.schemas import (
     CollectionSchema,
     DocumentsInSchema,
     FilesInSchema,
-    JobSchema,
     ListArgsSchema,
     SearchBatchRequestSchema,
     SearchRequestSchema,
@@ -37,20 +37,31 @@ blp = Blueprint(
 
 
 @blp.route("", methods=["POST"])
+@blp.doc(operationId="create_collection")
 @blp.arguments(CollectionCreateSchema)
 @blp.response(201, CollectionSchema)
 @blp.alt_response(409, description="A collection with that name exists")
 def create_collection(body: dict):
-    """Create an empty collection."""
+    """Create an empty collection.
+
+    `index_type` is `flat` (exact, the default) or `hnsw` (approximate, for
+    large collections). Uploading to a collection that does not exist also
+    creates it.
+    """
     collection = collections.create_collection(db.session, current_tenant_id(), **body)
     return collections.attach_stats(db.session, [collection])[0]
 
 
 @blp.route("", methods=["GET"])
+@blp.doc(operationId="list_collections")
 @blp.arguments(ListArgsSchema, location="query", as_kwargs=True)
 @blp.response(200, CollectionPageSchema)
 def list_collections(limit: int, cursor: str | None):
-    """List collections, newest first."""
+    """List collections, newest first.
+
+    Each with its document and chunk counts. Send `next_cursor` back as
+    `cursor` for the next page.
+    """
     items, next_cursor = collections.list_collections(
         db.session, current_tenant_id(), limit=limit, cursor=cursor
     )
@@ -58,17 +69,23 @@ def list_collections(limit: int, cursor: str | None):
 
 
 @blp.route("/<name>")
+@blp.doc(operationId="get_collection")
 @blp.response(200, CollectionSchema)
 @blp.alt_response(404, description="No such collection")
 def get_collection(name: str):
-    """Read a collection with its document and chunk counts and index generation."""
+    """Read a collection with its document and chunk counts and index generation.
+
+    `generation` moves with every change to the collection's index; a search
+    result names the generation it searched.
+    """
     collection = collections.get_collection(db.session, current_tenant_id(), name)
     return collections.attach_stats(db.session, [collection])[0]
 
 
 @blp.route("/<name>", methods=["DELETE"])
+@blp.doc(operationId="delete_collection")
 @idempotent(blp)
-@blp.response(202, JobSchema)
+@blp.response(202, JobSchema, headers=ACCEPTED_HEADERS)
 @blp.alt_response(404, description="No such collection")
 @blp.alt_response(503, description="The job queue is unreachable")
 def delete_collection(name: str):
@@ -90,9 +107,9 @@ _UPLOAD_BODY = {
 
 
 @blp.route("/<name>/documents", methods=["POST"])
+@blp.doc(operationId="upload_documents", requestBody=_UPLOAD_BODY)
 @idempotent(blp)
-@blp.doc(requestBody=_UPLOAD_BODY)
-@blp.response(202, JobSchema)
+@blp.response(202, JobSchema, headers=ACCEPTED_HEADERS)
 @blp.alt_response(413, description="A file or the request is over MAX_UPLOAD_MB")
 @blp.alt_response(415, description="Unsupported content or file type")
 @blp.alt_response(422, description="Invalid documents")
@@ -130,9 +147,10 @@ def upload_documents(name: str):
 
 
 @blp.route("/<name>/search", methods=["POST"])
+@blp.doc(operationId="search_collection")
 @idempotent(blp)
 @blp.arguments(SearchRequestSchema)
-@blp.response(202, JobSchema)
+@blp.response(202, JobSchema, headers=ACCEPTED_HEADERS)
 @blp.alt_response(404, description="No such collection")
 @blp.alt_response(503, description="The pipeline is unavailable, or the job queue is unreachable")
 def submit_search(body: dict, name: str):
@@ -147,9 +165,10 @@ def submit_search(body: dict, name: str):
 
 
 @blp.route("/<name>/search/batch", methods=["POST"])
+@blp.doc(operationId="search_collection_batch")
 @idempotent(blp)
 @blp.arguments(SearchBatchRequestSchema)
-@blp.response(202, JobSchema)
+@blp.response(202, JobSchema, headers=ACCEPTED_HEADERS)
 @blp.alt_response(404, description="No such collection")
 @blp.alt_response(503, description="The pipeline is unavailable, or the job queue is unreachable")
 def submit_search_batch(body: dict, name: str):

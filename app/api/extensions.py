@@ -5,9 +5,12 @@ app/extensions.py."""
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 import flask_smorest
 from apispec import BasePlugin
+from apispec_oneofschema import MarshmallowPlugin
+from apispec_oneofschema.plugin import OneofOpenAPIConverter
 from flask import Flask, g, request
 from flask_compress import Compress
 from flask_cors import CORS
@@ -16,19 +19,100 @@ from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
 
+# Response headers, documented once (components/headers); routes name them.
+RESPONSE_HEADERS = {
+    "X-Request-ID": {
+        "description": "The request's id (the client's own X-Request-ID when it sent a valid one); "
+        "problem bodies and log lines quote it",
+        "schema": {"type": "string"}, "example": "4bf92f3577b34da6a3ce929d0e0e4736",
+    },
+    "X-RateLimit-Limit": {
+        "description": "Requests the key (without a valid key: the client address) may make per window",
+        "schema": {"type": "integer"}, "example": 600,
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in the current window",
+        "schema": {"type": "integer"}, "example": 599,
+    },
+    "X-RateLimit-Reset": {
+        "description": "When the current window ends, in seconds since the Unix epoch",
+        "schema": {"type": "integer"}, "example": 1767607260,
+    },
+    "Location": {
+        "description": "The job to poll",
+        "schema": {"type": "string"}, "example": "/api/v1/jobs/9b2f6c1e4d5a4e0f8a7b6c5d4e3f2a1b",
+    },
+    "Retry-After": {
+        "description": "Seconds until a poll of the job (or, on a 429 or 503, a retry) is worth making",
+        "schema": {"type": "integer", "minimum": 0}, "example": 1,
+    },
+    "Idempotent-Replayed": {
+        "description": "An earlier request with this Idempotency-Key created the job; nothing new was created",
+        "schema": {"type": "string", "enum": ["true"]}, "example": "true",
+    },
+    "WWW-Authenticate": {
+        "description": "How to authenticate: an API key as a Bearer token",
+        "schema": {"type": "string"}, "example": 'Bearer realm="quarry"',
+    },
+}
+_RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def response_headers(*names: str) -> dict[str, str]:
+    """A route's documented response headers, by name (see RESPONSE_HEADERS)."""
+    return {name: name for name in names}
+
+
+class _Converter(OneofOpenAPIConverter):
+    """apispec documents a nullable nested object (OpenAPI 3.0) as anyOf the
+    object and `{type: object, nullable: true}`, a branch any object matches;
+    `enum: [null]` narrows that branch to null, as the field means."""
+
+    def field2nullable(self, field, ret) -> dict:
+        attributes = super().field2nullable(field, ret)
+        for branch in attributes.get("anyOf", []):
+            if branch == {"type": "object", "nullable": True}:
+                branch["enum"] = [None]
+        return attributes
+
+
+class _MarshmallowPlugin(MarshmallowPlugin):
+    Converter = _Converter
+
+
 class CommonResponsesPlugin(BasePlugin):
-    """Documents the answers every /api/v1 route can give: 401 and 403 from
-    authentication, 429 from rate limits; and marks /health as public."""
+    """Documents what every route shares: on /api/v1, 401 and 403 from
+    authentication, 429 from rate limits and the rate-limit headers; every
+    error as a problem body; X-Request-ID on every answer; Retry-After on
+    429s and 503s. Marks the routes outside /api/v1 as public."""
 
     def operation_helper(self, path=None, operations=None, **kwargs):
+        api_route = bool(path and path.startswith("/api/"))
         for operation in (operations or {}).values():
             responses = operation.setdefault("responses", {})
-            if path and path.startswith("/api/"):
+            if api_route:
                 responses.setdefault("401", "UNAUTHORIZED")
                 responses.setdefault("403", "FORBIDDEN")
                 responses.setdefault("429", "TOO_MANY_REQUESTS")
             else:
                 operation["security"] = []
+            for status, response in responses.items():
+                if isinstance(response, dict) and "$ref" not in response:
+                    _document_response(str(status), response, api_route)
+
+
+def _document_response(status: str, response: dict, api_route: bool) -> None:
+    """A route's own response; QuarryApi documents the shared ones."""
+    from app.errors import PROBLEM_CONTENT_TYPE
+
+    names = ["X-Request-ID", *(_RATE_LIMIT_HEADERS if api_route else ())]
+    if status in ("429", "503"):
+        names.append("Retry-After")
+    headers = response.setdefault("headers", {})
+    for name in names:
+        headers.setdefault(name, name)
+    if status[0] in "45" and "content" not in response:
+        response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": "Problem"}}
 
 
 class _Parser(FlaskParser):
@@ -68,7 +152,13 @@ class QuarryApi(Api):
         from app.errors import ProblemSchema
 
         self.ERROR_SCHEMA = ProblemSchema
-        super().__init__(spec_kwargs={"extra_plugins": [CommonResponsesPlugin()]})
+        super().__init__(
+            spec_kwargs={
+                # Documents a marshmallow-oneofschema OneOfSchema (the job) as oneOf with a discriminator.
+                "marshmallow_plugin": _MarshmallowPlugin(),
+                "extra_plugins": [CommonResponsesPlugin()],
+            }
+        )
 
     def handle_http_exception(self, error):
         from app.errors import handle_http_exception
@@ -76,14 +166,34 @@ class QuarryApi(Api):
         return handle_http_exception(error)
 
     def _register_responses(self):
-        from app.errors import PROBLEM_CONTENT_TYPE
+        from app.errors import PROBLEM_CONTENT_TYPE, problem_title
 
         super()._register_responses()
-        # Error responses are documented as application/problem+json.
         components = self.spec.components
-        for response in [*components.responses_lazy.values(), *components.responses.values()]:
+        for name, header in RESPONSE_HEADERS.items():
+            components.header(name, header)
+        # The shared responses: errors are application/problem+json bodies,
+        # described by the problem's own title.
+        for name, response in [*components.responses_lazy.items(), *components.responses.items()]:
             if "content" in response and "application/json" in response["content"]:
                 response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}
+            status = HTTPStatus.__members__.get(name)
+            if status is not None and status >= 400:
+                response["description"] = problem_title(status)
+            headers = response.setdefault("headers", {})
+            for header in ["X-Request-ID", *_HEADERS_OF_SHARED_RESPONSES.get(name, ())]:
+                # Registered components are already resolved: refer explicitly.
+                headers.setdefault("ETag" if header == "ETAG" else header, components.get_ref("header", header))
+
+
+# Beside X-Request-ID; these shared responses are given on /api/v1 routes only.
+_HEADERS_OF_SHARED_RESPONSES = {
+    "UNAUTHORIZED": ("WWW-Authenticate", *_RATE_LIMIT_HEADERS),
+    "FORBIDDEN": _RATE_LIMIT_HEADERS,
+    "TOO_MANY_REQUESTS": ("Retry-After", *_RATE_LIMIT_HEADERS),
+    "UNPROCESSABLE_ENTITY": _RATE_LIMIT_HEADERS,
+    "NOT_MODIFIED": ("ETAG", *_RATE_LIMIT_HEADERS),
+}
 
 
 def _rate_limit_key() -> str:

@@ -25,17 +25,26 @@ class HealthSchema(ma.Schema):
 
 
 @blp.route("/live")
+@blp.doc(operationId="health_live")
 @blp.response(200, ProbeSchema)
 def live():
-    """200 while the process serves requests."""
+    """200 while the process serves requests.
+
+    A liveness probe: it checks nothing else, so a database outage does not
+    get the process restarted.
+    """
     return {"status": "ok", "checks": {}}
 
 
 @blp.route("/ready")
+@blp.doc(operationId="health_ready")
 @blp.response(200, ProbeSchema)
 @blp.alt_response(503, schema=ProbeSchema, description="The database or the broker does not answer")
 def ready():
-    """200 when the database and the job broker answer, else 503."""
+    """200 when the database and the job broker answer, else 503.
+
+    A readiness probe: `checks` says which answered.
+    """
     checks = {"database": health.database_ok(), "broker": health.broker_ok()}
     ok = all(checks.values())
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
@@ -43,10 +52,15 @@ def ready():
 
 
 @blp.route("")
+@blp.doc(operationId="health")
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema, description="The database or Redis is down")
 def overall():
-    """Overall health with the state of each component."""
+    """Overall health with the state of each component.
+
+    `degraded` while it answers with a part down (no live worker, or the rate
+    limiter's storage); `unhealthy` (503) when the database or Redis is down.
+    """
     body = health.report(
         current_app.config["QUARRY_VERSION"], time.monotonic() - _started, _rate_limiter_state()
     )

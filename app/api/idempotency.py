@@ -46,7 +46,9 @@ def _hash_multipart(digest) -> None:
 
 def idempotent(blp):
     """Documents the header and the replayed answer on a submit route."""
-    from app.api.schemas import JobSchema
+    from app.api import ACCEPTED_HEADERS
+    from app.api.extensions import response_headers
+    from app.api.job_schemas import JobSchema
 
     def decorate(view):
         view = blp.doc(
@@ -63,7 +65,7 @@ def idempotent(blp):
         )(view)
         view = blp.alt_response(
             200, schema=JobSchema, description="The job an earlier request with this Idempotency-Key created",
-            headers={"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+            headers={**ACCEPTED_HEADERS, **response_headers("Idempotent-Replayed")},
         )(view)
         view = blp.alt_response(409, description="The Idempotency-Key was used for a different request")(view)
         return blp.alt_response(422, description="Invalid fields or Idempotency-Key header")(view)

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from app.api import API_PREFIX, job_answer
+from app.api import API_PREFIX, JOB_HEADERS, job_answer
 from app.api.extensions import Blueprint
-from app.api.schemas import JobListArgsSchema, JobPageSchema, JobSchema
+from app.api.job_schemas import JobPageSchema, JobSchema
+from app.api.schemas import JobListArgsSchema
 from app.auth import current_tenant_id
 from app.extensions import db
 from app.services import jobs
@@ -12,20 +13,22 @@ blp = Blueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", description="
 
 
 @blp.route("/<job_id>")
+@blp.doc(operationId="get_job")
 @blp.etag
-@blp.response(200, JobSchema)
+@blp.response(200, JobSchema, headers=JOB_HEADERS)
 @blp.alt_response(404, description="No such job")
 def get_job(job_id: str):
     """Read a job: its status, progress, result or error.
 
-    Send the `ETag` back in `If-None-Match` to get `304 Not Modified` while
+    `result` has one shape per job `type`. Send the `ETag` back in `If-None-Match` to get `304 Not Modified` while
     nothing changed. `Retry-After` (and `poll_after_ms`) say when to poll again.
     """
     return job_answer(jobs.get_job(db.session, current_tenant_id(), job_id))
 
 
 @blp.route("/<job_id>/cancel", methods=["POST"])
-@blp.response(200, JobSchema)
+@blp.doc(operationId="cancel_job")
+@blp.response(200, JobSchema, headers=JOB_HEADERS)
 @blp.alt_response(404, description="No such job")
 @blp.alt_response(409, description="The job already finished")
 def cancel_job(job_id: str):
@@ -40,10 +43,15 @@ def cancel_job(job_id: str):
 
 
 @blp.route("")
+@blp.doc(operationId="list_jobs")
 @blp.arguments(JobListArgsSchema, location="query", as_kwargs=True)
 @blp.response(200, JobPageSchema)
 def list_jobs(limit: int, cursor: str | None, **filters):
-    """List jobs, newest first, optionally by status, type and collection."""
+    """List jobs, newest first, optionally by status, type and collection.
+
+    Finished jobs are kept for JOB_RETENTION_DAYS. Send `next_cursor` back as
+    `cursor` for the next page.
+    """
     items, next_cursor = jobs.list_jobs(
         db.session,
         current_tenant_id(),

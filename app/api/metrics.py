@@ -35,12 +35,16 @@ def _key_prefix() -> str | None:
 
 @blp.route("/metrics")
 @blp.doc(
+    operationId="metrics",
     security=[],
     responses={"200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def scrape():
-    """Every process's counters and histograms, added up; queue depths and
-    index sizes read now. Public unless METRICS_TOKEN is set (then a Bearer token)."""
+    """Prometheus metrics of every process of the service.
+
+    Every process's counters and histograms, added up; queue depths and index
+    sizes read now. Public unless METRICS_TOKEN is set (then a Bearer token).
+    """
     if settings.metrics_token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), settings.metrics_token.encode()):

@@ -13,15 +13,23 @@ blp = Blueprint(
 
 
 @blp.route("")
+@blp.doc(operationId="list_pipelines")
 @blp.response(200, PipelineSchema(many=True))
 def list_pipelines():
-    """List the pipelines: status, description, capabilities and recent timings."""
+    """List the pipelines: status, description, capabilities and recent timings.
+
+    A search names one in `pipeline`; one that is `unavailable` answers 503.
+    """
     return pipelines.list_pipelines(db.session, current_tenant_id())
 
 
 @blp.route("/<name>")
+@blp.doc(operationId="get_pipeline")
 @blp.response(200, PipelineSchema)
 @blp.alt_response(404, description="No such pipeline")
 def get_pipeline(name: str):
-    """Read one pipeline."""
+    """Read one pipeline.
+
+    Its status, capabilities, and the latency of its recent searches.
+    """
     return pipelines.get_pipeline(db.session, current_tenant_id(), name)

@@ -82,55 +82,16 @@ class JobListArgsSchema(ListArgsSchema):
 def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
     return ma.Schema.from_dict(
         {
-            "items": fields.List(fields.Nested(item_schema), required=True),
-            "next_cursor": fields.String(allow_none=True, required=True),
+            "items": fields.List(
+                fields.Nested(item_schema), required=True, metadata={"description": "This page, newest first"}
+            ),
+            "next_cursor": fields.String(
+                allow_none=True, required=True,
+                metadata={"description": "Send as `cursor` for the next page; null on the last page"},
+            ),
         },
         name=name,
     )
-
-
-# --- jobs -----------------------------------------------------------------------
-
-
-class ProgressSchema(ma.Schema):
-    processed = fields.Integer()
-    total = fields.Integer()
-    percent = fields.Float()
-
-
-class JobErrorSchema(ma.Schema):
-    code = fields.String()
-    message = fields.String()
-
-
-class JobLinksSchema(ma.Schema):
-    self = fields.String()
-
-
-class JobSchema(ma.Schema):
-    """Documents the job's JSON; app/services/jobs/serialize.py builds it."""
-
-    id = fields.String()
-    type = fields.String(metadata={"enum": list(JOB_TYPES)})
-    status = fields.String(metadata={"enum": list(STATUSES)})
-    collection = fields.String(allow_none=True)
-    progress = fields.Nested(ProgressSchema)
-    result = fields.Dict(allow_none=True)
-    error = fields.Nested(JobErrorSchema, allow_none=True)
-    attempts = fields.Integer()
-    cancel_requested = fields.Boolean(
-        metadata={"description": "A cancel was asked for; a running job stops at its next checkpoint"}
-    )
-    created_at = fields.String(metadata={"format": "date-time"})
-    started_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    finished_at = fields.String(allow_none=True, metadata={"format": "date-time"})
-    links = fields.Nested(JobLinksSchema)
-    poll_after_ms = fields.Integer(
-        metadata={"description": "While queued or running: milliseconds until a poll is worth making"}
-    )
-
-
-JobPageSchema = page_schema(JobSchema, "JobPage")
 
 
 # --- callbacks ------------------------------------------------------------------
@@ -142,12 +103,18 @@ class CallbackSchema(StrictSchema):
 
     callback_url = fields.String(
         validate=validate.Length(min=1, max=2048),
-        metadata={"description": "http(s) URL that receives this job's events"},
+        metadata={
+            "description": "http(s) URL that receives this job's events",
+            "example": "https://example.com/hooks/quarry",
+        },
     )
     callback_events = fields.List(
         fields.String(validate=validate.OneOf(JOB_EVENTS, error="Event type must be one of: {choices}.")),
         validate=validate.Length(min=1),
-        metadata={"description": "Which events (default: job.succeeded, job.failed, job.cancelled)"},
+        metadata={
+            "description": "Which events (default: job.succeeded, job.failed, job.cancelled)",
+            "example": ["job.succeeded", "job.failed"],
+        },
     )
 
 
@@ -227,7 +194,10 @@ class SearchOptionsSchema(CallbackSchema):
     pipeline = fields.String(
         load_default=DEFAULT_PIPELINE,
         validate=validate.OneOf(sorted(PIPELINES), error="Pipeline must be one of: {choices}."),
-        metadata={"description": "dense, keyword, hybrid (default) or rerank; see GET /api/v1/pipelines"},
+        metadata={
+            "description": "dense, keyword, hybrid (default) or rerank; see GET /api/v1/pipelines",
+            "example": "hybrid",
+        },
     )
     filters = fields.Dict(
         keys=fields.String(),
@@ -241,11 +211,18 @@ class SearchOptionsSchema(CallbackSchema):
     collapse = fields.String(
         load_default="chunk",
         validate=validate.OneOf(COLLAPSE_MODES),
-        metadata={"description": "`document`: each document once, at its best chunk's rank"},
+        metadata={
+            "description": "`chunk` (default): every matching chunk; `document`: each document once, at its "
+            "best chunk's rank",
+            "example": "document",
+        },
     )
     include_answer = fields.Boolean(
         load_default=False,
-        metadata={"description": "Add `answer`: the hits' sentences closest to the query, with citations"},
+        metadata={
+            "description": "Add `answer`: the hits' sentences closest to the query, with citations",
+            "example": True,
+        },
     )
 
     @ma.validates("filters")
@@ -266,7 +243,7 @@ def _not_blank(value: str) -> None:
 class SearchRequestSchema(SearchOptionsSchema):
     query = fields.String(
         required=True, validate=[validate.Length(min=1, max=10000), _not_blank],
-        metadata={"example": "how do vaccines train the immune system"},
+        metadata={"description": "What to search for, 1-10000 characters", "example": "how do I tie a loop in a rope?"},
     )
 
 
@@ -275,7 +252,10 @@ class SearchBatchRequestSchema(SearchOptionsSchema):
         fields.String(validate=[validate.Length(min=1, max=10000), _not_blank]),
         required=True,
         validate=validate.Length(min=1, max=100),
-        metadata={"description": "1-100 queries, answered in order in one job"},
+        metadata={
+            "description": "1-100 queries, answered in order in one job",
+            "example": ["how do I tie a loop in a rope?", "what is lava?"],
+        },
     )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 class ServiceError(Exception):
     status = 500
     code = "internal_error"
-    title = "Internal Server Error"
 
     def __init__(
         self,
@@ -26,46 +25,46 @@ class ServiceError(Exception):
 
 
 class Unauthorized(ServiceError):
-    status, code, title = 401, "unauthorized", "Unauthorized"
+    status, code = 401, "unauthorized"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="quarry"'})
 
 
 class Forbidden(ServiceError):
-    status, code, title = 403, "forbidden", "Forbidden"
+    status, code = 403, "forbidden"
 
 
 class QuotaExceeded(ServiceError):
-    status, code, title = 429, "quota_exceeded", "Too Many Requests"
+    status, code = 429, "quota_exceeded"
 
 
 class NotFound(ServiceError):
-    status, code, title = 404, "not_found", "Not Found"
+    status, code = 404, "not_found"
 
 
 class Conflict(ServiceError):
-    status, code, title = 409, "conflict", "Conflict"
+    status, code = 409, "conflict"
 
 
 class ValidationFailed(ServiceError):
-    status, code, title = 422, "validation_error", "Unprocessable Content"
+    status, code = 422, "validation_error"
 
 
 class PayloadTooLarge(ServiceError):
-    status, code, title = 413, "payload_too_large", "Content Too Large"
+    status, code = 413, "payload_too_large"
 
 
 class UnsupportedMediaType(ServiceError):
-    status, code, title = 415, "unsupported_media_type", "Unsupported Media Type"
+    status, code = 415, "unsupported_media_type"
 
 
 class ServiceUnavailable(ServiceError):
-    status, code, title = 503, "service_unavailable", "Service Unavailable"
+    status, code = 503, "service_unavailable"
 
 
 class PipelineUnavailable(ServiceError):
-    status, code, title = 503, "pipeline_unavailable", "Service Unavailable"
+    status, code = 503, "pipeline_unavailable"
 
 
 class JobFailure(Exception):
