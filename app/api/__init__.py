@@ -10,9 +10,9 @@ from flask import g
 from app.api.extensions import response_headers
 from app.config import API_PREFIX
 from app.models import Job
-from app.services.jobs import job_to_dict, retry_after_seconds
+from app.services.jobs import ACTIVE, job_to_dict, retry_after_seconds
 
-__all__ = ["ACCEPTED_HEADERS", "API_PREFIX", "JOB_HEADERS", "accepted", "job_answer"]
+__all__ = ["ACCEPTED_HEADERS", "API_PREFIX", "JOB_HEADERS", "accepted", "job_answer", "poll_headers"]
 
 # The headers `accepted` and `job_answer` send, for the routes' documentation.
 ACCEPTED_HEADERS = response_headers("Location", "Retry-After")
@@ -31,12 +31,14 @@ def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 def job_answer(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A job's JSON, with a Retry-After poll hint while it is queued or running."""
-    body = job_to_dict(job)
-    headers = {}
-    if "poll_after_ms" in body:
-        # Kept through the rate limiter, which otherwise writes its own
-        # window reset into Retry-After (app/__init__.py).
-        g.retry_after = headers["Retry-After"] = str(retry_after_seconds(job))
-        # Still changing: no cache on the way may keep a copy.
-        headers["Cache-Control"] = "no-store"
-    return body, 200, headers
+    return job_to_dict(job), 200, poll_headers(job.status, job.type)
+
+
+def poll_headers(status: str, job_type: str) -> dict[str, str]:
+    """Retry-After and no caching while the job can still change."""
+    if status not in ACTIVE:
+        return {}
+    # Kept through the rate limiter, which otherwise writes its own window
+    # reset into Retry-After (app/__init__.py).
+    g.retry_after = str(retry_after_seconds(job_type))
+    return {"Retry-After": g.retry_after, "Cache-Control": "no-store"}

@@ -46,6 +46,10 @@ RESPONSE_HEADERS = {
         "description": "Seconds until a poll of the job (or, on a 429 or 503, a retry) is worth making",
         "schema": {"type": "integer", "minimum": 0}, "example": 1,
     },
+    "ETag": {
+        "description": "The job's version (weak); send it back in If-None-Match to get 304 while nothing changed",
+        "schema": {"type": "string"}, "example": 'W/"5d41402abc4b2a76b9719d911017c592"',
+    },
     "Idempotent-Replayed": {
         "description": "An earlier request with this Idempotency-Key created the job; nothing new was created",
         "schema": {"type": "string", "enum": ["true"]}, "example": "true",

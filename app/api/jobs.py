@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from app.api import API_PREFIX, JOB_HEADERS, job_answer
-from app.api.extensions import Blueprint
+from flask import Response, request
+
+from app.api import API_PREFIX, JOB_HEADERS, job_answer, poll_headers
+from app.api.extensions import Blueprint, response_headers
 from app.api.job_schemas import JobPageSchema, JobSchema
 from app.api.schemas import JobListArgsSchema
 from app.auth import current_tenant_id
@@ -14,16 +16,34 @@ blp = Blueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", description="
 
 @blp.route("/<job_id>")
 @blp.doc(operationId="get_job")
-@blp.etag
-@blp.response(200, JobSchema, headers=JOB_HEADERS)
+@blp.response(200, JobSchema, headers=response_headers("ETag", "Retry-After"))
+@blp.alt_response(304, description="Not modified: the job is still the version named in If-None-Match",
+                  headers=response_headers("ETag", "Retry-After"))
 @blp.alt_response(404, description="No such job")
 def get_job(job_id: str):
     """Read a job: its status, progress, result or error.
 
-    `result` has one shape per job `type`. Send the `ETag` back in `If-None-Match` to get `304 Not Modified` while
-    nothing changed. `Retry-After` (and `poll_after_ms`) say when to poll again.
+    `result` has one shape per job `type`. Send the `ETag` back in
+    `If-None-Match` to get `304 Not Modified` while nothing changed; a 304
+    does not count against the rate limit. `Retry-After` (and
+    `poll_after_ms`) say when to poll again.
     """
-    return job_answer(jobs.get_job(db.session, current_tenant_id(), job_id))
+    tenant_id = current_tenant_id()
+    if request.if_none_match:
+        # Answered from the job's version alone, without reading the job.
+        version = jobs.job_version(db.session, tenant_id, job_id)
+        if request.if_none_match.contains_weak(version.tag):
+            headers = {"ETag": _etag(version), **poll_headers(version.status, version.type)}
+            return Response(status=304, headers=headers)
+    job = jobs.get_job(db.session, tenant_id, job_id)
+    body, status, headers = job_answer(job)
+    return body, status, {**headers, "ETag": _etag(jobs.version_of(job))}
+
+
+def _etag(version: jobs.JobVersion) -> str:
+    # Weak: the JSON's poll hint may change within one version, and gzip
+    # (which rewrites strong ETags) must leave it alone.
+    return f'W/"{version.tag}"'
 
 
 @blp.route("/<job_id>/cancel", methods=["POST"])

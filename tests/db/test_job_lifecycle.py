@@ -256,3 +256,32 @@ def test_transition_never_moves_a_finished_job(db):
             jobs.transition(session, job_id, JobStatus.QUEUED)
         session.commit()
     assert read(db, job_id).status == JobStatus.CANCELLED
+
+
+def test_every_change_a_poll_could_see_gives_the_job_a_new_version(db):
+    """Conditional polls are answered from the version alone (a 304 never
+    reads the job), so each change to the job's JSON must change it."""
+    job_id = new_job(db)
+
+    def version() -> str:
+        with db.session_scope() as session:
+            return jobs.job_version(session, PRINCIPAL.tenant_id, job_id).tag
+
+    seen = [version()]
+
+    def handler(ctx):
+        seen.append(version())  # running
+        ctx.checkpoint(1, total=3)
+        seen.append(version())  # progress
+        cancel(db, job_id)
+        seen.append(version())  # cancel requested
+        ctx.checkpoint(2)
+        return {}
+
+    assert jobs.run(job_id, handler) == "cancelled"
+    seen.append(version())  # final
+    assert len(set(seen)) == len(seen) == 5
+    with db.session_scope() as session:
+        assert jobs.version_of(jobs.get_job(session, PRINCIPAL.tenant_id, job_id)).tag == seen[-1]
+        with pytest.raises(NotFound):
+            jobs.job_version(session, "another-tenant", job_id)

@@ -32,7 +32,7 @@ def _hint(db, job_id: str) -> tuple[int, int]:
     """The queued job's poll_after_ms, and Retry-After in whole seconds."""
     with db.session_scope() as session:
         job = jobs.get_job(session, PRINCIPAL.tenant_id, job_id)
-        return jobs.job_to_dict(job)["poll_after_ms"], jobs.retry_after_seconds(job)
+        return jobs.job_to_dict(job)["poll_after_ms"], jobs.retry_after_seconds(job.type)
 
 
 def _run_taking(db, job_type: str, seconds: float) -> None:

@@ -141,6 +141,15 @@ def test_job_polling_supports_etags(service, corpus):
     assert "no-store" not in again.headers.get("Cache-Control", "")  # final: may be cached
 
 
+def test_a_conditional_poll_of_a_job_the_key_cannot_see_is_404(service, corpus):
+    _, job = corpus
+    world = service.client(service.create_key(unique("other-tenant"), scopes="read"))
+    for etag in ("*", 'W/"anything"'):
+        assert service.get("/api/v1/jobs/" + "0" * 32, headers={"If-None-Match": etag}).status_code == 404
+        other = world.get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": etag})
+        assert other.status_code == 404
+
+
 def test_a_304_poll_does_not_count_against_the_rate_limit(service, corpus):
     _, job = corpus
     for _attempt in range(3):  # a fixed window may roll over mid-sequence: try again

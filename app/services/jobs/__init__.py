@@ -22,7 +22,7 @@ from app.services.jobs.kinds import (
     kind_of,
     worker_queues,
 )
-from app.services.jobs.queries import cancel_job, get_job, list_jobs
+from app.services.jobs.queries import JobVersion, cancel_job, get_job, job_version, list_jobs, version_of
 from app.services.jobs.runner import (
     MAX_ATTEMPTS,
     JobBusy,
@@ -40,7 +40,7 @@ __all__ = [
     "ACTIVE", "JOB_TYPES", "KINDS", "MAX_ATTEMPTS", "STATUSES", "TERMINAL",
     "JobBusy", "JobCancelled", "JobContext", "JobKind", "JobStatus", "JobStopped",
     "StatusChangeOutsideTransition",
-    "cancel_job", "claim", "get_job", "job_queues", "job_to_dict", "worker_queues", "kind_of", "list_jobs",
+    "JobVersion", "cancel_job", "claim", "job_version", "version_of", "get_job", "job_queues", "job_to_dict", "worker_queues", "kind_of", "list_jobs",
     "purge_expired_jobs", "recover_stuck_jobs", "retry_after_seconds", "run", "submit",
     "transition",
 ]

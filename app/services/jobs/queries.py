@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -18,6 +22,39 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     if job is None or job.tenant_id != tenant_id:
         raise NotFound(f"No job with id {job_id!r}.")
     return job
+
+
+@dataclass(frozen=True)
+class JobVersion:
+    """What a conditional poll needs to know about a job, without the job."""
+
+    tag: str
+    status: str
+    type: str
+
+
+def job_version(session: Session, tenant_id: str, job_id: str) -> JobVersion:
+    """The job's version, read from three columns of its row: a poll whose
+    client already holds this version costs no more than that."""
+    row = (
+        session.execute(
+            select(Job.updated_at, Job.status, Job.type).where(Job.id == job_id, Job.tenant_id == tenant_id)
+        ).first()
+        if is_row_id(job_id) else None
+    )
+    if row is None:
+        raise NotFound(f"No job with id {job_id!r}.")
+    return JobVersion(_tag(job_id, row.updated_at, row.status), row.status, row.type)
+
+
+def version_of(job: Job) -> JobVersion:
+    return JobVersion(_tag(job.id, job.updated_at, job.status), job.status, job.type)
+
+
+def _tag(job_id: str, updated_at: datetime, status: str) -> str:
+    # Every change to a job's JSON sets updated_at (transition(), checkpoints,
+    # cancel requests, recovery); the status is in too, belt and braces.
+    return hashlib.sha1(f"{job_id}|{updated_at.isoformat()}|{status}".encode()).hexdigest()
 
 
 def list_jobs(
@@ -54,11 +91,13 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
             .values(cancel_requested_at=now, updated_at=now)
         )
     session.commit()
+    if cancelled:  # it never ran, and never will
+        # Before this session begins another transaction: on SQLite the
+        # hook's own write would wait for that one's lock.
+        finish(job.type, job.id)
     session.refresh(job)
     if job.status in TERMINAL and not cancelled:
         raise Conflict(
             f"Job {job.id} is already {job.status}; only a queued or running job can be cancelled."
         )
-    if cancelled:  # it never ran, and never will
-        finish(job.type, job.id)
     return job

@@ -49,9 +49,9 @@ def poll_after_ms(job: Job) -> int:
     return poll_hints.poll_after_ms(job.type)
 
 
-def retry_after_seconds(job: Job) -> int:
+def retry_after_seconds(job_type: str) -> int:
     """The same hint in whole seconds, for the Retry-After header (at least 1)."""
-    return max(1, -(-poll_after_ms(job) // 1000))
+    return max(1, -(-poll_hints.poll_after_ms(job_type) // 1000))
 
 
 def _timestamp(moment: datetime | None) -> str | None:
