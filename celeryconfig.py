@@ -1,5 +1,7 @@
 """Celery settings, read from the one Settings object (app/config.py)."""
 
+import ssl
+
 from kombu import Queue
 
 from app.config import settings
@@ -8,6 +10,10 @@ from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, wo
 
 broker_url = settings.celery_broker_url
 broker_connection_retry_on_startup = True
+if broker_url.startswith("rediss://"):
+    # The URL carries the check for Celery itself (app/config.py); Flower's
+    # broker view reads it only from here.
+    broker_use_ssl = {"ssl_cert_reqs": ssl.VerifyMode[f"CERT_{settings.redis_ssl_cert_reqs.upper()}"]}
 broker_transport_options = {
     # A message whose worker died is handed out again after this long; the job
     # lease (JOB_LEASE_SECONDS) recovers it much sooner, see app/services/jobs/runner.py.

@@ -220,6 +220,22 @@ class Job(Base):
     replayed = False
 
 
+class StagedUpload(Base):
+    """An uploaded file waiting for its ingest job (UPLOAD_STAGING=database),
+    so web and worker need share no disk. Written in the transaction that
+    writes the job; deleted once the job has finished."""
+
+    __tablename__ = "staged_uploads"
+
+    # No foreign key: the rows are written before the job row, in the same
+    # transaction; beat's sweep removes any a job no longer needs.
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The path the job's params name ("documents.json", "files/0.pdf").
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class WebhookEndpoint(Base):
     """A tenant's subscriber URL. The secret is kept to sign with (HMAC needs
     it); it is shown once, at creation or rotation."""

@@ -30,7 +30,7 @@ from app.search.extract import ExtractionError, extract
 from app.services.errors import JobFailure
 from app.services.indexing import embedder, sync_collection_index
 from app.services.jobs import JobCancelled, JobContext
-from app.services.staging import staged_path
+from app.services.staging_area import StagedUploadMissing, staging_area
 
 DOCS_PER_CHECKPOINT = 16
 CHUNKS_PER_ENCODE = 256
@@ -121,11 +121,11 @@ def _ingest_batch(
 
 
 def _extract(job_id: str, sources: list[dict[str, Any]]) -> Iterator[IncomingDocument]:
+    area = staging_area()
     for source in sources:
-        path = staged_path(job_id, source["path"])
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+            data = area.read(job_id, source["path"])
+        except StagedUploadMissing:
             raise JobFailure(
                 "upload_missing",
                 "The uploaded files are no longer in the upload store; submit them again.",

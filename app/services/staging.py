@@ -1,26 +1,27 @@
 """Upload staging (web side): take documents or files from a request, stage
 them where the ingest worker will read them, and submit the ingest job.
 
-Staged uploads live in `UPLOAD_DIR/<job id>/`; the worker reads them through
-`staged_path()` and removes them when the job is done.
+Staged uploads live in the staging area (app/services/staging_area.py: the
+database, or `UPLOAD_DIR/<job id>/`); the worker reads them from there and
+removes them when the job is done.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
+import tempfile
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import settings
-from app.models import Collection, Job, utcnow
+from app.models import Collection, Job
 from app.search.extract import (
     SNIFF_BYTES,
     SUPPORTED_EXTENSIONS,
@@ -33,6 +34,7 @@ from app.services.collections import get_or_create_collection
 from app.services.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
+from app.services.staging_area import staging_area
 
 _COPY_BUFFER = 1024 * 1024
 
@@ -55,8 +57,8 @@ def submit_documents(
 ) -> Job:
     collection = _collection_for_upload(session, principal, collection_name)
     job_id = uuid.uuid4().hex
-    with _staging(job_id) as staging:
-        (staging / "documents.json").write_text(json.dumps(documents))
+    with _staging(session, job_id) as stage:
+        stage("documents.json", io.BytesIO(json.dumps(documents).encode()))
         sources = [{"kind": "documents", "path": "documents.json"}]
         return _submit(session, principal, collection, job_id, sources, callback, len(documents), idempotency)
 
@@ -83,59 +85,39 @@ def submit_files(
             )
     collection = _collection_for_upload(session, principal, collection_name)
     job_id = uuid.uuid4().hex
-    with _staging(job_id) as staging:
-        (staging / "files").mkdir()
-        sources = []
-        for position, upload in enumerate(uploads):
-            relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
-            _save_limited(upload, staging / relative, settings.max_upload_bytes)
-            _check_content(upload.filename, staging / relative)
-            sources.append(
-                {
-                    "kind": "file",
-                    "path": relative,
-                    "filename": Path(upload.filename).name,
-                    "metadata": metadata or {},
-                }
-            )
-        return _submit(session, principal, collection, job_id, sources, callback, len(sources), idempotency)
-
-
-def staged_path(job_id: str, relative: str) -> Path:
-    return _staging_dir(job_id) / relative
+    with ExitStack() as received:
+        # Every file is read and checked before any is staged: a refused
+        # request stages nothing, and no database lock is held while reading.
+        files = [received.enter_context(_received(upload)) for upload in uploads]
+        with _staging(session, job_id) as stage:
+            sources = []
+            for position, (upload, file) in enumerate(zip(uploads, files)):
+                relative = f"files/{position}{Path(upload.filename).suffix.lower()}"
+                stage(relative, file)
+                sources.append(
+                    {
+                        "kind": "file",
+                        "path": relative,
+                        "filename": Path(upload.filename).name,
+                        "metadata": metadata or {},
+                    }
+                )
+            return _submit(session, principal, collection, job_id, sources, callback, len(sources), idempotency)
 
 
 def remove_staged_files(job_id: str) -> None:
-    shutil.rmtree(_staging_dir(job_id), ignore_errors=True)
-
-
-ORPHAN_AGE = timedelta(days=1)
+    """The ingest kind's on_finish: the job's final status is committed."""
+    staging_area().remove(job_id)
 
 
 def sweep_staged_uploads(session: Session, *, now: datetime | None = None) -> list[str]:
-    """Beat's clean-up: remove the uploads of jobs that ended without their
-    worker removing them (cancelled while queued, say), and folders with no
-    job that are older than a day (a submit that died half-way). A younger
-    folder without a job may be a submit still in progress."""
-    root = settings.upload_dir
-    if not root.is_dir():
-        return []
-    folders = {path.name: path for path in root.iterdir() if path.is_dir()}
-    status_of = dict(session.execute(select(Job.id, Job.status).where(Job.id.in_(list(folders)))).all())
-    cutoff = ((now or utcnow()) - ORPHAN_AGE).timestamp()
-    removed = []
-    for name, path in folders.items():
-        status = status_of.get(name)
-        if status in jobs.ACTIVE or (status is None and path.stat().st_mtime > cutoff):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(name)
-    return removed
+    """Beat's clean-up of uploads no queued or running job will read."""
+    return staging_area().sweep(session, now)
 
 
 def _collection_for_upload(session: Session, principal: Principal, name: str) -> Collection:
     collection = get_or_create_collection(session, principal.tenant_id, name)
-    session.commit()  # hold no database lock while the upload is written to disk
+    session.commit()  # hold no database lock while the upload is read
     return collection
 
 
@@ -155,44 +137,56 @@ def _submit(
         idempotency=idempotency,
     )
     if job.id != job_id:  # a repeated request: the first one's upload is the one ingested
-        remove_staged_files(job_id)
+        _discard(session, job_id)
     return job
 
 
 @contextmanager
-def _staging(job_id: str) -> Iterator[Path]:
-    """The job's folder in the upload store; removed again if the submit fails."""
-    staging = _staging_dir(job_id)
-    staging.mkdir(parents=True)
+def _staging(session: Session, job_id: str) -> Iterator[Callable[[str, BinaryIO], None]]:
+    """A function that stages one file of the job; what it staged is
+    discarded again if the submit fails."""
+    area = staging_area()
     try:
-        yield staging
+        yield lambda name, content: area.put(session, job_id, name, content)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _discard(session, job_id)
         raise
 
 
-def _save_limited(upload: Upload, target: Path, limit: int) -> None:
+def _discard(session: Session, job_id: str) -> None:
+    # Rows staged in the database go with the transaction; on SQLite, the
+    # rollback also frees the write lock before remove() takes its own.
+    session.rollback()
+    staging_area().remove(job_id)
+
+
+@contextmanager
+def _received(upload: Upload) -> Iterator[BinaryIO]:
+    """The upload's bytes in a local temporary file, once they are known to
+    be within the size limit and of the type their name says."""
+    with tempfile.SpooledTemporaryFile(max_size=_COPY_BUFFER) as file:
+        _save_limited(upload, file, settings.max_upload_bytes)
+        file.seek(0)
+        _check_content(upload.filename, file.read(SNIFF_BYTES))
+        file.seek(0)
+        yield file
+
+
+def _save_limited(upload: Upload, out: BinaryIO, limit: int) -> None:
     written = 0
-    with target.open("wb") as out:
-        while block := upload.stream.read(_COPY_BUFFER):
-            written += len(block)
-            if written > limit:
-                raise PayloadTooLarge(
-                    f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
-                )
-            out.write(block)
+    while block := upload.stream.read(_COPY_BUFFER):
+        written += len(block)
+        if written > limit:
+            raise PayloadTooLarge(
+                f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
+            )
+        out.write(block)
 
 
-def _check_content(filename: str, path: Path) -> None:
+def _check_content(filename: str, head: bytes) -> None:
     """The type is decided by content as well as by name: a PDF called .txt,
     or a text called .pdf, is refused before any job exists."""
-    with path.open("rb") as staged:
-        head = staged.read(SNIFF_BYTES)
     try:
         check_type(filename, head)
     except UnsupportedType as exc:
         raise UnsupportedMediaType(f"{filename}: {exc}") from None
-
-
-def _staging_dir(job_id: str) -> Path:
-    return settings.upload_dir / job_id

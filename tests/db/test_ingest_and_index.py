@@ -1,8 +1,11 @@
 """Ingest and indexing against the real model and FAISS, in this process:
-idempotent re-runs, content-hash dedupe, generation numbers, rebuilds."""
+idempotent re-runs, content-hash dedupe, generation numbers, rebuilds, and
+uploads staged in either staging area (UPLOAD_STAGING)."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import shutil
 import uuid
@@ -12,9 +15,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.config import settings
-from app.models import Chunk, Collection, Document, Job, utcnow
+from app.models import Chunk, Collection, Document, Job, StagedUpload, utcnow
 from app.services import ingest, jobs, staging
 from app.services.collections import get_or_create_collection
+from app.services.errors import PayloadTooLarge
 from app.services.indexing import index_for_search, index_store, sync_collection_index
 from app.services.keys import SCOPES, Principal
 
@@ -36,6 +40,32 @@ def collection(runtime):
 
 
 PRINCIPAL = Principal("default", "test-key", frozenset(SCOPES), "enterprise")
+
+
+def use_staging(monkeypatch, backend: str) -> None:
+    monkeypatch.setattr("app.services.staging_area.settings", dataclasses.replace(settings, upload_staging=backend))
+
+
+@pytest.fixture(params=["filesystem", "database"])
+def staging_area(request, monkeypatch):
+    """Each staging test runs against both backends."""
+    use_staging(monkeypatch, request.param)
+    return request.param
+
+
+def staged(runtime, job_id) -> set[str]:
+    """What is staged for the job, in the database or in UPLOAD_DIR."""
+    with runtime.session_scope() as session:
+        rows = set(session.scalars(select(StagedUpload.name).where(StagedUpload.job_id == job_id)))
+    folder = settings.upload_dir / job_id
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return rows | files
+
+
+def everything_staged(runtime) -> tuple[set, set]:
+    with runtime.session_scope() as session:
+        rows = set(session.execute(select(StagedUpload.job_id, StagedUpload.name)).all())
+    return rows, set(settings.upload_dir.rglob("*")) if settings.upload_dir.is_dir() else set()
 
 
 def submit(runtime, collection, documents) -> str:
@@ -67,18 +97,47 @@ def top_document(runtime, collection, query: str) -> str:
     return job_result(runtime, job.id)[1]["hits"][0]["document_id"]
 
 
-def test_ingest_stores_chunks_indexes_them_and_moves_the_generation(runtime, collection):
+def test_ingest_stores_chunks_indexes_them_and_moves_the_generation(runtime, collection, staging_area):
     job_id = submit(runtime, collection, DOCS)
+    assert staged(runtime, job_id) == {"documents.json"}
     assert jobs.run(job_id) == "succeeded"
     status, result = job_result(runtime, job_id)
     assert result["documents"] == 4 and result["chunks"] == 4 and result["skipped_duplicates"] == 0
     assert counts(runtime, collection.id) == (4, 4, 1)
     assert top_document(runtime, collection, "what makes lava?") == "volcano"
     # The staged upload is removed once the job finished.
-    assert not (settings.upload_dir / job_id).exists()
+    assert staged(runtime, job_id) == set() and not (settings.upload_dir / job_id).exists()
 
 
-def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection):
+def test_uploaded_files_are_ingested_from_the_staging_area(runtime, collection, staging_area):
+    uploads = [
+        staging.Upload("knots.md", io.BytesIO(b"# Knots\nA bowline makes a fixed loop at the end of a rope.")),
+        staging.Upload("Tea.TXT", io.BytesIO(b"Green tea is steamed or pan-fired soon after picking.")),
+    ]
+    with runtime.session_scope() as session:
+        job_id = staging.submit_files(session, PRINCIPAL, collection.name, uploads, metadata={"team": "docs"}).id
+    assert staged(runtime, job_id) == {"files/0.md", "files/1.txt"}
+    assert jobs.run(job_id) == "succeeded"
+    assert job_result(runtime, job_id)[1]["documents"] == 2
+    assert top_document(runtime, collection, "how to tie a loop") == "knots.md"
+    assert staged(runtime, job_id) == set()
+
+
+def test_a_refused_upload_stages_nothing(runtime, collection, staging_area, monkeypatch):
+    monkeypatch.setattr("app.services.staging.settings", dataclasses.replace(settings, max_upload_mb=1))
+    uploads = [
+        staging.Upload("small.txt", io.BytesIO(b"A small file that fits.")),
+        staging.Upload("big.txt", io.BytesIO(b"x" * (1024 * 1024 + 1))),
+    ]
+    before = everything_staged(runtime)
+    with runtime.session_scope() as session, pytest.raises(PayloadTooLarge):
+        staging.submit_files(session, PRINCIPAL, collection.name, uploads)
+    assert everything_staged(runtime) == before
+    with runtime.session_scope() as session:
+        assert session.scalar(select(func.count()).where(Job.collection_id == collection.id)) == 0
+
+
+def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection, staging_area):
     job_id = submit(runtime, collection, DOCS)
     # A worker claims the job and does all its work, then dies before
     # recording success: the job stays running under a lease that runs out.
@@ -92,7 +151,7 @@ def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection):
         )
         session.commit()
     # The staged upload is still there: only a committed final status removes it.
-    assert (settings.upload_dir / job_id / "documents.json").exists()
+    assert staged(runtime, job_id) == {"documents.json"}
 
     assert jobs.run(job_id) == "succeeded"
     status, second = job_result(runtime, job_id)
@@ -155,23 +214,41 @@ def test_sync_without_changes_keeps_the_generation(runtime, collection):
     assert sync_collection_index(collection.id, rebuild=True) == 2
 
 
-def test_a_failed_ingest_removes_its_staged_upload(runtime, collection):
+def test_a_failed_ingest_removes_its_staged_upload(runtime, collection, staging_area):
     job_id = submit(runtime, collection, DOCS)
     with runtime.session_scope() as session:  # the collection goes away before the job runs
         session.delete(session.get(Collection, collection.id))
         session.commit()
     assert jobs.run(job_id) == "failed"
-    assert not (settings.upload_dir / job_id).exists()
+    assert staged(runtime, job_id) == set()
 
 
-def test_a_queued_ingest_cancelled_removes_its_staged_upload_at_once(runtime, collection):
+def test_a_queued_ingest_cancelled_removes_its_staged_upload_at_once(runtime, collection, staging_area):
     job_id = submit(runtime, collection, DOCS)
     with runtime.session_scope() as session:
-        jobs.cancel_job(session, "default", job_id)
-    assert not (settings.upload_dir / job_id).exists()
+        assert jobs.cancel_job(session, "default", job_id).status == "cancelled"
+    assert staged(runtime, job_id) == set()
 
 
-def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection):
+def test_the_sweep_removes_staged_rows_no_active_job_needs(runtime, collection, monkeypatch):
+    use_staging(monkeypatch, "database")
+    finished, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
+    assert jobs.run(finished) == "succeeded"
+    orphan = uuid.uuid4().hex  # its job was purged, say
+    with runtime.session_scope() as session:
+        for job_id in (finished, orphan):  # as if their removal had failed
+            session.add(StagedUpload(job_id=job_id, name="documents.json", content=b"[]"))
+        session.commit()
+
+    with runtime.session_scope() as session:
+        removed = staging.sweep_staged_uploads(session)
+    assert {finished, orphan} <= set(removed) and waiting not in removed
+    assert staged(runtime, finished) == staged(runtime, orphan) == set()
+    assert staged(runtime, waiting) == {"documents.json"}
+
+
+def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection, monkeypatch):
+    use_staging(monkeypatch, "filesystem")
     finished, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
     assert jobs.run(finished) == "succeeded"
     (settings.upload_dir / finished).mkdir()  # as if its removal had failed
