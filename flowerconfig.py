@@ -6,8 +6,15 @@ read by Flower itself) is required when it listens on anything but loopback.
 """
 
 import ipaddress
+import logging as _logging
 import os
 import sys
+
+# Flower (tornado) logs at the level every other process does.
+logging = os.environ.get("LOG_LEVEL", "info").lower()
+# Flower asks the workers for their state as it starts, usually before the
+# first worker is up, and warns about each question nobody answered.
+_logging.getLogger("flower.inspector").setLevel(_logging.ERROR)
 
 
 def _listen_address() -> str:

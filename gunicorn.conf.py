@@ -9,7 +9,9 @@ threads = settings.web_threads
 timeout = settings.web_timeout
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
+# Each request is logged once, by the app (quarry.access, app/api/metrics.py),
+# at LOG_LEVEL and in LOG_FORMAT; gunicorn's own access log would repeat it.
+accesslog = None
 errorlog = "-"
 loglevel = settings.log_level.lower()
 # X-Forwarded-* are believed only through app/__init__.py's ProxyFix

@@ -15,8 +15,9 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Libraries that announce routine things at INFO on every start.
-_QUIET = ("faiss.loader", "sentence_transformers", "httpx", "alembic.runtime.plugins")
+# Libraries that announce routine things at INFO on every start (the
+# migration runner: "Context impl SQLiteImpl.", "Will assume non-transactional DDL.").
+_QUIET = ("faiss.loader", "sentence_transformers", "httpx", "alembic.runtime.plugins", "alembic.runtime.migration")
 
 
 class _RequestAndJob(logging.Filter):

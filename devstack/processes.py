@@ -19,18 +19,13 @@ from sqlalchemy.engine import make_url
 
 from app.services.jobs import worker_queues
 from devstack.client import Client
+from devstack.ports import free_port
 from devstack.waiting import wait_until
 
 __all__ = ["BIN", "PROJECT_ROOT", "Client", "RedisServer", "Stack", "create_database", "free_port", "wait_until"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:
@@ -152,7 +147,8 @@ class Stack(Client):
         except requests.RequestException:
             return False
 
-    def start_worker(self, concurrency: int = 1) -> subprocess.Popen:
+    def start_worker(self, concurrency: int = 1, **env: str) -> subprocess.Popen:
+        """`env`: settings of this worker's own, beside the stack's (another UPLOAD_DIR, say)."""
         self._workers += 1
         log_name = f"worker{self._workers}.log"
         process = self._spawn(
@@ -162,7 +158,7 @@ class Stack(Client):
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
             log_name,
-            WORKER_CONCURRENCY=str(concurrency),
+            **{"WORKER_CONCURRENCY": str(concurrency), **env},
         )
         log_path = self.workdir / log_name
         wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")

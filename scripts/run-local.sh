@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Start the whole service on one machine with embedded defaults: a private
-# Redis under var/ (unless REDIS_URL is set), a SQLite database under var/,
-# then the Procfile's web, worker, beat and flower through honcho.
+# Start the whole service on one machine with embedded defaults: a Redis of
+# this checkout's own under var/ (unless REDIS_URL is set), a SQLite database
+# under var/, then the Procfile's web, worker, beat and flower through honcho.
+# The port checks, the Redis and the ready line are devstack/local_run.py's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -9,18 +10,34 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 VAR_DIR="${QUARRY_VAR_DIR:-$PWD/var}"
 export QUARRY_VAR_DIR="$VAR_DIR"
-mkdir -p "$VAR_DIR/redis"
+# Only this machine reaches the service unless HOST / FLOWER_HOST say otherwise.
+export HOST="${HOST:-127.0.0.1}" PORT="${PORT:-8000}"
+export FLOWER_HOST="${FLOWER_HOST:-127.0.0.1}" FLOWER_PORT="${FLOWER_PORT:-5555}"
+# Plain log lines for people; deployments default to JSON (LOG_FORMAT).
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+local_run() { python -m devstack.local_run "$@"; }
 
+# Ctrl-C (or TERM) is how a run ends, not a failure: honcho stops the
+# processes, then the EXIT trap stops the Redis and the script exits 0.
+trap 'exit 0' INT TERM
+
+local_run check-ports
+
+own_redis=
+ready_pid=
+cleanup() {
+  if [ -n "$ready_pid" ]; then kill "$ready_pid" 2>/dev/null || true; fi
+  if [ -n "$own_redis" ]; then local_run stop-redis || true; fi
+}
+trap cleanup EXIT
 if [ -z "${REDIS_URL:-}" ]; then
-  REDIS_PORT="${QUARRY_REDIS_PORT:-6391}"
-  export REDIS_URL="redis://127.0.0.1:${REDIS_PORT}/0"
-  if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$VAR_DIR/redis" \
-      --daemonize yes --pidfile "$VAR_DIR/redis/redis.pid" \
-      --logfile "$VAR_DIR/redis/redis.log" --appendonly yes --save ""
-    for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-    trap 'redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true' EXIT
-  fi
+  own_redis=1
+  # Never another checkout's Redis: its worker would take this one's jobs.
+  REDIS_URL="$(local_run redis)"
+  export REDIS_URL
+  redis_note="$REDIS_URL (this checkout's own, in $VAR_DIR/redis)"
+else
+  redis_note="REDIS_URL from the environment"
 fi
 
 # Prometheus samples of an earlier run's processes would be added to this one's.
@@ -40,23 +57,10 @@ if [ ! -s "$KEY_FILE" ]; then
      --tier enterprise --name local-admin 2>/dev/null > "$KEY_FILE")
 fi
 
-# Plain log lines for people; deployments default to JSON (LOG_FORMAT).
-export LOG_FORMAT="${LOG_FORMAT:-text}"
-
-PORT="${PORT:-8000}"
-export PORT
-FLOWER_PORT="${FLOWER_PORT:-5555}"
-export FLOWER_PORT
-cat <<MSG
-
-  Quarry is starting.
-    API        http://127.0.0.1:${PORT}/api/v1
-    API docs   http://127.0.0.1:${PORT}/docs   (ReDoc: /redoc, OpenAPI: /openapi.json)
-    Health     http://127.0.0.1:${PORT}/health
-    Flower     http://127.0.0.1:${FLOWER_PORT}
-    Redis      ${REDIS_URL}
-    Admin key  $(cat "$KEY_FILE")   (also in ${KEY_FILE})
-  Ctrl-C stops everything.
-
-MSG
-honcho start web worker beat flower
+echo "Quarry is starting: web on $HOST:$PORT, Flower on $FLOWER_HOST:$FLOWER_PORT, Redis $redis_note."
+echo "The URLs and the admin key follow on one line once the web and a worker answer."
+local_run wait-ready "$KEY_FILE" &
+ready_pid=$!
+status=0
+honcho start web worker beat flower || status=$?
+exit "$status"

@@ -38,6 +38,10 @@ WEBHOOK_TEST_SETTINGS = {
 }
 
 
+# The shared stack's worker's UPLOAD_DIR, under its work folder; the web's is var/uploads.
+WORKER_UPLOAD_DIR = "worker-uploads"
+
+
 @pytest.fixture(scope="session")
 def tiny_cross_encoder(tmp_path_factory):
     """A cross-encoder for exercising the `rerank` pipeline: the bundled
@@ -60,18 +64,20 @@ def tiny_cross_encoder(tmp_path_factory):
 def service(tmp_path_factory, database_url, redis_server, tiny_cross_encoder):
     """The shared stack: web + one worker, MAX_UPLOAD_MB=1 for the limit tests,
     and the tiny cross-encoder as RERANK_MODEL.
+    Web and worker share no upload folder, as on Heroku: every upload in the
+    suite goes through the database staging area (WORKER_UPLOAD_DIR).
     Requests without a valid key share one budget per client IP, and every
     test's come from 127.0.0.1: the limits themselves are tested on private
     stacks (test_limits.py)."""
     stack = Stack(
         tmp_path_factory.mktemp("stack"), database_url, redis_server,
         MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RERANK_MODEL=str(tiny_cross_encoder), RATE_LIMIT_ANONYMOUS="100000/minute",
-        **WEBHOOK_TEST_SETTINGS,
+        UPLOAD_STAGING="database", **WEBHOOK_TEST_SETTINGS,
     )
     try:
         stack.authenticate(stack.create_key("main", tier="enterprise"))
         stack.start_web()
-        stack.start_worker(concurrency=2)
+        stack.start_worker(concurrency=2, UPLOAD_DIR=str(stack.workdir / WORKER_UPLOAD_DIR))
         stack.start_beat()
         yield stack
     finally:

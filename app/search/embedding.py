@@ -13,6 +13,8 @@ import numpy as np
 # The model ships inside a Python package; nothing may reach a hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Progress bars (transformers' "Loading weights") are for terminals, not logs.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 log = logging.getLogger(__name__)
 
