@@ -16,8 +16,17 @@ load_dotenv(PROJECT_ROOT / ".env", override=False)
 API_PREFIX = "/api/v1"
 
 # The private Redis that `make run` starts listens here (not 6379, so it never
-# collides with a system Redis).
+# collides with a system Redis), unless the port already answered with another
+# checkout's Redis: then on a free port, recorded in var/redis/port.
 LOCAL_REDIS_PORT = 6391
+
+
+def local_redis_port(var_dir: Path) -> int:
+    """The port of the Redis `make run` keeps under `var_dir`."""
+    try:
+        return int((var_dir / "redis" / "port").read_text())
+    except (OSError, ValueError):
+        return LOCAL_REDIS_PORT
 
 
 def _env(name: str, default: str) -> str:
@@ -57,14 +66,35 @@ def _path(name: str, default: Path) -> Path:
     return Path(_env(name, str(default))).expanduser().resolve()
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _env(name, default).lower()
+    if value not in choices:
+        raise RuntimeError(f"{name} must be one of: {', '.join(choices)}")
+    return value
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://", "postgresql+"))
+
+
+def _with_redis_tls(url: str, cert_reqs: str) -> str:
+    """A rediss:// URL carrying the certificate check, in the query form that
+    redis-py, Flask-Limiter's storage and Celery's broker all read."""
+    if not url.startswith("rediss://") or "ssl_cert_reqs=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}ssl_cert_reqs={cert_reqs}"
+
+
 @dataclass(frozen=True)
 class Settings:
     var_dir: Path
     database_url: str
     redis_url: str
+    redis_ssl_cert_reqs: str
     celery_broker_url: str
     index_dir: Path
     upload_dir: Path
+    upload_staging: str
     embedding_model: str
     max_upload_mb: int
     max_extracted_mb: int
@@ -75,6 +105,8 @@ class Settings:
     hnsw_ef_search: int
     hnsw_rebuild_fraction: float
     search_cache_ttl_seconds: int
+    search_batch_max: int
+    search_batch_wait_ms: float
     metrics_token: str
     cors_origins: tuple[str, ...]
     compress_min_bytes: int
@@ -113,14 +145,25 @@ class Settings:
     @classmethod
     def from_env(cls) -> "Settings":
         var_dir = _path("QUARRY_VAR_DIR", PROJECT_ROOT / "var")
-        redis_url = _env("REDIS_URL", f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0")
+        database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}")
+        # Heroku Redis serves TLS (rediss://) with a self-signed certificate: "none" there.
+        redis_tls = _choice("REDIS_SSL_CERT_REQS", ("required", "optional", "none"), "required")
+        redis_url = _with_redis_tls(_env("REDIS_URL", f"redis://127.0.0.1:{local_redis_port(var_dir)}/0"), redis_tls)
         return cls(
             var_dir=var_dir,
-            database_url=_env("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}"),
+            database_url=database_url,
             redis_url=redis_url,
-            celery_broker_url=_env("CELERY_BROKER_URL", redis_url),
+            redis_ssl_cert_reqs=redis_tls,
+            celery_broker_url=_with_redis_tls(_env("CELERY_BROKER_URL", redis_url), redis_tls),
             index_dir=_path("INDEX_DIR", var_dir / "indexes"),
             upload_dir=_path("UPLOAD_DIR", var_dir / "uploads"),
+            # Where uploads wait for their ingest job: "database" needs no disk
+            # shared by web and worker (Heroku dynos); "filesystem" is UPLOAD_DIR,
+            # for one host or a shared volume.
+            upload_staging=_choice(
+                "UPLOAD_STAGING", ("database", "filesystem"),
+                "database" if _is_postgres(database_url) else "filesystem",
+            ),
             embedding_model=_env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
             max_upload_mb=_int("MAX_UPLOAD_MB", 100),
             # Text one uploaded file may expand to (a zip bomb in a docx stops here).
@@ -136,6 +179,11 @@ class Settings:
             hnsw_rebuild_fraction=_float("HNSW_REBUILD_FRACTION", 0.2),
             # How long an identical search is answered from Redis; 0 turns the cache off.
             search_cache_ttl_seconds=_int("SEARCH_CACHE_TTL_SECONDS", 600),
+            # Single searches waiting together run as one micro-batch of at most
+            # this many (1: each alone); once a batch has more than one, it
+            # waits this long for more to join.
+            search_batch_max=_int("SEARCH_BATCH_MAX", 32),
+            search_batch_wait_ms=_float("SEARCH_BATCH_WAIT_MS", 2.0),
             # When set, /metrics needs `Authorization: Bearer <token>`.
             metrics_token=_env("METRICS_TOKEN", ""),
             # Browser origins allowed to call the API (comma-separated, `*` for
@@ -157,7 +205,7 @@ class Settings:
             log_level=_env("LOG_LEVEL", "INFO").upper(),
             # json: one object per line, for machines; text: for people (make run).
             log_format=_env("LOG_FORMAT", "json").lower(),
-            ratelimit_storage_url=_env("RATELIMIT_STORAGE_URL", redis_url),
+            ratelimit_storage_url=_with_redis_tls(_env("RATELIMIT_STORAGE_URL", redis_url), redis_tls),
             # Requests per key by tier, and per client IP for requests
             # without a valid key ("anonymous"); limits-library notation.
             rate_limits={
