@@ -81,7 +81,11 @@ def sync_collection_index(
         vectors, added, removed = _reconciled_vectors(session, store, collection.index_type, current, chunk_ids)
         if vectors is None:
             return generation
-        updated = CollectionIndex(generation + 1, vectors, _keyword_index(session, collection_id, chunk_ids))
+        # Files missing here (a new host, a worker dyno without a shared
+        # INDEX_DIR) are rebuilt under the same generation: the rows have not
+        # changed, and a new number would send every other host rebuilding.
+        next_generation = generation if missing_generation is not None else generation + 1
+        updated = CollectionIndex(next_generation, vectors, _keyword_index(session, collection_id, chunk_ids))
         # The files first, then the row that points readers at them; this
         # process serves the new generation only once it is committed.
         store.save(collection_id, updated)

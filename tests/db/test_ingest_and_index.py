@@ -198,13 +198,16 @@ def test_replacing_the_newest_document_never_serves_its_old_vector(runtime, coll
     assert top_document(runtime, collection, "the moon pulls the ocean") != "tides"
 
 
-def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows(runtime, collection):
+def test_a_lost_index_file_is_rebuilt_from_the_chunk_rows_under_its_generation(runtime, collection):
+    """As on a second worker host without a shared INDEX_DIR: it rebuilds its
+    own copy, and the generation every host serves stays where it was."""
     assert jobs.run(submit(runtime, collection, DOCS)) == "succeeded"
     before = top_document(runtime, collection, "the moon pulls the sea")
     shutil.rmtree(settings.index_dir / collection.id)
     index_store().evict(collection.id)  # as a fresh reader process has it
     index = index_for_search(collection.id)
-    assert index.vectors.size == index.keywords.size == 4 and index.generation == 2
+    assert index.vectors.size == index.keywords.size == 4 and index.generation == 1
+    assert counts(runtime, collection.id)[2] == 1
     assert top_document(runtime, collection, "the moon pulls the sea") == before == "tides"
 
 
