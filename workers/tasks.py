@@ -24,8 +24,10 @@ def _job_task(kind: jobs.JobKind):
     @celery.task(name=kind.task, bind=True)
     def run_job(task, job_id: str) -> str:
         try:
-            return jobs.run(job_id, timeout_errors=(SoftTimeLimitExceeded,))
+            return jobs.run_job(job_id, kind.name, timeout_errors=(SoftTimeLimitExceeded,))
         except jobs.JobBusy as busy:
+            if busy.batched:  # a batch runs it; this message has nothing left to do
+                return "skipped"
             # Another worker holds a live lease on this job: look again once it
             # would have expired. The job itself is never lost or run twice.
             raise task.retry(countdown=busy.retry_after, max_retries=None)

@@ -3,8 +3,11 @@ through the chosen pipeline (worker)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +25,9 @@ from app.services.jobs import JobContext
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.retrieval import document_map, hydrate, ranked, search_resources
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # A pipeline's configuration does not change while the service runs.
 UNAVAILABLE_RETRY_AFTER = 300
@@ -61,24 +67,117 @@ def _submit(session, principal, job_type, collection_name, params, *, total, ide
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:
-    """One search; an identical one computing at the same time is waited for
-    rather than computed twice, and the answer is cached for the next."""
+    """One search: a micro-batch of one."""
+    outcome = run_searches([ctx])[ctx.job_id]
+    if isinstance(outcome, JobFailure):
+        raise outcome
+    return outcome
+
+
+def run_searches(contexts: list[JobContext]) -> dict[str, dict[str, Any] | JobFailure]:
+    """Single searches that waited together, each job getting its own result:
+    per collection one index generation, per set of identical options one
+    pipeline call (one encode, one index search) for all their queries.
+    Identical searches are computed once (here or by another worker) and an
+    answer cached earlier is reused; only the job that computed its answer
+    reads `cached: false`."""
     started = time.perf_counter()
-    index = _current_index(ctx.collection_id)
-    key = search_cache.cache_key(ctx.collection_id, index.generation, ctx.params)
-    if (answer := search_cache.claim_or_wait(key, ctx.job_id)) is not None:
-        return answer
+    outcomes: dict[str, dict[str, Any] | JobFailure] = {}
+    for collection_id, group in _grouped(contexts, lambda ctx: ctx.collection_id).items():
+        try:
+            index = _current_index(collection_id)
+        except JobFailure as failure:
+            outcomes.update((ctx.job_id, failure) for ctx in group)
+            continue
+        keys = {ctx.job_id: search_cache.cache_key(collection_id, index.generation, ctx.params) for ctx in group}
+        answers = _answers(_Batch(index, collection_id, keys, started), group)
+        for ctx in group:
+            answer = answers[keys[ctx.job_id]]
+            outcomes[ctx.job_id] = answer.failure or {**answer.result, "cached": answer.computed_by != ctx.job_id}
+    return outcomes
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The searches of one collection generation in a micro-batch."""
+
+    index: CollectionIndex
+    collection_id: str
+    keys: dict[str, str]  # job id → cache key
+    started: float
+
+
+@dataclass(frozen=True)
+class _Answer:
+    result: dict[str, Any] = field(default_factory=dict)
+    failure: JobFailure | None = None
+    computed_by: str | None = None  # the job whose search produced it here
+
+
+def _answers(batch: _Batch, group: list[JobContext]) -> dict[str, _Answer]:
+    """Each distinct search's answer, by cache key."""
+    firsts: dict[str, JobContext] = {}
+    for ctx in group:
+        firsts.setdefault(batch.keys[ctx.job_id], ctx)
+    answers: dict[str, _Answer] = {}
+    mine: list[JobContext] = []
+    elsewhere: list[JobContext] = []
+    for key, ctx in firsts.items():
+        cached, ours = search_cache.try_claim(key, ctx.job_id)
+        if cached is not None:
+            answers[key] = _Answer(cached)
+        else:
+            (mine if ours else elsewhere).append(ctx)
     try:
-        query = ctx.params["query"]
-        hits = search_collection(index, ctx.collection_id, [query], ctx.params)[0]
-        result: dict[str, Any] = {"hits": hits}
-        if ctx.params.get("include_answer"):
-            result["answer"] = extractive_answer(query, hits, embedder())
-        result = {**_finished(result, ctx.params, started, index.generation), "cached": False}
-        search_cache.store(key, result)
-        return result
+        answers.update(_compute(batch, mine))
     finally:
-        search_cache.release(key)
+        for ctx in mine:
+            search_cache.release(batch.keys[ctx.job_id])
+    for ctx in elsewhere:  # another worker is computing it: wait, or compute if it gave up
+        key = batch.keys[ctx.job_id]
+        try:
+            cached = search_cache.claim_or_wait(key, ctx.job_id)
+            answers[key] = _Answer(cached) if cached is not None else _compute(batch, [ctx])[key]
+        finally:
+            search_cache.release(key)
+    return answers
+
+
+def _compute(batch: _Batch, contexts: list[JobContext]) -> dict[str, _Answer]:
+    answers: dict[str, _Answer] = {}
+    for group in _grouped(contexts, lambda ctx: _options(ctx.params)).values():
+        params = group[0].params
+        queries = [ctx.params["query"] for ctx in group]
+        try:
+            hits_per_query = search_collection(batch.index, batch.collection_id, queries, params)
+        except JobFailure as failure:
+            answers.update((batch.keys[ctx.job_id], _Answer(failure=failure)) for ctx in group)
+            continue
+        except Exception:  # only the jobs that shared this call fail with it
+            log.exception("search of %d jobs crashed", len(group))
+            crashed = JobFailure("internal_error", "The job failed unexpectedly.")
+            answers.update((batch.keys[ctx.job_id], _Answer(failure=crashed)) for ctx in group)
+            continue
+        for ctx, query, hits in zip(group, queries, hits_per_query):
+            result: dict[str, Any] = {"hits": hits}
+            if params.get("include_answer"):
+                result["answer"] = extractive_answer(query, hits, embedder())
+            result = {**_finished(result, params, batch.started, batch.index.generation), "cached": False}
+            search_cache.store(batch.keys[ctx.job_id], result)
+            answers[batch.keys[ctx.job_id]] = _Answer(result, computed_by=ctx.job_id)
+    return answers
+
+
+def _options(params: dict[str, Any]) -> str:
+    """What searches must share to go through one pipeline call: all but the query."""
+    return json.dumps({name: value for name, value in params.items() if name != "query"}, sort_keys=True)
+
+
+def _grouped(items: list[T], key: Callable[[T], Any]) -> dict[Any, list[T]]:
+    groups: dict[Any, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
 
 
 def run_search_batch(ctx: JobContext) -> dict[str, Any]:

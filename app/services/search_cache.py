@@ -65,24 +65,42 @@ def store(key: str, result: dict[str, Any]) -> None:
         log.warning("search cache unavailable: %s", exc)
 
 
+def try_claim(key: str, job_id: str) -> tuple[dict[str, Any] | None, bool]:
+    """Without waiting: (answer, False) when an identical search was answered
+    before; (None, True) when this job is now the one computing it (also when
+    the cache is off or Redis fails); (None, False) when another job is
+    computing it right now (claim_or_wait for its answer)."""
+    if not enabled():
+        return None, True
+    if (answer := lookup(key)) is not None:
+        return answer, False
+    try:
+        if redis_store.client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
+            # Answered between the lookup and the mark? Then take that.
+            answer = lookup(key, counted=False)
+            return answer, answer is None
+        return None, False
+    except redis.RedisError as exc:
+        log.warning("search cache unavailable: %s", exc)
+        return None, True
+
+
 def claim_or_wait(key: str, job_id: str) -> dict[str, Any] | None:
     """The answer when an identical search has already been answered (while
     this job waited in the queue), or is being computed now (waited for).
     Otherwise mark this job as computing `key` and return None: compute it
     (also when the other one's answer does not come in time)."""
-    if not enabled() or (answer := lookup(key)) is not None:
+    answer, ours = try_claim(key, job_id)
+    if answer is not None or ours:
         return answer
     try:
         client = redis_store.client
-        if client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
-            # Answered between the lookup and the mark? Then take that.
-            return lookup(key, counted=False)
         deadline = time.monotonic() + INFLIGHT_SECONDS
         while time.monotonic() < deadline:
             if (answer := lookup(key, counted=False)) is not None:
                 return answer
-            if not client.exists(f"{key}:inflight"):
-                return lookup(key, counted=False)
+            if client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
+                return lookup(key, counted=False)  # the other one gave up: ours now
             time.sleep(_POLL_SECONDS)
     except redis.RedisError as exc:
         log.warning("search cache unavailable: %s", exc)

@@ -4,11 +4,13 @@
 - submit.py       submit(): admission, the job row, the message after commit
 - transitions.py  transition(): the only way a job's status changes
 - runner.py       claim, lease, checkpoint and run a job in a worker
+- batches.py      run jobs of one kind waiting together as one micro-batch
 - queries.py      read, list and cancel jobs for a tenant
 - serialize.py    job_to_dict(): the job's JSON, for polls and webhooks
 - housekeeping.py recovery of lost messages, retention
 """
 
+from app.services.jobs.batches import run_job
 from app.services.jobs.housekeeping import purge_expired_jobs, recover_stuck_jobs
 from app.services.jobs.kinds import (
     ACTIVE,
@@ -41,6 +43,6 @@ __all__ = [
     "JobBusy", "JobCancelled", "JobContext", "JobKind", "JobStatus", "JobStopped",
     "StatusChangeOutsideTransition",
     "JobVersion", "cancel_job", "claim", "job_version", "version_of", "get_job", "job_queues", "job_to_dict", "worker_queues", "kind_of", "list_jobs",
-    "purge_expired_jobs", "recover_stuck_jobs", "retry_after_seconds", "run", "submit",
+    "purge_expired_jobs", "recover_stuck_jobs", "retry_after_seconds", "run", "run_job", "submit",
     "transition",
 ]

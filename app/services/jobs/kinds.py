@@ -46,6 +46,10 @@ class JobKind:
     # "module:function" taking the job id, run once the job's final status is
     # committed (never while another worker may still need what it removes).
     on_finish: str | None = None
+    # "module:function" taking a list of JobContexts and returning each one's
+    # result or JobFailure: jobs of this kind waiting together run as one
+    # micro-batch (app/services/jobs/batches.py).
+    batch_handler: str | None = None
 
     @property
     def task(self) -> str:
@@ -61,6 +65,7 @@ KINDS: dict[str, JobKind] = {
         ),
         JobKind(
             "search", queue="search", handler="app.services.search:run_search", poll_after_ms=200, poll_floor_ms=20,
+            batch_handler="app.services.search:run_searches",
         ),
         JobKind(
             "search_batch", queue="search", handler="app.services.search:run_search_batch", poll_after_ms=500,

@@ -37,12 +37,20 @@ MAX_ATTEMPTS = 5
 Handler = Callable[["JobContext"], dict[str, Any]]
 
 
-class JobBusy(Exception):
-    """Another live worker holds the job; try again after `retry_after` seconds."""
+# Ends the lease owner of a job a micro-batch claimed without its message
+# (app/services/jobs/batches.py).
+BATCHED_OWNER_SUFFIX = ":batched"
 
-    def __init__(self, retry_after: int) -> None:
+
+class JobBusy(Exception):
+    """Another live worker holds the job; try again after `retry_after` seconds.
+    `batched`: a batch took the job without this message, which therefore has
+    nothing left to do (should the batch die, the recovery sweep re-sends)."""
+
+    def __init__(self, retry_after: int, batched: bool = False) -> None:
         super().__init__(f"job is leased to another worker for {retry_after}s")
         self.retry_after = retry_after
+        self.batched = batched
 
 
 class JobStopped(Exception):
@@ -135,22 +143,23 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         session.commit()
         return None
     remaining = (job.lease_expires_at - now).total_seconds() if lease_lives else 1
-    raise JobBusy(max(1, int(remaining) + 1))
+    batched = lease_lives and (job.lease_owner or "").endswith(BATCHED_OWNER_SUFFIX)
+    raise JobBusy(max(1, int(remaining) + 1), batched=batched)
 
 
 @cache
 def handler_for(job_type: str) -> Handler:
-    return _resolve(kind_of(job_type).handler)
+    return resolve(kind_of(job_type).handler)
 
 
 def finish(job_type: str, job_id: str) -> None:
     """The kind's clean-up, once the job's final status is committed."""
     hook = kind_of(job_type).on_finish
     if hook is not None:
-        _resolve(hook)(job_id)
+        resolve(hook)(job_id)
 
 
-def _resolve(reference: str) -> Callable[..., Any]:
+def resolve(reference: str) -> Callable[..., Any]:
     module, _, function = reference.partition(":")
     return getattr(importlib.import_module(module), function)
 

@@ -1,0 +1,150 @@
+"""Running jobs of one kind together: a micro-batch.
+
+The worker that receives a job's message claims it as usual, then also
+claims the jobs of the same kind already waiting (up to SEARCH_BATCH_MAX),
+and runs them through one batch handler: one model call and one index call
+for many searches. Each job keeps its own row, lease, status, result and
+webhook; every move is a transition(), so no job is run twice.
+
+A job claimed by a batch still has its own message in the queue. When that
+message arrives, the job is held by the batch (JobBusy with `batched`) or
+finished: either way the message has nothing left to do and is dropped. If
+the batch's worker dies, the jobs' leases run out and the recovery sweep
+sends them again, so nothing is lost. Batching waits only when there is
+more than one job: a lone job runs at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from app import metrics
+from app.config import settings
+from app.extensions import db
+from app.models import Job, utcnow
+from app.services.errors import JobFailure
+from app.services.jobs.kinds import JobStatus, kind_of
+from app.services.jobs.runner import BATCHED_OWNER_SUFFIX, JobContext, claim, finish, resolve, run
+from app.services.jobs.transitions import transition
+
+log = logging.getLogger(__name__)
+
+# Outcome per job id: its result, or the JobFailure that ends it.
+Outcomes = dict[str, "dict[str, Any] | JobFailure"]
+BatchHandler = Callable[[list[JobContext]], Outcomes]
+
+def run_job(job_id: str, job_type: str, *, timeout_errors: tuple[type[BaseException], ...] = ()) -> str:
+    """Run a job the way its kind wants: alone, or in a batch with the jobs
+    of its kind waiting beside it."""
+    batch_handler = kind_of(job_type).batch_handler
+    if batch_handler is None or settings.search_batch_max <= 1:
+        return run(job_id, timeout_errors=timeout_errors)
+    return run_batch(
+        job_id, resolve(batch_handler), max_jobs=settings.search_batch_max,
+        wait_ms=settings.search_batch_wait_ms, timeout_errors=timeout_errors,
+    )
+
+
+def run_batch(
+    job_id: str, handler: BatchHandler, *, max_jobs: int, wait_ms: float,
+    timeout_errors: tuple[type[BaseException], ...] = (),
+) -> str:
+    """Claim this job and the ones of its kind waiting beside it, run them as
+    one batch, finish each. Returns this job's final status ("skipped" when
+    there was nothing to run); raises JobBusy like runner.run."""
+    owner = uuid.uuid4().hex
+    with db.session_scope() as session:
+        job = claim(session, job_id, owner, settings.job_lease_seconds)
+        if job is None:
+            return "skipped"
+        contexts = [_context(job, owner)]
+    contexts += _claim_waiting(job.type, owner, max_jobs - 1, exclude=job_id)
+    if len(contexts) > 1 and wait_ms > 0 and len(contexts) < max_jobs:
+        time.sleep(wait_ms / 1000)  # more are arriving: let a few more join
+        contexts += _claim_waiting(job.type, owner, max_jobs - len(contexts), exclude=job_id)
+    metrics.JOB_BATCH_SIZE.labels(job.type).observe(len(contexts))
+    started = time.monotonic()
+    outcomes = _run(handler, contexts, timeout_errors)
+    statuses = _finish_all(contexts, outcomes)
+    log.info(
+        "batch of %d %s jobs finished in %.0f ms", len(contexts), job.type, (time.monotonic() - started) * 1000
+    )
+    return statuses.get(job_id, "stopped")
+
+
+def _context(job: Job, owner: str) -> JobContext:
+    return JobContext(
+        job_id=job.id,
+        owner=owner,
+        tenant_id=job.tenant_id,
+        job_type=job.type,
+        params=dict(job.params or {}),
+        collection_id=job.collection_id,
+        lease_seconds=settings.job_lease_seconds,
+    )
+
+
+def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> list[JobContext]:
+    """Claim up to `limit` queued jobs of this type, oldest first, in one
+    transaction; a job another worker claims first is simply not ours."""
+    if limit <= 0:
+        return []
+    batched_owner = owner + BATCHED_OWNER_SUFFIX
+    now = utcnow()
+    with db.session_scope() as session:
+        waiting = session.scalars(
+            select(Job.id)
+            .where(Job.status == JobStatus.QUEUED, Job.type == job_type, Job.id != exclude)
+            .order_by(Job.updated_at)
+            .limit(limit)
+        ).all()
+        claimed = [
+            job_id for job_id in waiting
+            if transition(
+                session, job_id, JobStatus.RUNNING, only_from=[JobStatus.QUEUED],
+                lease_owner=batched_owner,
+                lease_expires_at=now + timedelta(seconds=settings.job_lease_seconds),
+                attempts=Job.attempts + 1,
+            )
+        ]
+        session.commit()
+        if not claimed:
+            return []
+        rows = session.scalars(select(Job).where(Job.id.in_(claimed)).order_by(Job.updated_at)).all()
+        return [_context(row, batched_owner) for row in rows]
+
+
+def _run(handler: BatchHandler, contexts: list[JobContext], timeout_errors) -> Outcomes:
+    try:
+        return handler(contexts)
+    except timeout_errors:
+        failure = JobFailure("timeout", "The job ran past its time limit.")
+    except Exception:
+        log.exception("batch of %d %s jobs crashed", len(contexts), contexts[0].job_type)
+        failure = JobFailure("internal_error", "The job failed unexpectedly.")
+    return {ctx.job_id: failure for ctx in contexts}
+
+
+def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str]:
+    """Every job's final status, written in one transaction."""
+    moves: dict[str, JobStatus] = {}
+    with db.session_scope() as session:
+        for ctx in contexts:
+            outcome = outcomes.get(ctx.job_id) or JobFailure("internal_error", "The job failed unexpectedly.")
+            if isinstance(outcome, JobFailure):
+                to, values = JobStatus.FAILED, {"error_code": outcome.code, "error_message": outcome.message}
+            else:
+                to, values = JobStatus.SUCCEEDED, {"result": outcome, "progress_processed": Job.progress_total}
+            if transition(session, ctx.job_id, to, only_from=[JobStatus.RUNNING], held_by=ctx.owner, **values):
+                moves[ctx.job_id] = to
+        session.commit()
+    for ctx in contexts:
+        if ctx.job_id in moves:
+            finish(ctx.job_type, ctx.job_id)
+    return {job_id: str(to) for job_id, to in moves.items()}
