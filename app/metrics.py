@@ -6,11 +6,31 @@ made the change commits, so a rolled-back change is never counted."""
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Callable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+import app.config  # noqa: F401  (sets PROMETHEUS_MULTIPROC_DIR's default)
+
+
+
+def _process_identifier() -> str:
+    # Sample files are named by it: the host keeps containers that share one
+    # directory (docker-compose's /data) from writing each other's files.
+    return f"{socket.gethostname().replace('_', '-')}-{os.getpid()}"
+
+
+# Chosen here, not when prometheus-client is first imported: the `celery`
+# command loads Flower's plugin, which imports it before app/config.py has
+# set PROMETHEUS_MULTIPROC_DIR, and the worker's samples would stay in memory.
+values.ValueClass = (
+    values.MultiProcessValue(process_identifier=_process_identifier)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else values.MutexValue
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -36,6 +56,10 @@ REQUESTS_REFUSED = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "quarry_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"]
+)
+JOB_BATCH_SIZE = Histogram(
+    "quarry_job_batch_size", "Jobs a worker ran together as one micro-batch", ["type"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 SEARCH_CACHE = Counter("quarry_search_cache_lookups_total", "Search result cache lookups", ["result"])
 

@@ -103,7 +103,9 @@ class Stack(Client):
         self.workdir = workdir
         self.redis = redis
         self.env = {
-            **os.environ,
+            # Each stack's processes find their metrics directory under their
+            # own QUARRY_VAR_DIR, as deployed processes do.
+            **{name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"},
             "QUARRY_VAR_DIR": str(workdir / "var"),
             "DATABASE_URL": database_url,
             "REDIS_URL": redis.url,
