@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if settings.trusted_proxy_count:
         # X-Forwarded-For is believed only from this many proxies in front.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1)
+        # Wrapping wsgi_app is Flask's documented way to add WSGI middleware.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1)  # type: ignore[method-assign]
 
     from app import auth, cli, errors
     from app.api import (
@@ -155,7 +156,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.teardown_appcontext
     def _close_session(_exc):
-        db.session.remove()
+        db.remove_session()
 
     return app
 

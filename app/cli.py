@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from datetime import UTC
 
 import click
 from flask import Flask
@@ -88,17 +89,17 @@ def index_rebuild(collection: str, tenant: str) -> None:
 
 def _parse_expiry(value: str | None):
     """An ISO 8601 time, or a number of days from now."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     if not value:
         return None
     if value.isdigit():
-        return datetime.now(timezone.utc) + timedelta(days=int(value))
+        return datetime.now(UTC) + timedelta(days=int(value))
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter("use an ISO 8601 time or a number of days") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @keys_cli.command("create")

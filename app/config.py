@@ -143,7 +143,7 @@ class Settings:
     web_timeout: int
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         var_dir = _path("QUARRY_VAR_DIR", PROJECT_ROOT / "var")
         database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}")
         # Heroku Redis serves TLS (rediss://) with a self-signed certificate: "none" there.

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar, cast
 
 import redis
 from celery import Celery
@@ -32,13 +33,17 @@ class Database:
         self.engine: Engine | None = None
         self.factory = sessionmaker(expire_on_commit=False)
         # Bound to the current thread: the web request's session.
-        self.session = scoped_session(self.factory)
+        self._scoped = scoped_session(self.factory)
+        # scoped_session proxies Session's methods to the current thread's
+        # session; typed as that Session so services take one plain `Session`,
+        # whether a request passes this proxy or a task its session_scope().
+        self.session = cast(Session, self._scoped)
 
     def configure(self, url: str) -> None:
         if self.engine is not None and str(self.engine.url) == url:
             return
         if self.engine is not None:
-            self.session.remove()
+            self.remove_session()
             self.engine.dispose()
         kwargs: dict = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
@@ -50,6 +55,10 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.factory.configure(bind=self.engine)
+
+    def remove_session(self) -> None:
+        """Close and forget the current thread's session (end of a request)."""
+        self._scoped.remove()
 
     @contextmanager
     def reads_only(self) -> Iterator[None]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram, values
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 import app.config  # noqa: F401  (sets PROMETHEUS_MULTIPROC_DIR's default)
-
 
 
 def _process_identifier() -> str:

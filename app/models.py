@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CursorResult,
     DateTime,
     ForeignKey,
     Index,
@@ -22,14 +23,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeDecorator
 
 DEFAULT_TENANT = "default"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -45,6 +47,13 @@ def is_row_id(value: str) -> bool:
     return bool(_ROW_ID.fullmatch(value))
 
 
+def execute_counted(session: Session, statement: UpdateBase) -> int:
+    """Run an UPDATE or DELETE in `session`; the number of rows it matched."""
+    # Session.execute() is typed to return a Result; a DML statement's result
+    # is a CursorResult, which is what has rowcount.
+    return cast(CursorResult, session.execute(statement)).rowcount
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
 
@@ -53,12 +62,12 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -121,6 +130,13 @@ class Collection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    if TYPE_CHECKING:
+        # Not columns: counts that services.collections.attach_stats() sets
+        # for the API. (Declared for type checkers only; the ORM would
+        # refuse a plain annotation.)
+        documents: int
+        chunks: int
+
 
 class Document(Base):
     __tablename__ = "documents"
@@ -146,7 +162,7 @@ class Document(Base):
     ingest_job_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    chunks: Mapped[list["Chunk"]] = relationship(
+    chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True
     )
 

@@ -132,4 +132,4 @@ def runtime(database_url, redis_server):
     init_runtime(database_url, url)
     celery.conf.broker_url = url
     yield db
-    db.session.remove()
+    db.remove_session()

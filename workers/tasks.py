@@ -30,7 +30,7 @@ def _job_task(kind: jobs.JobKind):
                 return "skipped"
             # Another worker holds a live lease on this job: look again once it
             # would have expired. The job itself is never lost or run twice.
-            raise task.retry(countdown=busy.retry_after, max_retries=None)
+            raise task.retry(countdown=busy.retry_after, max_retries=None) from busy
 
     return run_job
 

@@ -18,7 +18,6 @@ from flask_limiter import Limiter
 from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
-
 # Response headers, documented once (components/headers); routes name them.
 RESPONSE_HEADERS = {
     "X-Request-ID": {

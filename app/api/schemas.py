@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
@@ -337,7 +337,7 @@ class KeyCreateSchema(StrictSchema):
     )
     tier = fields.String(load_default="free", validate=validate.OneOf(TIERS))
     expires_at = fields.AwareDateTime(
-        load_default=None, allow_none=True, default_timezone=timezone.utc
+        load_default=None, allow_none=True, default_timezone=UTC
     )
 
 

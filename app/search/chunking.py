@@ -3,8 +3,9 @@ about `overlap` tokens and never cut a word in half."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 class Tokenizer(Protocol):  # the call signature of a Hugging Face fast tokenizer

@@ -48,7 +48,10 @@ class Embedder:
         path = resolve_model_path(model_name)
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimension: int = int(dim())
+        dimension = dim()
+        if dimension is None:  # the model's config does not say
+            raise ValueError(f"{model_name}: the model does not tell its embedding dimension")
+        self.dimension: int = int(dimension)
         self.tokenizer = self.model.tokenizer
 
     def encode(self, texts: list[str]) -> np.ndarray:

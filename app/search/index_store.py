@@ -65,6 +65,7 @@ class IndexStore:
             cached = self._cache.get(key)
             if cached is not None and cached.generation == generation:
                 return cached
+        loaded: CollectionIndex | None
         if generation == 0:
             loaded = self.empty(index_type)
         else:

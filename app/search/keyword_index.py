@@ -40,7 +40,7 @@ class KeywordIndex:
         self.retriever = retriever
 
     @classmethod
-    def build(cls, chunk_ids: np.ndarray, texts: list[str]) -> "KeywordIndex":
+    def build(cls, chunk_ids: np.ndarray, texts: list[str]) -> KeywordIndex:
         order = np.argsort(np.asarray(chunk_ids, dtype="int64"), kind="stable")
         ids = np.asarray(chunk_ids, dtype="int64")[order]
         tokens = tokenize([texts[i] for i in order])
@@ -65,10 +65,12 @@ class KeywordIndex:
         return [self._one(tokens, k, mask) for tokens in tokenize(queries)]
 
     def _one(self, tokens: list[str], k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        token_ids = self.retriever.get_tokens_ids(tokens)
+        retriever = self.retriever
+        assert retriever is not None  # search() answers without it when there is none
+        token_ids = retriever.get_tokens_ids(tokens)
         if not token_ids:
             return []
-        scores = self.retriever.get_scores_from_ids(token_ids)
+        scores = retriever.get_scores_from_ids(token_ids)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
         candidates = np.flatnonzero(scores > 0)
@@ -91,7 +93,7 @@ class KeywordIndex:
             self.retriever.save(str(directory), show_progress=False)
 
     @classmethod
-    def load(cls, directory: Path) -> "KeywordIndex":
+    def load(cls, directory: Path) -> KeywordIndex:
         meta = json.loads((directory / _META_FILE).read_text())
         ids = np.load(directory / _IDS_FILE)
         if meta["empty"]:

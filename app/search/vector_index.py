@@ -9,6 +9,7 @@ every search filters out; the owner rebuilds it once too many pile up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import faiss
 import numpy as np
@@ -37,13 +38,15 @@ class VectorIndex:
         ef_search: int = HnswParams.ef_search,
     ) -> None:
         self.dimension = dimension
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        # Always an IndexIDMap2: made here, or read or cloned from one (faiss
+        # types read_index() and clone_index() as returning a plain Index).
+        self.index = cast(faiss.IndexIDMap2, index) if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         self.ef_search = ef_search
         self.tombstones = np.unique(np.asarray(tombstones if tombstones is not None else [], dtype="int64"))
         self._live: np.ndarray | None = None  # sorted live ids, made on first use
 
     @classmethod
-    def create(cls, dimension: int, index_type: str = "flat", hnsw: HnswParams = HnswParams()) -> "VectorIndex":
+    def create(cls, dimension: int, index_type: str = "flat", hnsw: HnswParams = HnswParams()) -> VectorIndex:
         if index_type == "flat":
             return cls(dimension)
         if index_type != "hnsw":
@@ -84,7 +87,7 @@ class VectorIndex:
         positions = np.minimum(np.searchsorted(live, ids), max(len(live) - 1, 0))
         return ids[live[positions] == ids] if len(live) else ids[:0]
 
-    def copy(self) -> "VectorIndex":
+    def copy(self) -> VectorIndex:
         return VectorIndex(
             self.dimension, faiss.clone_index(self.index), tombstones=self.tombstones.copy(), ef_search=self.ef_search
         )
@@ -105,7 +108,7 @@ class VectorIndex:
             raise ValueError("an hnsw index cannot take an id it already holds")
         if self.index_type == "flat":
             # Adding an id twice would give duplicate hits: replace instead.
-            self.index.remove_ids(ids)
+            self.index.remove_ids(ids)  # type: ignore[arg-type]  # faiss's stubs miss the array overload
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype="float32"), ids)
         self._live = None
 
@@ -115,7 +118,7 @@ class VectorIndex:
         ids = np.asarray(ids, dtype="int64")
         self._live, live = None, self.ids()
         if self.index_type == "flat":
-            return int(self.index.remove_ids(ids))
+            return int(self.index.remove_ids(ids))  # type: ignore[arg-type]  # faiss's stubs miss the array overload
         present = np.intersect1d(ids, live)
         self.tombstones = np.union1d(self.tombstones, present)
         return len(present)
@@ -150,9 +153,9 @@ class VectorIndex:
         both = faiss.IDSelectorAnd(allowed, alive) if allowed is not None and alive is not None else None
         selector = both or allowed or alive
         if self.index_type == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k), sel=selector)  # type: ignore[attr-defined]  # not in faiss's stubs
         else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]  # faiss's stubs miss the keyword form
         scores, ids = self.index.search(queries, k, params=params)
         return [
             [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i != -1]

@@ -85,19 +85,20 @@ def run_delete_document(ctx: JobContext) -> dict[str, Any]:
     """Remove the document's rows, then its vectors and keyword entries (a new
     index generation). Deleting what is already gone succeeds with 0."""
     document_id = ctx.params["document_id"]
+    collection_id = ctx.require_collection_id()
     with db.session_scope() as session:
         internal_id = session.scalar(
             select(Document.id).where(
-                Document.collection_id == ctx.collection_id, Document.external_id == document_id
+                Document.collection_id == collection_id, Document.external_id == document_id
             )
         )
         chunks = 0
         if internal_id is not None:
-            chunks = session.scalar(select(func.count()).where(Chunk.document_id == internal_id))
+            chunks = session.execute(select(func.count()).where(Chunk.document_id == internal_id)).scalar_one()
             session.execute(delete(Chunk).where(Chunk.document_id == internal_id))
             session.execute(delete(Document).where(Document.id == internal_id))
         session.commit()
-    generation = sync_collection_index(ctx.collection_id)
+    generation = sync_collection_index(collection_id)
     return {
         "document_id": document_id,
         "deleted": internal_id is not None,
@@ -108,12 +109,13 @@ def run_delete_document(ctx: JobContext) -> dict[str, Any]:
 
 def run_delete_collection(ctx: JobContext) -> dict[str, Any]:
     """Remove the collection's chunks, documents, row and index files."""
+    collection_id = ctx.require_collection_id()
     with db.session_scope() as session:
-        documents = session.scalar(select(func.count()).where(Document.collection_id == ctx.collection_id))
-        chunks = session.scalar(select(func.count()).where(Chunk.collection_id == ctx.collection_id))
-        session.execute(delete(Chunk).where(Chunk.collection_id == ctx.collection_id))
-        session.execute(delete(Document).where(Document.collection_id == ctx.collection_id))
-        session.execute(delete(Collection).where(Collection.id == ctx.collection_id))
+        documents = session.scalar(select(func.count()).where(Document.collection_id == collection_id))
+        chunks = session.scalar(select(func.count()).where(Chunk.collection_id == collection_id))
+        session.execute(delete(Chunk).where(Chunk.collection_id == collection_id))
+        session.execute(delete(Document).where(Document.collection_id == collection_id))
+        session.execute(delete(Collection).where(Collection.id == collection_id))
         session.commit()
-    index_store().drop(ctx.collection_id)
+    index_store().drop(collection_id)
     return {"deleted": True, "documents": documents or 0, "chunks": chunks or 0}

@@ -4,7 +4,7 @@ depths and each collection's index size."""
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -65,7 +66,7 @@ class Tally:
     skipped_duplicates: int = 0
     failed: tuple[dict[str, str], ...] = field(default=())
 
-    def __add__(self, other: "Tally") -> "Tally":
+    def __add__(self, other: Tally) -> Tally:
         return Tally(
             self.documents + other.documents,
             self.chunks + other.chunks,
@@ -90,8 +91,9 @@ def content_hash(text: str) -> str:
 def run_ingest(ctx: JobContext) -> dict[str, Any]:
     """The job's handler. Its staged upload is removed once the job's final
     status is committed (the kind's on_finish, app/services/jobs/kinds.py)."""
+    collection_id = ctx.require_collection_id()
     with db.session_scope() as session:
-        if session.get(Collection, ctx.collection_id) is None:
+        if session.get(Collection, collection_id) is None:
             raise JobFailure("not_found", "The collection was deleted before the job ran.")
     model = embedder()
     tally, seen, processed = Tally(), frozenset[str](), 0
@@ -102,9 +104,9 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
             ctx.checkpoint(processed, partial_result=tally.as_result())
     except JobCancelled:
         # What was committed stays, and is made searchable.
-        ctx.partial_result = tally.as_result(sync_collection_index(ctx.collection_id))
+        ctx.partial_result = tally.as_result(sync_collection_index(collection_id))
         raise
-    return tally.as_result(sync_collection_index(ctx.collection_id))
+    return tally.as_result(sync_collection_index(collection_id))
 
 
 def _ingest_batch(
@@ -189,6 +191,7 @@ def _deduplicate(
     fresh: list[tuple[IncomingDocument, str]] = []
     known = Tally()
     for doc in docs:
+        assert doc.text is not None  # only readable documents (no error) come here
         digest = content_hash(doc.text)
         if digest in seen:
             known += Tally(skipped_duplicates=1)
@@ -211,6 +214,7 @@ def _deduplicate(
 def _chunk(docs: list[tuple[IncomingDocument, str]], model: Embedder) -> tuple[list[NewDocument], Tally]:
     chunked, failed = [], []
     for doc, digest in docs:
+        assert doc.text is not None  # only readable documents (no error) come here
         pieces = chunk_text(doc.text, model.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens)
         if pieces:
             chunked.append(NewDocument(doc, digest, pieces))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -184,8 +185,9 @@ def run_search_batch(ctx: JobContext) -> dict[str, Any]:
     """Every query of the batch goes through one encode and one index search."""
     started = time.perf_counter()
     queries = ctx.params["queries"]
-    index = _current_index(ctx.collection_id)
-    hits_per_query = search_collection(index, ctx.collection_id, queries, ctx.params)
+    collection_id = ctx.require_collection_id()
+    index = _current_index(collection_id)
+    hits_per_query = search_collection(index, collection_id, queries, ctx.params)
     results = []
     for query, hits in zip(queries, hits_per_query):
         entry: dict[str, Any] = {"query": query, "hits": hits}

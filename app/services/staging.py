@@ -12,11 +12,12 @@ import io
 import json
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
@@ -44,7 +45,7 @@ class Upload:
     """A file part as the API received it."""
 
     filename: str
-    stream: BinaryIO
+    stream: IO[bytes]
 
 
 def submit_documents(
@@ -142,7 +143,7 @@ def _submit(
 
 
 @contextmanager
-def _staging(session: Session, job_id: str) -> Iterator[Callable[[str, BinaryIO], None]]:
+def _staging(session: Session, job_id: str) -> Iterator[Callable[[str, IO[bytes]], None]]:
     """A function that stages one file of the job; what it staged is
     discarded again if the submit fails."""
     area = staging_area()
@@ -161,7 +162,7 @@ def _discard(session: Session, job_id: str) -> None:
 
 
 @contextmanager
-def _received(upload: Upload) -> Iterator[BinaryIO]:
+def _received(upload: Upload) -> Iterator[IO[bytes]]:
     """The upload's bytes in a local temporary file, once they are known to
     be within the size limit and of the type their name says."""
     with tempfile.SpooledTemporaryFile(max_size=_COPY_BUFFER) as file:
@@ -172,7 +173,7 @@ def _received(upload: Upload) -> Iterator[BinaryIO]:
         yield file
 
 
-def _save_limited(upload: Upload, out: BinaryIO, limit: int) -> None:
+def _save_limited(upload: Upload, out: IO[bytes], limit: int) -> None:
     written = 0
     while block := upload.stream.read(_COPY_BUFFER):
         written += len(block)

@@ -15,7 +15,7 @@ import shutil
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -35,7 +35,7 @@ class StagedUploadMissing(Exception):
 
 class StagingArea(ABC):
     @abstractmethod
-    def put(self, session: Session, job_id: str, name: str, content: BinaryIO) -> None:
+    def put(self, session: Session, job_id: str, name: str, content: IO[bytes]) -> None:
         """Stage one file of the job; in the caller's transaction where the
         backend has one, so it is committed (or rolled back) with the job."""
 
@@ -56,7 +56,7 @@ class DirectoryStaging(StagingArea):
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def put(self, session: Session, job_id: str, name: str, content: BinaryIO) -> None:
+    def put(self, session: Session, job_id: str, name: str, content: IO[bytes]) -> None:
         target = self.root / job_id / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
@@ -91,7 +91,7 @@ class DirectoryStaging(StagingArea):
 
 
 class DatabaseStaging(StagingArea):
-    def put(self, session: Session, job_id: str, name: str, content: BinaryIO) -> None:
+    def put(self, session: Session, job_id: str, name: str, content: IO[bytes]) -> None:
         # A Core insert: the session keeps no copy of the bytes until commit.
         session.execute(insert(StagedUpload).values(job_id=job_id, name=name, content=content.read()))
 

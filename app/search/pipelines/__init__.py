@@ -10,8 +10,9 @@ time, so the web process can list and validate pipelines cheaply.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class SearchResources:
     encoder: QueryEncoder
     # Chunk texts by id, for pipelines that read candidates (rerankers).
     chunk_texts: Callable[[list[int]], dict[int, str]]
-    settings: "Settings"
+    settings: Settings
 
 
 class Pipeline:
@@ -45,12 +46,12 @@ class Pipeline:
         self.resources = resources
 
     @classmethod
-    def unavailable_reason(cls, settings: "Settings") -> str | None:
+    def unavailable_reason(cls, settings: Settings) -> str | None:
         """Why this pipeline cannot run with these settings; None when it can."""
         return None
 
     def search(
-        self, index: "CollectionIndex", queries: list[str], depth: int, allowed_ids: np.ndarray | None
+        self, index: CollectionIndex, queries: list[str], depth: int, allowed_ids: np.ndarray | None
     ) -> list[Ranking]:
         """Per query, up to `depth` chunks, best first; only `allowed_ids` when given."""
         raise NotImplementedError

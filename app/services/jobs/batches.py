@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -134,6 +135,7 @@ def _run(handler: BatchHandler, contexts: list[JobContext], timeout_errors) -> O
 def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str]:
     """Every job's final status, written in one transaction."""
     moves: dict[str, JobStatus] = {}
+    values: dict[str, Any]
     with db.session_scope() as session:
         for ctx in contexts:
             outcome = outcomes.get(ctx.job_id) or JobFailure("internal_error", "The job failed unexpectedly.")

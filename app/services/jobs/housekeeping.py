@@ -4,13 +4,14 @@ finished jobs past their retention."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.config import settings
-from app.models import Job, utcnow
+from app.models import Job, execute_counted, utcnow
 from app.services.jobs.broker import RECOVERY_PRIORITY, dispatch, queue_sizes
 from app.services.jobs.kinds import TERMINAL, JobStatus, kind_of
 
@@ -59,7 +60,7 @@ def _queued_without_a_message(session: Session, now: datetime) -> list[tuple[str
     return [(job_id, job_type) for job_id, job_type in stuck if sizes.get(kind_of(job_type).queue) == 0]
 
 
-def _resend(jobs: list[tuple[str, str]]) -> list[str]:
+def _resend(jobs: Iterable[tuple[str, str]]) -> list[str]:
     resent = []
     for job_id, job_type in jobs:
         try:
@@ -73,8 +74,8 @@ def _resend(jobs: list[tuple[str, str]]) -> list[str]:
 
 def purge_expired_jobs(session: Session, *, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=settings.job_retention_days)
-    deleted = session.execute(
-        delete(Job).where(Job.status.in_(sorted(TERMINAL)), Job.finished_at < cutoff)
-    ).rowcount
+    deleted = execute_counted(
+        session, delete(Job).where(Job.status.in_(sorted(TERMINAL)), Job.finished_at < cutoff)
+    )
     session.commit()
     return deleted

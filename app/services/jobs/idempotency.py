@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.models import IdempotencyKey, Job, utcnow
+from app.models import IdempotencyKey, Job, execute_counted, utcnow
 from app.services.errors import Conflict
 from app.services.keys import Principal
 
@@ -59,6 +59,6 @@ def remember(session: Session, principal: Principal, idempotency: Idempotency, j
 
 
 def purge_expired_keys(session: Session) -> int:
-    deleted = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - KEY_LIFETIME)).rowcount
+    deleted = execute_counted(session, delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - KEY_LIFETIME))
     session.commit()
     return deleted

@@ -38,7 +38,9 @@ def record(job_type: str, seconds: float) -> None:
     key = _KEY.format(job_type)
     try:
         with redis_store.client.pipeline(transaction=False) as pipe:
-            pipe.lpush(key, round(seconds * 1000, 1)).ltrim(key, 0, SAMPLES - 1).execute()
+            pipe.lpush(key, round(seconds * 1000, 1))
+            pipe.ltrim(key, 0, SAMPLES - 1)
+            pipe.execute()
     except redis.RedisError as exc:  # a hint is not worth failing anything for
         log.debug("could not record the duration of a %s job: %s", job_type, exc)
 

@@ -14,10 +14,11 @@ import importlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -76,6 +77,13 @@ class JobContext:
     # What the job has done so far, reported if it is cancelled.
     partial_result: dict[str, Any] | None = field(default=None)
 
+    def require_collection_id(self) -> str:
+        """The id of the collection the job works on; every job kind so far
+        has one (submit() records it), but the column allows none."""
+        if self.collection_id is None:
+            raise RuntimeError(f"job {self.job_id} ({self.job_type}) has no collection")
+        return self.collection_id
+
     def checkpoint(
         self, processed: int, total: int | None = None, partial_result: dict[str, Any] | None = None
     ) -> None:
@@ -131,7 +139,8 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         return job
     if job.status not in ACTIVE:
         return None
-    lease_lives = job.lease_expires_at is not None and job.lease_expires_at >= now
+    expires_at = job.lease_expires_at
+    lease_lives = expires_at is not None and expires_at >= now
     if job.attempts >= MAX_ATTEMPTS and not lease_lives:  # a live last attempt is left to run
         transition(
             session,
@@ -142,7 +151,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         )
         session.commit()
         return None
-    remaining = (job.lease_expires_at - now).total_seconds() if lease_lives else 1
+    remaining = (expires_at - now).total_seconds() if lease_lives and expires_at is not None else 1
     batched = lease_lives and (job.lease_owner or "").endswith(BATCHED_OWNER_SUFFIX)
     raise JobBusy(max(1, int(remaining) + 1), batched=batched)
 

@@ -136,11 +136,11 @@ def admit(session: Session, principal: Principal) -> None:
     # the caller commits the new job (PostgreSQL); SQLite's write transaction
     # (BEGIN IMMEDIATE) already admits one submit at a time.
     session.execute(select(ApiKey.id).where(ApiKey.id == principal.key_id).with_for_update())
-    in_flight = session.scalar(
+    in_flight = session.execute(
         select(func.count())
         .select_from(Job)
         .where(Job.api_key_id == principal.key_id, Job.status.in_(sorted(ACTIVE)))
-    )
+    ).scalar_one()
     if in_flight >= quota:
         raise QuotaExceeded(
             f"This key has {in_flight} jobs queued or running; the {principal.tier} tier "

@@ -14,13 +14,14 @@ change at flush).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import event, func, literal, update
+from sqlalchemy import ClauseElement, event, func, literal, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import metrics
-from app.models import Job, UTCDateTime, utcnow
+from app.models import Job, UTCDateTime, execute_counted, utcnow
 from app.services.jobs import poll_hints
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
@@ -69,10 +70,10 @@ def transition(
     statement = update(Job).where(Job.id == job_id, Job.status.in_(sorted(sources)), *where)
     if held_by is not None:
         statement = statement.where(Job.lease_owner == held_by)
-    result = session.execute(
-        statement.values(**changes).execution_options(**{_MARK: True, "synchronize_session": False})
+    moved = execute_counted(
+        session, statement.values(**changes).execution_options(**{_MARK: True, "synchronize_session": False})
     )
-    if not result.rowcount:
+    if not moved:
         return False
     if to is JobStatus.RUNNING or to.is_terminal:
         _count(session, job_id, to, now)
@@ -117,9 +118,12 @@ def _refuse_bulk_status_updates(state: ORMExecuteState) -> None:
         return
     if state.bind_mapper is None or state.bind_mapper.class_ is not Job:
         return
+    # An UPDATE (or a from_statement() over one), so a compilable element.
+    statement = state.statement
+    assert isinstance(statement, ClauseElement)
     # A SET of the column binds a parameter named exactly "status"; a WHERE
     # on it binds "status_1" and the like.
-    if "status" in state.statement.compile().params:
+    if "status" in statement.compile().params:
         raise StatusChangeOutsideTransition("set a job's status with transition()")
 
 

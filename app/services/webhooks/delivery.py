@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from app import metrics
 from app.config import settings
 from app.extensions import PerProcess, celery, db
-from app.models import WebhookDelivery, WebhookEndpoint, utcnow
+from app.models import WebhookDelivery, WebhookEndpoint, execute_counted, utcnow
 from app.services.jobs.kinds import WEBHOOKS_QUEUE
 from app.services.webhooks.endpoints import tenant_secret
 from app.services.webhooks.network import UnsafeUrl, resolve
@@ -76,18 +76,18 @@ def deliver(delivery_id: str) -> str:
     now = utcnow()
     with db.session_scope() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.state != "pending" or delivery.next_attempt_at > now:
+        if delivery is None or delivery.state != "pending" or _due_at(delivery) > now:
             return "skipped"
         earlier = _earlier_pending(session, delivery)
         if earlier is not None:
             # A job's events reach a receiver in order: this one waits, without
             # polling, until the earlier one ends and _record() sends it.
-            session.execute(_move(delivery, now, next_attempt_at=max(earlier.next_attempt_at, now) + ATTEMPT_LEASE))
+            session.execute(_move(delivery, now, next_attempt_at=max(_due_at(earlier), now) + ATTEMPT_LEASE))
             session.commit()
             return "waiting"
-        claimed = session.execute(
-            _move(delivery, now, next_attempt_at=now + ATTEMPT_LEASE, attempts=WebhookDelivery.attempts + 1)
-        ).rowcount
+        claimed = execute_counted(
+            session, _move(delivery, now, next_attempt_at=now + ATTEMPT_LEASE, attempts=WebhookDelivery.attempts + 1)
+        )
         session.commit()
         if not claimed:
             return "skipped"
@@ -121,9 +121,9 @@ def sweep_due_deliveries(session: Session) -> int:
 def purge_old_deliveries(session: Session, *, now: datetime | None = None) -> int:
     """Finished deliveries go with the jobs they were about, after JOB_RETENTION_DAYS."""
     cutoff = (now or utcnow()) - timedelta(days=settings.job_retention_days)
-    deleted = session.execute(
-        delete(WebhookDelivery).where(WebhookDelivery.state != "pending", WebhookDelivery.created_at < cutoff)
-    ).rowcount
+    deleted = execute_counted(
+        session, delete(WebhookDelivery).where(WebhookDelivery.state != "pending", WebhookDelivery.created_at < cutoff)
+    )
     session.commit()
     return deleted
 
@@ -138,12 +138,20 @@ def delivery_stats(session: Session, recent: int = 200) -> dict:
         .order_by(WebhookDelivery.created_at.desc())
         .limit(recent)
     ).all()
-    delays = sorted((first - created).total_seconds() * 1000 for created, first in rows)
+    # (first is never None: the query leaves those rows out)
+    delays = sorted((first - created).total_seconds() * 1000 for created, first in rows if first is not None)
     percentile = lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 1) if delays else None  # noqa: E731
     return {
         "deliveries": {state: states.get(state, 0) for state in ("pending", "succeeded", "failed")},
         "first_attempt_delay_ms": {"p50": percentile(0.5), "p95": percentile(0.95), "of_last": len(delays)},
     }
+
+
+def _due_at(delivery: WebhookDelivery) -> datetime:
+    """When a pending delivery's next attempt is due: whatever makes a delivery
+    pending sets it, and only the end of its attempts clears it."""
+    assert delivery.next_attempt_at is not None, f"pending delivery {delivery.id} has no next_attempt_at"
+    return delivery.next_attempt_at
 
 
 def _move(delivery: WebhookDelivery, now: datetime, **values):
@@ -217,7 +225,8 @@ def _receiver(session: Session, delivery: WebhookDelivery, now: datetime) -> Rec
     if endpoint is None or not endpoint.active:
         return Outcome(None, None, None, "The endpoint is disabled.", final=True)
     secrets = [endpoint.secret]
-    if endpoint.previous_secret and endpoint.previous_secret_expires_at > now:
+    expires_at = endpoint.previous_secret_expires_at  # set together with previous_secret
+    if endpoint.previous_secret and expires_at is not None and expires_at > now:
         secrets.append(endpoint.previous_secret)
     return Receiver(endpoint.url, secrets)  # its URL now, if it was changed since
 
@@ -285,6 +294,10 @@ def _since(started: float) -> float:
 def _record(session: Session, delivery_id: str, outcome: Outcome, now: datetime) -> list[tuple[str, float]]:
     """Write the attempt; returns the deliveries to send now (with countdowns)."""
     delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        # Deleted during the attempt: deleting an endpoint deletes its
+        # deliveries (ON DELETE CASCADE). Nothing is left to record or send.
+        return []
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
     error = outcome.error or (None if outcome.succeeded else f"HTTP {outcome.status_code}")
     delivery.attempt_log = [

@@ -131,4 +131,6 @@ def tenant_secret(session: Session, tenant_id: str) -> str:
         )
         session.commit()
         secret = session.scalar(current)
+    # Set now, unless the tenant has no row; every tenant with keys or jobs has one.
+    assert secret is not None, f"no tenant {tenant_id!r}"
     return secret

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,7 +74,7 @@ def envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _receivers(job: Job, endpoints: list[WebhookEndpoint], event_type: str) -> list[tuple[str | None, str]]:
+def _receivers(job: Job, endpoints: Sequence[WebhookEndpoint], event_type: str) -> list[tuple[str | None, str]]:
     targets: list[tuple[str | None, str]] = [
         (endpoint.id, endpoint.url)
         for endpoint in endpoints

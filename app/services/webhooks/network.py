@@ -54,7 +54,9 @@ def resolve(url: str, *, allow_private: bool) -> Target:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise UnsafeUrl(f"The host {host!r} does not resolve.") from None
-    addresses = tuple(dict.fromkeys(info[4][0] for info in infos))
+    # An IPv4 or IPv6 sockaddr starts with the address as a string (typeshed
+    # also allows the int of other families, which a host lookup never gives).
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     refused = [address for address in addresses if not (allow_private or is_public(address))]
     if refused:
         raise UnsafeUrl(
