@@ -80,15 +80,20 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     api.init_app(app)
     for blueprint in (
-        collections.blp, documents.blp, jobs.blp, pipelines.blp, keys.blp, webhooks.blp, health.blp, metrics.blp
+        collections.blp,
+        documents.blp,
+        jobs.blp,
+        pipelines.blp,
+        keys.blp,
+        webhooks.blp,
+        health.blp,
+        metrics.blp,
     ):
         api.register_blueprint(blueprint)
     errors.register_error_handlers(app)
     cli.register(app)
 
-    app.add_url_rule(
-        "/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset
-    )
+    app.add_url_rule("/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset)
     # The docs pages are /docs and /redoc; with a trailing slash they redirect there.
     for page in ("docs", "redoc"):
         app.add_url_rule(f"/{page}/", f"{page}_with_slash", redirect_to=f"/{page}")

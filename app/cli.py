@@ -24,9 +24,7 @@ def alembic_config(database_url: str | None = None):
     # Migrations log like the rest of Quarry (app/logs.py), not per alembic.ini.
     config.attributes["skip_logging"] = True
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.set_main_option(
-        "sqlalchemy.url", database_url or settings.normalized_database_url()
-    )
+    config.set_main_option("sqlalchemy.url", database_url or settings.normalized_database_url())
     return config
 
 

@@ -161,7 +161,8 @@ class Settings:
             # shared by web and worker (Heroku dynos); "filesystem" is UPLOAD_DIR,
             # for one host or a shared volume.
             upload_staging=_choice(
-                "UPLOAD_STAGING", ("database", "filesystem"),
+                "UPLOAD_STAGING",
+                ("database", "filesystem"),
                 "database" if _is_postgres(database_url) else "filesystem",
             ),
             embedding_model=_env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
@@ -252,7 +253,7 @@ class Settings:
         url = self.database_url
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
+                return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
 

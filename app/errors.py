@@ -49,8 +49,10 @@ def problem_title(status: int) -> str:
 class FieldErrorSchema(ma.Schema):
     field = ma.fields.String(
         required=True,
-        metadata={"description": "The field, nested names joined with dots (`body` for the whole body)",
-                  "example": "documents.0.text"},
+        metadata={
+            "description": "The field, nested names joined with dots (`body` for the whole body)",
+            "example": "documents.0.text",
+        },
     )
     message = ma.fields.String(
         required=True, metadata={"description": "What is wrong with it", "example": "Text must not be blank."}
@@ -67,7 +69,8 @@ class ProblemSchema(ma.Schema):
     title = ma.fields.String(
         required=True,
         metadata={
-            "description": "Short summary of the problem type: one per status", "example": "Unprocessable Content",
+            "description": "Short summary of the problem type: one per status",
+            "example": "Unprocessable Content",
         },
     )
     status = ma.fields.Integer(required=True, metadata={"description": "HTTP status code", "example": 422})
@@ -79,7 +82,8 @@ class ProblemSchema(ma.Schema):
         required=True, metadata={"description": "Stable machine-readable error code", "example": "validation_error"}
     )
     request_id = ma.fields.String(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata={"description": "The X-Request-ID of the request", "example": "4bf92f3577b34da6a3ce929d0e0e4736"},
     )
     errors = ma.fields.List(
@@ -173,9 +177,7 @@ def handle_http_exception(error: HTTPException) -> Response:
     if status == 413:
         _discard_unread_body(4 * (current_app.config.get("MAX_CONTENT_LENGTH") or 0))
     data = getattr(error, "data", None) or {}
-    headers = {
-        k: v for k, v in error.get_headers() if k.lower() != "content-type"
-    }
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     headers.update(data.get("headers") or {})
     errors = None
     if "messages" in data or "errors" in data:
@@ -193,7 +195,11 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 def handle_service_error(error: ServiceError) -> Response:
     return problem(
-        error.status, error.detail, code=error.code, errors=error.errors, headers=error.headers,
+        error.status,
+        error.detail,
+        code=error.code,
+        errors=error.errors,
+        headers=error.headers,
     )
 
 

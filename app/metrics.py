@@ -28,17 +28,18 @@ def _process_identifier() -> str:
 # set PROMETHEUS_MULTIPROC_DIR, and the worker's samples would stay in memory.
 values.ValueClass = (
     values.MultiProcessValue(process_identifier=_process_identifier)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else values.MutexValue
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    else values.MutexValue
 )
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
-HTTP_REQUESTS = Counter(
-    "quarry_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
-)
+HTTP_REQUESTS = Counter("quarry_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
 HTTP_LATENCY = Histogram(
-    "quarry_http_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
+    "quarry_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
     buckets=_LATENCY_BUCKETS,
 )
 JOBS_SUBMITTED = Counter("quarry_jobs_submitted_total", "Jobs accepted", ["type"])
@@ -53,11 +54,11 @@ JOB_RUN_TIME = Histogram(
 REQUESTS_REFUSED = Counter(
     "quarry_requests_refused_total", "Requests refused by a rate limit or the in-flight quota", ["code"]
 )
-WEBHOOK_DELIVERIES = Counter(
-    "quarry_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"]
-)
+WEBHOOK_DELIVERIES = Counter("quarry_webhook_delivery_attempts_total", "Webhook delivery attempts", ["outcome"])
 JOB_BATCH_SIZE = Histogram(
-    "quarry_job_batch_size", "Jobs a worker ran together as one micro-batch", ["type"],
+    "quarry_job_batch_size",
+    "Jobs a worker ran together as one micro-batch",
+    ["type"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 SEARCH_CACHE = Counter("quarry_search_cache_lookups_total", "Search result cache lookups", ["result"])

@@ -62,9 +62,7 @@ def list_collections(limit: int, cursor: str | None):
     Each with its document and chunk counts. Send `next_cursor` back as
     `cursor` for the next page.
     """
-    items, next_cursor = collections.list_collections(
-        db.session, current_tenant_id(), limit=limit, cursor=cursor
-    )
+    items, next_cursor = collections.list_collections(db.session, current_tenant_id(), limit=limit, cursor=cursor)
     return {"items": collections.attach_stats(db.session, list(items)), "next_cursor": next_cursor}
 
 
@@ -140,9 +138,7 @@ def upload_documents(name: str):
         documents = body.pop("documents")
         job = staging.submit_documents(db.session, principal, name, documents, body, idempotency_of_request())
     else:
-        raise UnsupportedMediaType(
-            "Send application/json documents or multipart/form-data files."
-        )
+        raise UnsupportedMediaType("Send application/json documents or multipart/form-data files.")
     return accepted(job)
 
 
@@ -188,7 +184,10 @@ def _json_body():
 
 
 def _form_callback() -> dict:
-    form = {"callback_url": request.form.get("callback_url"), "callback_events": request.form.getlist("callback_events")}
+    form = {
+        "callback_url": request.form.get("callback_url"),
+        "callback_events": request.form.getlist("callback_events"),
+    }
     return CallbackSchema().load({k: v for k, v in form.items() if v})
 
 

@@ -23,39 +23,48 @@ RESPONSE_HEADERS = {
     "X-Request-ID": {
         "description": "The request's id (the client's own X-Request-ID when it sent a valid one); "
         "problem bodies and log lines quote it",
-        "schema": {"type": "string"}, "example": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "schema": {"type": "string"},
+        "example": "4bf92f3577b34da6a3ce929d0e0e4736",
     },
     "X-RateLimit-Limit": {
         "description": "Requests the key (without a valid key: the client address) may make per window",
-        "schema": {"type": "integer"}, "example": 600,
+        "schema": {"type": "integer"},
+        "example": 600,
     },
     "X-RateLimit-Remaining": {
         "description": "Requests left in the current window",
-        "schema": {"type": "integer"}, "example": 599,
+        "schema": {"type": "integer"},
+        "example": 599,
     },
     "X-RateLimit-Reset": {
         "description": "When the current window ends, in seconds since the Unix epoch",
-        "schema": {"type": "integer"}, "example": 1767607260,
+        "schema": {"type": "integer"},
+        "example": 1767607260,
     },
     "Location": {
         "description": "The job to poll",
-        "schema": {"type": "string"}, "example": "/api/v1/jobs/9b2f6c1e4d5a4e0f8a7b6c5d4e3f2a1b",
+        "schema": {"type": "string"},
+        "example": "/api/v1/jobs/9b2f6c1e4d5a4e0f8a7b6c5d4e3f2a1b",
     },
     "Retry-After": {
         "description": "Seconds until a poll of the job (or, on a 429 or 503, a retry) is worth making",
-        "schema": {"type": "integer", "minimum": 0}, "example": 1,
+        "schema": {"type": "integer", "minimum": 0},
+        "example": 1,
     },
     "ETag": {
         "description": "The job's version (weak); send it back in If-None-Match to get 304 while nothing changed",
-        "schema": {"type": "string"}, "example": 'W/"5d41402abc4b2a76b9719d911017c592"',
+        "schema": {"type": "string"},
+        "example": 'W/"5d41402abc4b2a76b9719d911017c592"',
     },
     "Idempotent-Replayed": {
         "description": "An earlier request with this Idempotency-Key created the job; nothing new was created",
-        "schema": {"type": "string", "enum": ["true"]}, "example": "true",
+        "schema": {"type": "string", "enum": ["true"]},
+        "example": "true",
     },
     "WWW-Authenticate": {
         "description": "How to authenticate: an API key as a Bearer token",
-        "schema": {"type": "string"}, "example": 'Bearer realm="quarry"',
+        "schema": {"type": "string"},
+        "example": 'Bearer realm="quarry"',
     },
 }
 _RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -254,8 +263,14 @@ limiter = Limiter(
 # What a browser script may send and read across origins.
 _CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"]
 _CORS_EXPOSE_HEADERS = [
-    "Location", "Retry-After", "ETag", "X-Request-ID", "Idempotent-Replayed",
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+    "Location",
+    "Retry-After",
+    "ETag",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
 ]
 
 compress = Compress()

@@ -61,9 +61,7 @@ def overall():
     `degraded` while it answers with a part down (no live worker, or the rate
     limiter's storage); `unhealthy` (503) when the database or Redis is down.
     """
-    body = health.report(
-        current_app.config["QUARRY_VERSION"], time.monotonic() - _started, _rate_limiter_state()
-    )
+    body = health.report(current_app.config["QUARRY_VERSION"], time.monotonic() - _started, _rate_limiter_state())
     if body["status"] == "unhealthy":
         return body, 503, {"Retry-After": "5"}
     return body

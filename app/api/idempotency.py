@@ -64,7 +64,9 @@ def idempotent(blp):
             ]
         )(view)
         view = blp.alt_response(
-            200, schema=JobSchema, description="The job an earlier request with this Idempotency-Key created",
+            200,
+            schema=JobSchema,
+            description="The job an earlier request with this Idempotency-Key created",
             headers={**ACCEPTED_HEADERS, **response_headers("Idempotent-Replayed")},
         )(view)
         view = blp.alt_response(409, description="The Idempotency-Key was used for a different request")(view)

@@ -66,11 +66,14 @@ class _JobFieldsSchema(ma.Schema):
         required=True, allow_none=True, metadata=_doc("The collection the job works on", "notes")
     )
     progress = fields.Nested(
-        ProgressSchema, required=True,
+        ProgressSchema,
+        required=True,
         metadata=_doc("How far the job is", {"processed": 1, "total": 2, "percent": 50.0}),
     )
     error = fields.Nested(
-        JobErrorSchema, required=True, allow_none=True,
+        JobErrorSchema,
+        required=True,
+        allow_none=True,
         metadata=_doc(
             "Why the job failed; null unless `status` is failed",
             {"code": "not_found", "message": "The collection was deleted before the search ran."},
@@ -112,18 +115,23 @@ class IngestResultSchema(ma.Schema):
         required=True, metadata=_doc("Documents already stored with the same content: nothing written", 0)
     )
     failed = fields.List(
-        fields.Nested(IngestFailureSchema), required=True,
+        fields.Nested(IngestFailureSchema),
+        required=True,
         metadata=_doc("Files or documents that failed alone; the others were ingested", []),
     )
     index_generation = fields.Integer(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata=_doc("The collection's index generation that holds the documents (null if it was deleted)", 2),
     )
 
 
 _HIT_EXAMPLE = {
-    "document_id": "knots.md", "chunk_id": "2", "score": 0.61,
-    "text": "# Knots\nA bowline makes a fixed loop at the end of a rope.", "metadata": {"filename": "knots.md"},
+    "document_id": "knots.md",
+    "chunk_id": "2",
+    "score": 0.61,
+    "text": "# Knots\nA bowline makes a fixed loop at the end of a rope.",
+    "metadata": {"filename": "knots.md"},
 }
 _CITATION_EXAMPLE = {"text": "A bowline makes a fixed loop.", "document_id": "knots.md", "chunk_id": "2", "score": 0.72}
 
@@ -131,9 +139,7 @@ _CITATION_EXAMPLE = {"text": "A bowline makes a fixed loop.", "document_id": "kn
 class HitSchema(ma.Schema):
     document_id = fields.String(required=True, metadata=_doc("The document's id", "knots.md"))
     chunk_id = fields.String(required=True, metadata=_doc("The chunk's id", "2"))
-    score = fields.Float(
-        required=True, metadata=_doc("Relevance under the search's pipeline; higher is better", 0.61)
-    )
+    score = fields.Float(required=True, metadata=_doc("Relevance under the search's pipeline; higher is better", 0.61))
     text = fields.String(required=True, metadata=_doc("The chunk's text", _HIT_EXAMPLE["text"]))
     metadata = fields.Dict(
         keys=fields.String(), required=True, metadata=_doc("The document's metadata", {"filename": "knots.md"})
@@ -152,20 +158,20 @@ class AnswerSchema(ma.Schema):
         required=True, metadata=_doc("The hits' sentences closest to the query", "A bowline makes a fixed loop.")
     )
     citations = fields.List(
-        fields.Nested(CitationSchema), required=True,
+        fields.Nested(CitationSchema),
+        required=True,
         metadata=_doc("Where each sentence comes from", [_CITATION_EXAMPLE]),
     )
 
 
 def _hits() -> fields.List:
-    return fields.List(
-        fields.Nested(HitSchema), required=True, metadata=_doc("Best first", [_HIT_EXAMPLE])
-    )
+    return fields.List(fields.Nested(HitSchema), required=True, metadata=_doc("Best first", [_HIT_EXAMPLE]))
 
 
 def _answer() -> fields.Nested:
     return fields.Nested(
-        AnswerSchema, allow_none=True,
+        AnswerSchema,
+        allow_none=True,
         metadata=_doc(
             "Only with `include_answer`: an extractive answer (null without hits)",
             {"text": "A bowline makes a fixed loop.", "citations": [_CITATION_EXAMPLE]},
@@ -197,7 +203,8 @@ class QueryResultSchema(ma.Schema):
 
 class SearchBatchResultSchema(_SearchTimingsSchema):
     results = fields.List(
-        fields.Nested(QueryResultSchema), required=True,
+        fields.Nested(QueryResultSchema),
+        required=True,
         metadata=_doc("One per query, in the order sent", [{"query": "how do I tie a loop?", "hits": [_HIT_EXAMPLE]}]),
     )
 
@@ -207,7 +214,8 @@ class DeleteDocumentResultSchema(ma.Schema):
     deleted = fields.Boolean(required=True, metadata=_doc("false when the document was already gone", True))
     chunks = fields.Integer(required=True, metadata=_doc("Chunks removed", 1))
     index_generation = fields.Integer(
-        required=True, allow_none=True,
+        required=True,
+        allow_none=True,
         metadata=_doc("The index generation without it (null if the collection is gone)", 3),
     )
 
@@ -230,9 +238,12 @@ def _job_schema(job_type: str, result_schema: type[ma.Schema], result_example: d
                 required=True, metadata={**_doc("The job type: what `result` holds", job_type), "enum": [job_type]}
             ),
             "result": fields.Nested(
-                result_schema, required=True, allow_none=True,
-                metadata=_doc("Set when the job succeeded (and for a cancelled ingest, what it did); else null",
-                              result_example),
+                result_schema,
+                required=True,
+                allow_none=True,
+                metadata=_doc(
+                    "Set when the job succeeded (and for a cancelled ingest, what it did); else null", result_example
+                ),
             ),
         },
         name=name,
@@ -241,20 +252,28 @@ def _job_schema(job_type: str, result_schema: type[ma.Schema], result_example: d
 
 JOB_SCHEMAS: dict[str, type[ma.Schema]] = {
     "ingest": _job_schema(
-        "ingest", IngestResultSchema,
+        "ingest",
+        IngestResultSchema,
         {"documents": 2, "chunks": 2, "skipped_duplicates": 0, "failed": [], "index_generation": 2},
     ),
     "search": _job_schema(
-        "search", SearchResultSchema,
+        "search",
+        SearchResultSchema,
         {"hits": [_HIT_EXAMPLE], "pipeline": "hybrid", "took_ms": 14.2, "index_generation": 2, "cached": False},
     ),
     "search_batch": _job_schema(
-        "search_batch", SearchBatchResultSchema,
-        {"results": [{"query": "how do I tie a loop?", "hits": [_HIT_EXAMPLE]}], "pipeline": "hybrid",
-         "took_ms": 20.5, "index_generation": 2},
+        "search_batch",
+        SearchBatchResultSchema,
+        {
+            "results": [{"query": "how do I tie a loop?", "hits": [_HIT_EXAMPLE]}],
+            "pipeline": "hybrid",
+            "took_ms": 20.5,
+            "index_generation": 2,
+        },
     ),
     "delete_document": _job_schema(
-        "delete_document", DeleteDocumentResultSchema,
+        "delete_document",
+        DeleteDocumentResultSchema,
         {"document_id": "knots.md", "deleted": True, "chunks": 1, "index_generation": 3},
     ),
     "delete_collection": _job_schema(

@@ -17,8 +17,11 @@ blp = Blueprint("jobs", __name__, url_prefix=f"{API_PREFIX}/jobs", description="
 @blp.route("/<job_id>")
 @blp.doc(operationId="get_job")
 @blp.response(200, JobSchema, headers=response_headers("ETag", "Retry-After"))
-@blp.alt_response(304, description="Not modified: the job is still the version named in If-None-Match",
-                  headers=response_headers("ETag", "Retry-After"))
+@blp.alt_response(
+    304,
+    description="Not modified: the job is still the version named in If-None-Match",
+    headers=response_headers("ETag", "Retry-After"),
+)
 @blp.alt_response(404, description="No such job")
 def get_job(job_id: str):
     """Read a job: its status, progress, result or error.

@@ -8,9 +8,7 @@ from app.config import settings
 from app.extensions import db
 from app.services import keys
 
-blp = Blueprint(
-    "keys", __name__, url_prefix=f"{API_PREFIX}/keys", description="API keys (scope `admin`)"
-)
+blp = Blueprint("keys", __name__, url_prefix=f"{API_PREFIX}/keys", description="API keys (scope `admin`)")
 
 
 def _with_secret(key, plaintext: str):
@@ -68,7 +66,5 @@ def rotate_key(key_id: str):
     The new key, with the same name, scopes and tier, is shown only in this
     answer. The old one keeps working for KEY_ROTATION_GRACE_SECONDS.
     """
-    key, plaintext = keys.rotate_key(
-        db.session, current_tenant_id(), key_id, settings.key_rotation_grace_seconds
-    )
+    key, plaintext = keys.rotate_key(db.session, current_tenant_id(), key_id, settings.key_rotation_grace_seconds)
     return _with_secret(key, plaintext)

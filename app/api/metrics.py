@@ -37,7 +37,12 @@ def _key_prefix() -> str | None:
 @blp.doc(
     operationId="metrics",
     security=[],
-    responses={"200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
 )
 def scrape():
     """Prometheus metrics of every process of the service.
@@ -72,10 +77,17 @@ def observe_requests(app: Flask) -> None:
             metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
             metrics.HTTP_LATENCY.labels(route, request.method).observe(took)
             access_log.info(
-                "%s %s %s %.1f ms", request.method, route, response.status_code, took * 1000,
+                "%s %s %s %.1f ms",
+                request.method,
+                route,
+                response.status_code,
+                took * 1000,
                 extra={
-                    "method": request.method, "route": route, "status": response.status_code,
-                    "duration_ms": round(took * 1000, 1), "key_prefix": _key_prefix(),
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_code,
+                    "duration_ms": round(took * 1000, 1),
+                    "key_prefix": _key_prefix(),
                 },
             )
         if response.status_code == 429:

@@ -86,7 +86,8 @@ def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
                 fields.Nested(item_schema), required=True, metadata={"description": "This page, newest first"}
             ),
             "next_cursor": fields.String(
-                allow_none=True, required=True,
+                allow_none=True,
+                required=True,
                 metadata={"description": "Send as `cursor` for the next page; null on the last page"},
             ),
         },
@@ -167,9 +168,7 @@ class DocumentInSchema(StrictSchema):
 
 
 class DocumentsInSchema(CallbackSchema):
-    documents = fields.List(
-        fields.Nested(DocumentInSchema), required=True, validate=validate.Length(min=1, max=10000)
-    )
+    documents = fields.List(fields.Nested(DocumentInSchema), required=True, validate=validate.Length(min=1, max=10000))
 
 
 class FilesInSchema(ma.Schema):
@@ -188,7 +187,9 @@ class SearchOptionsSchema(CallbackSchema):
     """What a single search and a batch share."""
 
     top_k = fields.Integer(
-        load_default=10, strict=True, validate=validate.Range(min=1, max=100),
+        load_default=10,
+        strict=True,
+        validate=validate.Range(min=1, max=100),
         metadata={"description": "How many hits (documents, with collapse) to return", "example": 10},
     )
     pipeline = fields.String(
@@ -242,7 +243,8 @@ def _not_blank(value: str) -> None:
 
 class SearchRequestSchema(SearchOptionsSchema):
     query = fields.String(
-        required=True, validate=[validate.Length(min=1, max=10000), _not_blank],
+        required=True,
+        validate=[validate.Length(min=1, max=10000), _not_blank],
         metadata={"description": "What to search for, 1-10000 characters", "example": "how do I tie a loop in a rope?"},
     )
 
@@ -299,7 +301,7 @@ _FILTER_KEY = re.compile(r'[^"\\\x00-\x1f]{1,128}')
 class DocumentListArgsSchema(ListArgsSchema):
     metadata = fields.String(
         metadata={
-            "description": 'JSON object: only documents whose metadata has each key at that value, or at one '
+            "description": "JSON object: only documents whose metadata has each key at that value, or at one "
             'of a list of values, compared as text, e.g. {"lang": "en"}',
             "example": '{"lang": "en"}',
         }
@@ -314,13 +316,15 @@ class DocumentListArgsSchema(ListArgsSchema):
             parsed = json.loads(raw)
         except ValueError:
             parsed = None
-        if not isinstance(parsed, dict) or unsafe_text(parsed) or not all(
-            _FILTER_KEY.fullmatch(k) and (isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v))
-            for k, v in parsed.items()
-        ):
-            raise ma.ValidationError(
-                {"metadata": ["Must be a JSON object of key -> value (or list of values)."]}
+        if (
+            not isinstance(parsed, dict)
+            or unsafe_text(parsed)
+            or not all(
+                _FILTER_KEY.fullmatch(k) and (isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v))
+                for k, v in parsed.items()
             )
+        ):
+            raise ma.ValidationError({"metadata": ["Must be a JSON object of key -> value (or list of values)."]})
         data["metadata"] = parsed
         return data
 
@@ -336,9 +340,7 @@ class KeyCreateSchema(StrictSchema):
         validate=validate.Length(min=1),
     )
     tier = fields.String(load_default="free", validate=validate.OneOf(TIERS))
-    expires_at = fields.AwareDateTime(
-        load_default=None, allow_none=True, default_timezone=UTC
-    )
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=UTC)
 
 
 class KeySchema(ma.Schema):
@@ -358,9 +360,7 @@ class KeySchema(ma.Schema):
 
 
 class NewKeySchema(KeySchema):
-    key = fields.String(
-        metadata={"description": "The secret key. Shown only in this response: store it now."}
-    )
+    key = fields.String(metadata={"description": "The secret key. Shown only in this response: store it now."})
 
 
 KeyPageSchema = page_schema(KeySchema, "KeyPage")

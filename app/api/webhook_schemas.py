@@ -62,7 +62,8 @@ class DeliverySchema(ma.Schema):
     next_attempt_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
     attempt_log = fields.List(
-        fields.Dict(), data_key="attempt_history",
+        fields.Dict(),
+        data_key="attempt_history",
         metadata={"description": "Each attempt: at, status_code, latency_ms, response (first 1 KB), error"},
     )
 

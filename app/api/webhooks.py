@@ -18,7 +18,9 @@ from app.extensions import db
 from app.services.webhooks import endpoints
 
 blp = Blueprint(
-    "webhooks", __name__, url_prefix=f"{API_PREFIX}/webhooks",
+    "webhooks",
+    __name__,
+    url_prefix=f"{API_PREFIX}/webhooks",
     description="Signed callbacks for job events (Standard Webhooks)",
 )
 

@@ -27,9 +27,7 @@ def chunk_text(text: str, tokenizer: Tokenizer, size: int, overlap: int) -> list
     if not text.strip():
         return []
     # verbose=False: a long text is meant to exceed the model's input size here.
-    encoding = tokenizer(
-        text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-    )
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     offsets: Sequence[tuple[int, int]] = encoding["offset_mapping"]
     word_ids: Sequence[int | None] = encoding.word_ids()
     n = len(offsets)

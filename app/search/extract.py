@@ -45,9 +45,16 @@ class ExtractedText:
 
 
 _TYPES = {
-    ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
-    ".html": "html", ".htm": "html", ".pdf": "pdf", ".docx": "docx",
-    ".json": "json", ".jsonl": "jsonl",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".json": "json",
+    ".jsonl": "jsonl",
 }
 _TEXT_TYPES = {"txt", "md", "html", "json", "jsonl"}
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted(_TYPES))
@@ -70,8 +77,7 @@ def check_type(filename: str, head: bytes) -> str:
     kind = _TYPES.get(suffix)
     if kind is None:
         raise UnsupportedType(
-            f"unsupported file type {suffix or '(no extension)'}; "
-            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+            f"unsupported file type {suffix or '(no extension)'}; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
         )
     head = head[:SNIFF_BYTES]
     # The PDF specification lets readers accept junk before the header within 1 KiB.
@@ -121,9 +127,7 @@ def _decode(data: bytes) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ExtractionError(
-            f"the file is not valid UTF-8 text (bad byte at offset {exc.start})"
-        ) from None
+        raise ExtractionError(f"the file is not valid UTF-8 text (bad byte at offset {exc.start})") from None
     if "\x00" in text:
         raise ExtractionError("the file contains NUL bytes, so it is not a text file")
     return text
@@ -139,10 +143,38 @@ _INVISIBLE = {"script", "style", "title", "noscript", "template"}
 # Anything else opens the body even without <body>, as browsers do.
 _HEAD_CONTENT = {"base", "link", "meta", "noscript", "script", "style", "template", "title"}
 _BLOCKS = {
-    "address", "article", "aside", "blockquote", "dd", "details", "div", "dl", "dt",
-    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-    "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary",
-    "table", "tr", "ul",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tr",
+    "ul",
 }
 
 
@@ -276,7 +308,11 @@ def _docx_blocks(container: Any) -> Iterator[str]:
 
 
 _EXTRACTORS = {
-    "txt": _plain_text, "md": _plain_text, "html": _html_text, "pdf": _pdf_text, "docx": _docx_text,
+    "txt": _plain_text,
+    "md": _plain_text,
+    "html": _html_text,
+    "pdf": _pdf_text,
+    "docx": _docx_text,
 }
 
 
@@ -295,8 +331,7 @@ def _json_records(filename: str, text: str, kind: str, max_chars: int) -> list[E
     else:
         lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
         numbered = [
-            (f"{filename}[{i}]", f"line {n}: ", _parse_json(line, f"line {n}: "))
-            for i, (n, line) in enumerate(lines)
+            (f"{filename}[{i}]", f"line {n}: ", _parse_json(line, f"line {n}: ")) for i, (n, line) in enumerate(lines)
         ]
     records = [_record(source, where, value) for source, where, value in numbered]
     _check_length(sum(len(r.text) for r in records), max_chars)

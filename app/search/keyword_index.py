@@ -27,9 +27,7 @@ _stemmer = Stemmer.Stemmer("english")
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stop words dropped, English-stemmed tokens: the same for
     the indexed chunks and the queries."""
-    return bm25s.tokenize(
-        texts, stopwords=_STOPWORDS, stemmer=_stemmer, return_ids=False, show_progress=False
-    )
+    return bm25s.tokenize(texts, stopwords=_STOPWORDS, stemmer=_stemmer, return_ids=False, show_progress=False)
 
 
 class KeywordIndex:

@@ -40,7 +40,9 @@ class VectorIndex:
         self.dimension = dimension
         # Always an IndexIDMap2: made here, or read or cloned from one (faiss
         # types read_index() and clone_index() as returning a plain Index).
-        self.index = cast(faiss.IndexIDMap2, index) if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self.index = (
+            cast(faiss.IndexIDMap2, index) if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        )
         self.ef_search = ef_search
         self.tombstones = np.unique(np.asarray(tombstones if tombstones is not None else [], dtype="int64"))
         self._live: np.ndarray | None = None  # sorted live ids, made on first use

@@ -43,9 +43,7 @@ def create_collection(
     validate_name(name)
     if _find(session, tenant_id, name) is not None:
         raise Conflict(f"A collection named {name!r} already exists.")
-    collection = Collection(
-        tenant_id=tenant_id, name=name, description=description, index_type=index_type
-    )
+    collection = Collection(tenant_id=tenant_id, name=name, description=description, index_type=index_type)
     session.add(collection)
     try:
         session.commit()
@@ -93,9 +91,7 @@ def attach_stats(session: Session, collections: list[Collection]) -> list[Collec
     )
     chunks = dict(
         session.execute(
-            select(Chunk.collection_id, func.count())
-            .where(Chunk.collection_id.in_(ids))
-            .group_by(Chunk.collection_id)
+            select(Chunk.collection_id, func.count()).where(Chunk.collection_id.in_(ids)).group_by(Chunk.collection_id)
         ).all()
     )
     for collection in collections:
@@ -105,6 +101,4 @@ def attach_stats(session: Session, collections: list[Collection]) -> list[Collec
 
 
 def _find(session: Session, tenant_id: str, name: str) -> Collection | None:
-    return session.scalars(
-        select(Collection).where(Collection.tenant_id == tenant_id, Collection.name == name)
-    ).first()
+    return session.scalars(select(Collection).where(Collection.tenant_id == tenant_id, Collection.name == name)).first()

@@ -52,23 +52,35 @@ def _as_json_text(value: Any) -> list[str]:
 def get_document(session: Session, tenant_id: str, collection_name: str, document_id: str) -> Document:
     collection = get_collection(session, tenant_id, collection_name)
     # An id no document could have (too long, NUL) is not looked up at all.
-    document = None if len(document_id) > 256 or "\x00" in document_id else session.scalars(
-        select(Document).where(Document.collection_id == collection.id, Document.external_id == document_id)
-    ).first()
+    document = (
+        None
+        if len(document_id) > 256 or "\x00" in document_id
+        else session.scalars(
+            select(Document).where(Document.collection_id == collection.id, Document.external_id == document_id)
+        ).first()
+    )
     if document is None:
         raise NotFound(f"No document {document_id!r} in collection {collection_name!r}.")
     return document
 
 
 def submit_delete_document(
-    session: Session, principal: Principal, collection_name: str, document_id: str,
+    session: Session,
+    principal: Principal,
+    collection_name: str,
+    document_id: str,
     idempotency: Idempotency | None = None,
 ) -> Job:
     document = get_document(session, principal.tenant_id, collection_name, document_id)
     collection = session.get(Collection, document.collection_id)
     return jobs.submit(
-        session, principal, "delete_document", params={"document_id": document_id},
-        collection=collection, total=1, idempotency=idempotency,
+        session,
+        principal,
+        "delete_document",
+        params={"document_id": document_id},
+        collection=collection,
+        total=1,
+        idempotency=idempotency,
     )
 
 
@@ -88,9 +100,7 @@ def run_delete_document(ctx: JobContext) -> dict[str, Any]:
     collection_id = ctx.require_collection_id()
     with db.session_scope() as session:
         internal_id = session.scalar(
-            select(Document.id).where(
-                Document.collection_id == collection_id, Document.external_id == document_id
-            )
+            select(Document.id).where(Document.collection_id == collection_id, Document.external_id == document_id)
         )
         chunks = 0
         if internal_id is not None:

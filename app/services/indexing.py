@@ -94,7 +94,11 @@ def sync_collection_index(
     store.remember(collection_id, updated)
     log.info(
         "index %s: generation %d, +%d -%d vectors, %d total",
-        collection_id, updated.generation, added, removed, vectors.size,
+        collection_id,
+        updated.generation,
+        added,
+        removed,
+        vectors.size,
     )
     return updated.generation
 

@@ -176,8 +176,10 @@ MAX_ID_LENGTH = 256
 def _check_storable(source: str, external_id: str | None, text: str, metadata: dict[str, Any]) -> None:
     if external_id is not None and len(external_id) > MAX_ID_LENGTH:
         raise ExtractionError(f"{source}: the id is longer than {MAX_ID_LENGTH} characters")
-    if _UNSTORABLE.search(text) or _UNSTORABLE.search(external_id or "") or _UNSTORABLE.search(
-        json.dumps(metadata, ensure_ascii=False)
+    if (
+        _UNSTORABLE.search(text)
+        or _UNSTORABLE.search(external_id or "")
+        or _UNSTORABLE.search(json.dumps(metadata, ensure_ascii=False))
     ):
         raise ExtractionError(f"{source}: holds NUL characters or unpaired surrogates, which cannot be stored")
 
@@ -198,9 +200,7 @@ def _deduplicate(
             continue
         seen = seen | {digest}
         existing = session.scalars(
-            select(Document).where(
-                Document.collection_id == ctx.collection_id, Document.content_hash == digest
-            )
+            select(Document).where(Document.collection_id == ctx.collection_id, Document.content_hash == digest)
         ).first()
         if existing is None:
             fresh.append((doc, digest))
@@ -258,9 +258,7 @@ def _store(ctx: JobContext, docs: list[NewDocument], vectors: np.ndarray) -> Tal
 def _replace_document(session: Session, ctx: JobContext, doc: NewDocument, vectors: np.ndarray) -> None:
     external_id = doc.incoming.external_id or f"doc_{doc.digest[:24]}"
     older = session.scalars(
-        select(Document).where(
-            Document.collection_id == ctx.collection_id, Document.external_id == external_id
-        )
+        select(Document).where(Document.collection_id == ctx.collection_id, Document.external_id == external_id)
     ).first()
     if older is not None:  # same id, new content: a new version
         session.delete(older)

@@ -140,9 +140,7 @@ _verified_lock = threading.Lock()
 def authenticate(session: Session, presented: str | None) -> Principal:
     """The principal for a presented key, or Unauthorized saying why."""
     if not presented:
-        raise Unauthorized(
-            "No API key. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
-        )
+        raise Unauthorized("No API key. Send `Authorization: Bearer <key>` or `X-API-Key: <key>`.")
     match = _KEY_RE.match(presented)
     if match is None:
         raise Unauthorized("The API key is malformed.")
@@ -220,9 +218,7 @@ def revoke_key(session: Session, tenant_id: str, key_id: str) -> None:
     _forget_verified_keys()
 
 
-def rotate_key(
-    session: Session, tenant_id: str, key_id: str, grace_seconds: int
-) -> tuple[ApiKey, str]:
+def rotate_key(session: Session, tenant_id: str, key_id: str, grace_seconds: int) -> tuple[ApiKey, str]:
     """A new key with the same name, scopes, tier and expiry; the old one keeps
     working for `grace_seconds`, then stops."""
     old = get_key(session, tenant_id, key_id)

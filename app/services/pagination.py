@@ -40,12 +40,8 @@ def paginate(
     """Rows of `query` newest first, and the cursor of the next page (or None)."""
     if cursor:
         created, row_id = decode_cursor(cursor)
-        query = query.where(
-            or_(model.created_at < created, and_(model.created_at == created, model.id < row_id))
-        )
-    rows = session.scalars(
-        query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
-    ).all()
+        query = query.where(or_(model.created_at < created, and_(model.created_at == created, model.id < row_id)))
+    rows = session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -91,9 +91,7 @@ def ranked(
     while True:
         rankings = pipeline.search(index, queries, depth, allowed_ids)
         collapsed = [_best_per_document(ranking, documents)[:top_k] for ranking in rankings]
-        crowded = any(
-            len(best) < top_k and len(ranking) >= depth for best, ranking in zip(collapsed, rankings)
-        )
+        crowded = any(len(best) < top_k and len(ranking) >= depth for best, ranking in zip(collapsed, rankings))
         if not crowded or depth >= most:
             return collapsed
         depth *= COLLAPSE_OVERFETCH

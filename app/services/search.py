@@ -35,14 +35,20 @@ UNAVAILABLE_RETRY_AFTER = 300
 
 
 def submit_search(
-    session: Session, principal: Principal, collection_name: str, params: dict[str, Any],
+    session: Session,
+    principal: Principal,
+    collection_name: str,
+    params: dict[str, Any],
     idempotency: Idempotency | None = None,
 ) -> Job:
     return _submit(session, principal, "search", collection_name, params, total=1, idempotency=idempotency)
 
 
 def submit_search_batch(
-    session: Session, principal: Principal, collection_name: str, params: dict[str, Any],
+    session: Session,
+    principal: Principal,
+    collection_name: str,
+    params: dict[str, Any],
     idempotency: Idempotency | None = None,
 ) -> Job:
     total = len(params["queries"])
@@ -59,11 +65,18 @@ def _submit(session, principal, job_type, collection_name, params, *, total, ide
     # Answered before at this generation: the job is born succeeded.
     answered = (
         search_cache.lookup(search_cache.cache_key(collection.id, collection.generation, params))
-        if job_type == "search" else None
+        if job_type == "search"
+        else None
     )
     return jobs.submit(
-        session, principal, job_type, params=params, collection=collection, total=total,
-        idempotency=idempotency, answered=answered,
+        session,
+        principal,
+        job_type,
+        params=params,
+        collection=collection,
+        total=total,
+        idempotency=idempotency,
+        answered=answered,
     )
 
 

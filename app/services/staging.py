@@ -81,8 +81,7 @@ def submit_files(
             )
         if not is_supported(upload.filename):
             raise UnsupportedMediaType(
-                f"{upload.filename}: unsupported file type. "
-                f"Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
+                f"{upload.filename}: unsupported file type. Supported: {', '.join(SUPPORTED_EXTENSIONS)}."
             )
     collection = _collection_for_upload(session, principal, collection_name)
     job_id = uuid.uuid4().hex
@@ -134,7 +133,13 @@ def _submit(
 ) -> Job:
     params = {"sources": sources, **(callback or {})}
     job = jobs.submit(
-        session, principal, "ingest", params=params, collection=collection, total=total, job_id=job_id,
+        session,
+        principal,
+        "ingest",
+        params=params,
+        collection=collection,
+        total=total,
+        job_id=job_id,
         idempotency=idempotency,
     )
     if job.id != job_id:  # a repeated request: the first one's upload is the one ingested
@@ -178,9 +183,7 @@ def _save_limited(upload: Upload, out: IO[bytes], limit: int) -> None:
     while block := upload.stream.read(_COPY_BUFFER):
         written += len(block)
         if written > limit:
-            raise PayloadTooLarge(
-                f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file."
-            )
+            raise PayloadTooLarge(f"{upload.filename} is larger than the {settings.max_upload_mb} MB limit per file.")
         out.write(block)
 
 

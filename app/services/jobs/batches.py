@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 Outcomes = dict[str, "dict[str, Any] | JobFailure"]
 BatchHandler = Callable[[list[JobContext]], Outcomes]
 
+
 def run_job(job_id: str, job_type: str, *, timeout_errors: tuple[type[BaseException], ...] = ()) -> str:
     """Run a job the way its kind wants: alone, or in a batch with the jobs
     of its kind waiting beside it."""
@@ -47,13 +48,20 @@ def run_job(job_id: str, job_type: str, *, timeout_errors: tuple[type[BaseExcept
     if batch_handler is None or settings.search_batch_max <= 1:
         return run(job_id, timeout_errors=timeout_errors)
     return run_batch(
-        job_id, resolve(batch_handler), max_jobs=settings.search_batch_max,
-        wait_ms=settings.search_batch_wait_ms, timeout_errors=timeout_errors,
+        job_id,
+        resolve(batch_handler),
+        max_jobs=settings.search_batch_max,
+        wait_ms=settings.search_batch_wait_ms,
+        timeout_errors=timeout_errors,
     )
 
 
 def run_batch(
-    job_id: str, handler: BatchHandler, *, max_jobs: int, wait_ms: float,
+    job_id: str,
+    handler: BatchHandler,
+    *,
+    max_jobs: int,
+    wait_ms: float,
     timeout_errors: tuple[type[BaseException], ...] = (),
 ) -> str:
     """Claim this job and the ones of its kind waiting beside it, run them as
@@ -73,9 +81,7 @@ def run_batch(
     started = time.monotonic()
     outcomes = _run(handler, contexts, timeout_errors)
     statuses = _finish_all(contexts, outcomes)
-    log.info(
-        "batch of %d %s jobs finished in %.0f ms", len(contexts), job.type, (time.monotonic() - started) * 1000
-    )
+    log.info("batch of %d %s jobs finished in %.0f ms", len(contexts), job.type, (time.monotonic() - started) * 1000)
     return statuses.get(job_id, "stopped")
 
 
@@ -106,9 +112,13 @@ def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> li
             .limit(limit)
         ).all()
         claimed = [
-            job_id for job_id in waiting
+            job_id
+            for job_id in waiting
             if transition(
-                session, job_id, JobStatus.RUNNING, only_from=[JobStatus.QUEUED],
+                session,
+                job_id,
+                JobStatus.RUNNING,
+                only_from=[JobStatus.QUEUED],
                 lease_owner=batched_owner,
                 lease_expires_at=now + timedelta(seconds=settings.job_lease_seconds),
                 attempts=Job.attempts + 1,

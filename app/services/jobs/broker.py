@@ -25,13 +25,15 @@ RECOVERY_PRIORITY = 0
 NORMAL_PRIORITY = 5
 
 
-def dispatch(
-    job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None
-) -> None:
+def dispatch(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None) -> None:
     """Put a job's message on its kind's queue (task id == job id)."""
     kind = kind_of(job_type)
     celery.send_task(
-        kind.task, args=[job_id], task_id=job_id, queue=kind.queue, priority=priority,
+        kind.task,
+        args=[job_id],
+        task_id=job_id,
+        queue=kind.queue,
+        priority=priority,
         # The worker's log lines for this job carry the submitting request's id.
         headers={"request_id": request_id_var.get()},
         # What Flower shows as the task's arguments: the task name says the

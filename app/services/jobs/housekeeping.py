@@ -74,8 +74,6 @@ def _resend(jobs: Iterable[tuple[str, str]]) -> list[str]:
 
 def purge_expired_jobs(session: Session, *, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=settings.job_retention_days)
-    deleted = execute_counted(
-        session, delete(Job).where(Job.status.in_(sorted(TERMINAL)), Job.finished_at < cutoff)
-    )
+    deleted = execute_counted(session, delete(Job).where(Job.status.in_(sorted(TERMINAL)), Job.finished_at < cutoff))
     session.commit()
     return deleted

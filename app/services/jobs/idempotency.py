@@ -54,11 +54,15 @@ def remember(session: Session, principal: Principal, idempotency: Idempotency, j
     """Record the key in the transaction that creates the job: a concurrent
     first request with the same key fails to commit and replays this one."""
     session.add(
-        IdempotencyKey(api_key_id=principal.key_id, key=idempotency.key, fingerprint=idempotency.fingerprint, job_id=job.id)
+        IdempotencyKey(
+            api_key_id=principal.key_id, key=idempotency.key, fingerprint=idempotency.fingerprint, job_id=job.id
+        )
     )
 
 
 def purge_expired_keys(session: Session) -> int:
-    deleted = execute_counted(session, delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - KEY_LIFETIME))
+    deleted = execute_counted(
+        session, delete(IdempotencyKey).where(IdempotencyKey.created_at < utcnow() - KEY_LIFETIME)
+    )
     session.commit()
     return deleted

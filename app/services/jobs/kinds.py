@@ -60,25 +60,42 @@ KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind(
-            "ingest", queue="ingest", handler="app.services.ingest:run_ingest", poll_after_ms=2000, poll_floor_ms=1000,
+            "ingest",
+            queue="ingest",
+            handler="app.services.ingest:run_ingest",
+            poll_after_ms=2000,
+            poll_floor_ms=1000,
             on_finish="app.services.staging:remove_staged_files",
         ),
         JobKind(
-            "search", queue="search", handler="app.services.search:run_search", poll_after_ms=200, poll_floor_ms=20,
+            "search",
+            queue="search",
+            handler="app.services.search:run_search",
+            poll_after_ms=200,
+            poll_floor_ms=20,
             batch_handler="app.services.search:run_searches",
         ),
         JobKind(
-            "search_batch", queue="search", handler="app.services.search:run_search_batch", poll_after_ms=500,
+            "search_batch",
+            queue="search",
+            handler="app.services.search:run_search_batch",
+            poll_after_ms=500,
             poll_floor_ms=50,
         ),
         # Deletions write to the collection like ingests, so they share their lane.
         JobKind(
-            "delete_document", queue="ingest", handler="app.services.documents:run_delete_document",
-            poll_after_ms=500, poll_floor_ms=200,
+            "delete_document",
+            queue="ingest",
+            handler="app.services.documents:run_delete_document",
+            poll_after_ms=500,
+            poll_floor_ms=200,
         ),
         JobKind(
-            "delete_collection", queue="ingest", handler="app.services.documents:run_delete_collection",
-            poll_after_ms=500, poll_floor_ms=200,
+            "delete_collection",
+            queue="ingest",
+            handler="app.services.documents:run_delete_collection",
+            poll_after_ms=500,
+            poll_floor_ms=200,
         ),
     )
 }

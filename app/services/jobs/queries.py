@@ -40,7 +40,8 @@ def job_version(session: Session, tenant_id: str, job_id: str) -> JobVersion:
         session.execute(
             select(Job.updated_at, Job.status, Job.type).where(Job.id == job_id, Job.tenant_id == tenant_id)
         ).first()
-        if is_row_id(job_id) else None
+        if is_row_id(job_id)
+        else None
     )
     if row is None:
         raise NotFound(f"No job with id {job_id!r}.")
@@ -97,7 +98,5 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
         finish(job.type, job.id)
     session.refresh(job)
     if job.status in TERMINAL and not cancelled:
-        raise Conflict(
-            f"Job {job.id} is already {job.status}; only a queued or running job can be cancelled."
-        )
+        raise Conflict(f"Job {job.id} is already {job.status}; only a queued or running job can be cancelled.")
     return job

@@ -128,18 +128,14 @@ def admit(session: Session, principal: Principal) -> None:
     # The broker first: it is not asked while the key's row is locked.
     depth = queue_depth()
     if depth is not None and depth >= settings.queue_depth_limit:
-        raise ServiceUnavailable(
-            "The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER
-        )
+        raise ServiceUnavailable("The job queues are full; try again later.", retry_after=OVERLOAD_RETRY_AFTER)
     quota = settings.inflight_jobs[principal.tier]
     # Count-then-insert is atomic per key: the key's row stays locked until
     # the caller commits the new job (PostgreSQL); SQLite's write transaction
     # (BEGIN IMMEDIATE) already admits one submit at a time.
     session.execute(select(ApiKey.id).where(ApiKey.id == principal.key_id).with_for_update())
     in_flight = session.execute(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.api_key_id == principal.key_id, Job.status.in_(sorted(ACTIVE)))
+        select(func.count()).select_from(Job).where(Job.api_key_id == principal.key_id, Job.status.in_(sorted(ACTIVE)))
     ).scalar_one()
     if in_flight >= quota:
         raise QuotaExceeded(

@@ -66,9 +66,7 @@ class Outcome:
 def dispatch(delivery_id: str, countdown: float = 0) -> None:
     if countdown > LONGEST_COUNTDOWN:
         return  # the sweep sends it when it is due
-    celery.send_task(
-        "quarry.webhooks.deliver", args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown or None
-    )
+    celery.send_task("quarry.webhooks.deliver", args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown or None)
 
 
 def deliver(delivery_id: str) -> str:
@@ -258,7 +256,9 @@ _http = PerProcess(
     # and a kept TLS connection to one host must never carry a request for
     # another host on the same address.
     lambda: httpx.Client(
-        timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False,
+        timeout=TIMEOUT_SECONDS,
+        follow_redirects=False,
+        trust_env=False,
         limits=httpx.Limits(max_keepalive_connections=0),
     )
 )

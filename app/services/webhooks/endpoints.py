@@ -38,7 +38,11 @@ def create_endpoint(
     """The new endpoint; its secret is shown to the client only now."""
     check_url(url, "url")
     endpoint = WebhookEndpoint(
-        tenant_id=tenant_id, url=url, events=sorted(set(events)), description=description, active=True,
+        tenant_id=tenant_id,
+        url=url,
+        events=sorted(set(events)),
+        description=description,
+        active=True,
         secret=new_secret(),
     )
     session.add(endpoint)
@@ -127,7 +131,9 @@ def tenant_secret(session: Session, tenant_id: str) -> str:
     if secret is None:
         session.rollback()  # write in a transaction of its own, not on a read snapshot
         session.execute(
-            update(Tenant).where(Tenant.id == tenant_id, Tenant.webhook_secret.is_(None)).values(webhook_secret=new_secret())
+            update(Tenant)
+            .where(Tenant.id == tenant_id, Tenant.webhook_secret.is_(None))
+            .values(webhook_secret=new_secret())
         )
         session.commit()
         secret = session.scalar(current)

@@ -88,7 +88,13 @@ def _receivers(job: Job, endpoints: Sequence[WebhookEndpoint], event_type: str) 
 
 
 def _add(
-    session: Session, tenant_id: str, endpoint_id: str | None, url: str, body: dict[str, Any], *, job_id: str | None = None
+    session: Session,
+    tenant_id: str,
+    endpoint_id: str | None,
+    url: str,
+    body: dict[str, Any],
+    *,
+    job_id: str | None = None,
 ) -> WebhookDelivery:
     now = utcnow()
     delivery = WebhookDelivery(
