@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test bench bench-webhooks bench-hnsw bench-scale eval clean
+.PHONY: install redis-server run test lint bench bench-webhooks bench-hnsw bench-scale eval load clean
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ run: install redis-server
 test: install redis-server
 	$(BIN)/python -m pytest
 
+# What CI checks besides the suite: ruff (lint and format) and mypy on the
+# service's code (configured in pyproject.toml).
+lint: install
+	$(BIN)/ruff check app workers
+	$(BIN)/ruff format --check app workers
+	$(BIN)/mypy
+
 bench: install redis-server
 	$(BIN)/python bench/run.py
 
@@ -54,6 +61,17 @@ bench-scale: install redis-server
 # nDCG@10 and recall@100 per pipeline on SciFact, through the service and in process: docs/quality.md.
 eval: install redis-server
 	$(BIN)/python bench/eval.py
+
+# Load test of a running `make run` (bench/locustfile.py): locust, headless, then
+# one summary line; exits non-zero on any error. HOST is the web's URL here (for
+# `make run` it is the address to bind), so only this target sets it.
+USERS ?= 64
+SPAWN_RATE ?= 16
+DURATION ?= 60s
+load: HOST = http://127.0.0.1:$(or $(PORT),8000)
+load: install
+	$(BIN)/python -m locust -f bench/locustfile.py --headless --only-summary \
+		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --host $(HOST)
 
 clean:
 	rm -rf var .pytest_cache

@@ -1,0 +1,340 @@
+"""Load test of a running Quarry (`make run`): many users doing what users do.
+
+    make load                                   # 64 users, 16 started/s, 60 s, http://127.0.0.1:8000
+    .venv/bin/python -m locust -f bench/locustfile.py --host http://127.0.0.1:8000   # web UI on :8089
+
+Each user, pausing 1-5 s between actions, searches (weight 8: submit a
+SciFact test query, then poll the job until it is final), ingests 1-3 short
+documents (weight 1, polled the same way) or lists its recent jobs (weight
+2). Polls honour `poll_after_ms` and send the last `ETag` in `If-None-Match`.
+A job's whole time, submit to the poll that saw it final, is recorded as a
+request of type JOB; a job that ends other than `succeeded` is a failure.
+
+Before any user starts (locust's init event, outside the timed run and the
+statistics), the run gets collections of its own: one holding a slice of
+SciFact (built-in texts when the dataset is absent) for the searches, one
+for the small ingests. Both are deleted when locust quits. The API key is
+QUARRY_KEY, else the one `make run` keeps in var/local-admin-key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from locust import HttpUser, between, events, task
+
+ROOT = Path(__file__).resolve().parent.parent
+# `locust -f bench/locustfile.py` puts only bench/ on sys.path.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app.services.jobs import TERMINAL, JobStatus  # noqa: E402
+from bench.dataset import document_text, load_scifact  # noqa: E402
+from bench.parameters import DEFAULT_DATASET, TOP_K  # noqa: E402
+from devstack.client import Client  # noqa: E402
+
+log = logging.getLogger("quarry.load")
+
+DEFAULT_HOST = "http://127.0.0.1:8000"
+CORPUS_DOCS = 300
+JOB_TIMEOUT_S = 120.0
+# The setup's ingest embeds the whole slice at once.
+SETUP_JOB_TIMEOUT_S = 900.0
+# More than the worker has processes on a 2-core machine.
+WARM_UP_SEARCHES = 4
+# Answers that refuse a request for now and say, in Retry-After, when to retry.
+REFUSALS = (429, 503)
+
+# Requests are named by route, so the statistics have one row per route.
+SEARCH_ROUTE = "/api/v1/collections/[name]/search"
+INGEST_ROUTE = "/api/v1/collections/[name]/documents"
+JOB_ROUTE = "/api/v1/jobs/[id]"
+JOB_LIST = "/api/v1/jobs?limit=20"
+SEARCH_JOB = "search job (submit→result)"
+CACHED_SEARCH_JOB = "search job, cached (submit→result)"
+INGEST_JOB = "ingest job (submit→result)"
+
+# What the run searches and ingests when SciFact is not on this machine.
+BUILT_IN_TEXTS = (
+    "Vitamin D supplementation lowers the risk of respiratory infections in older adults.",
+    "Regular aerobic exercise improves insulin sensitivity in people with type 2 diabetes.",
+    "Statins reduce the incidence of major cardiovascular events in high-risk patients.",
+    "Gut microbiota composition influences the response to cancer immunotherapy.",
+    "Sleep deprivation impairs memory consolidation in the hippocampus.",
+    "Antibiotic overuse drives the spread of resistant bacterial strains in hospitals.",
+    "Mediterranean diets are associated with lower rates of cognitive decline.",
+    "CRISPR gene editing corrects a sickle cell mutation in human stem cells.",
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every user of this run works with, settled once before they start."""
+
+    key: str
+    search_collection: str
+    ingest_collection: str
+    queries: list[str]
+
+
+workload: Workload  # set by prepare_workload (locust's init event)
+
+
+class JobNotSucceeded(Exception):
+    """A job that failed, was cancelled, or was not final in time."""
+
+
+# --- polling, as the API asks a client to poll ------------------------------------
+
+
+def poll_wait_s(response: requests.Response, job: dict, previous_s: float) -> float:
+    """Seconds until a poll is worth making: the latest `poll_after_ms`, or
+    Retry-After when the request was refused (or no hint is known)."""
+    if response.status_code not in REFUSALS and job.get("poll_after_ms") is not None:
+        return job["poll_after_ms"] / 1000
+    return float(response.headers.get("Retry-After", previous_s))
+
+
+def wait_for_job(get: Callable[..., requests.Response], submitted: requests.Response, timeout_s: float) -> dict:
+    """Poll a submitted job until it is final: `get(path, headers=...)`
+    after each wait, with the last ETag in If-None-Match (a 304 keeps the job as
+    last read)."""
+    job, etag = submitted.json(), None
+    deadline = time.monotonic() + timeout_s
+    wait_s = poll_wait_s(submitted, job, previous_s=1.0)
+    while job["status"] not in TERMINAL:
+        if time.monotonic() + wait_s > deadline:
+            raise JobNotSucceeded(f"job {job['id']} still {job['status']} after {timeout_s:.0f} s")
+        time.sleep(wait_s)
+        response = get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": etag} if etag else {})
+        if response.status_code == 200:
+            job, etag = response.json(), response.headers.get("ETag")
+        elif response.status_code != 304 and response.status_code not in REFUSALS:
+            raise JobNotSucceeded(f"polling job {job['id']} answered {response.status_code}")
+        wait_s = poll_wait_s(response, job, wait_s)
+    return job
+
+
+def check_succeeded(job: dict) -> None:
+    if job["status"] != JobStatus.SUCCEEDED:
+        raise JobNotSucceeded(f"{job['type']} job {job['id']} {job['status']}: {job.get('error')}")
+
+
+# --- the users --------------------------------------------------------------------
+
+
+class QuarryUser(HttpUser):
+    host = DEFAULT_HOST
+    # A person reads what came back before the next action; at 64 users this
+    # also keeps the shared key well under the enterprise rate limit.
+    wait_time = between(1, 5)
+
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = f"Bearer {workload.key}"
+
+    @task(8)
+    def search(self) -> None:
+        body = {"query": random.choice(workload.queries), "top_k": TOP_K}
+        path = f"/api/v1/collections/{workload.search_collection}/search"
+        outcome = self.submit_and_wait(SEARCH_ROUTE, path, body)
+        if outcome is not None:
+            job, elapsed_ms, error = outcome
+            cached = bool((job.get("result") or {}).get("cached"))
+            self.record_job(CACHED_SEARCH_JOB if cached else SEARCH_JOB, elapsed_ms, error)
+
+    @task(1)
+    def ingest(self) -> None:
+        path = f"/api/v1/collections/{workload.ingest_collection}/documents"
+        outcome = self.submit_and_wait(INGEST_ROUTE, path, {"documents": short_documents(workload.queries)})
+        if outcome is not None:
+            _job, elapsed_ms, error = outcome
+            self.record_job(INGEST_JOB, elapsed_ms, error)
+
+    @task(2)
+    def list_jobs(self) -> None:
+        self.client.get(JOB_LIST, name=JOB_LIST)
+
+    def submit_and_wait(self, route: str, path: str, body: dict) -> tuple[dict, float, Exception | None] | None:
+        """(the last job read, ms from submit to then, why it did not
+        succeed); None when the submit was not accepted (a failed request)."""
+        started = time.perf_counter()
+        submitted = self.submit(route, path, body)
+        if submitted is None:
+            return None
+        job, error = submitted.json(), None
+        try:
+            job = wait_for_job(self.poll, submitted, JOB_TIMEOUT_S)
+            check_succeeded(job)
+        except JobNotSucceeded as exc:
+            error = exc
+        return job, (time.perf_counter() - started) * 1000, error
+
+    def submit(self, route: str, path: str, body: dict) -> requests.Response | None:
+        """The 202 answer; anything else is a failure, and a refused user
+        waits as Retry-After asks before its next action."""
+        with self.client.post(path, json=body, name=route, catch_response=True) as response:
+            if response.status_code == 202:
+                return response
+            response.failure(f"answered {response.status_code}: {response.text[:200]}")
+        if response.status_code in REFUSALS:
+            time.sleep(poll_wait_s(response, {}, previous_s=1.0))
+        return None
+
+    def poll(self, path: str, headers: dict) -> requests.Response:
+        return self.client.get(path, headers=headers, name=JOB_ROUTE)
+
+    def record_job(self, name: str, elapsed_ms: float, error: Exception | None) -> None:
+        self.environment.events.request.fire(
+            request_type="JOB", name=name, response_time=elapsed_ms, response_length=0, exception=error, context={}
+        )
+
+
+def short_documents(texts: list[str]) -> list[dict]:
+    """1-3 short documents, each with text of its own so every ingest has
+    something new to embed and index."""
+    documents = []
+    for _ in range(random.randint(1, 3)):
+        doc_id = f"note-{uuid.uuid4().hex[:12]}"
+        text = f"{random.choice(texts)} Noted in load-test {doc_id}."
+        documents.append({"id": doc_id, "text": text, "metadata": {"source": "load-test"}})
+    return documents
+
+
+# --- before the users start, and after they stop -----------------------------------
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
+                        help="BEIR SciFact directory (built-in texts when it is absent)")
+    parser.add_argument("--corpus-docs", type=int, default=CORPUS_DOCS,
+                        help="SciFact documents ingested into the run's search collection")
+
+
+@events.init.add_listener
+def prepare_workload(environment, **_kwargs) -> None:
+    global workload
+    options = environment.parsed_options
+    base_url = (environment.host or DEFAULT_HOST).rstrip("/")
+    check_stack(base_url)
+    key, key_source = api_key()
+    client = Client(base_url, key)
+    documents, queries = corpus_and_queries(options.dataset, options.corpus_docs)
+    run = f"load-{time.strftime('%Y%m%d-%H%M%S')}"
+    workload = Workload(key, search_collection=run, ingest_collection=f"{run}-notes", queries=queries)
+    log.info("Ingesting %d documents into %s at %s ...", len(documents), run, client.base_url)
+    started = time.monotonic()
+    run_setup_jobs(client, [(f"/api/v1/collections/{run}/documents", {"documents": documents})], key_source)
+    run_setup_jobs(client, warm_up_searches(run), key_source)
+    log.info("Setup took %.0f s; the users start now.", time.monotonic() - started)
+    environment.events.quitting.add_listener(lambda **_: delete_collections(client, workload))
+    environment.events.quit.add_listener(lambda **_: print_summary(environment))
+
+
+def api_key() -> tuple[str, str]:
+    """The key, and where it came from: QUARRY_KEY, else `make run`'s file."""
+    if os.environ.get("QUARRY_KEY"):
+        return os.environ["QUARRY_KEY"], "QUARRY_KEY"
+    key_file = Path(os.environ.get("QUARRY_VAR_DIR") or ROOT / "var") / "local-admin-key"
+    if not key_file.is_file():
+        raise SystemExit(f"No API key: set QUARRY_KEY, or start the stack with `make run` (it writes {key_file}).")
+    return key_file.read_text().strip(), str(key_file)
+
+
+def check_stack(base_url: str) -> None:
+    try:
+        health = Client(base_url).get("/health")
+    except requests.ConnectionError:
+        raise SystemExit(
+            f"No Quarry answers at {base_url}: start it with `make run` in another terminal "
+            "(or point --host / HOST at a running one)."
+        ) from None
+    if health.status_code != 200:
+        raise SystemExit(f"Quarry at {base_url} is not healthy: /health answered {health.status_code}: "
+                         f"{health.text[:300]}")
+
+
+def corpus_and_queries(dataset: Path, n_docs: int) -> tuple[list[dict], list[str]]:
+    """SciFact documents (those the test queries judge first) and the judged
+    test queries; the built-in texts as both when SciFact is absent."""
+    if not (dataset / "corpus.jsonl").is_file():
+        log.warning("No SciFact at %s: searching built-in texts instead.", dataset)
+        documents = [{"id": f"builtin-{n}", "text": text} for n, text in enumerate(BUILT_IN_TEXTS)]
+        return documents, list(BUILT_IN_TEXTS)
+    scifact = load_scifact(dataset, n_docs=n_docs)
+    documents = [
+        {"id": str(doc["_id"]), "text": document_text(doc), "metadata": {"title": doc.get("title", "")}}
+        for doc in scifact.documents
+    ]
+    return documents, [text for _qid, text in scifact.queries]
+
+
+def run_setup_jobs(client: Client, submits: list[tuple[str, dict]], key_source: str) -> None:
+    """Submits every (path, body) at once, then waits for each job; ends
+    locust, saying why, when one is refused or does not succeed."""
+    accepted = []
+    for path, body in submits:
+        response = client.post(path, json=body)
+        if response.status_code != 202:
+            raise SystemExit(
+                f"POST {path} answered {response.status_code} (key from {key_source}): {response.text[:300]}"
+            )
+        accepted.append(response)
+    try:
+        for response in accepted:
+            check_succeeded(wait_for_job(client.get, response, SETUP_JOB_TIMEOUT_S))
+    except JobNotSucceeded as exc:
+        raise SystemExit(f"Setup failed: {exc}") from None
+
+
+def warm_up_searches(collection: str) -> list[tuple[str, dict]]:
+    """Untimed searches, so the worker's processes have loaded the model and
+    the index; the run never sends their queries, so none of its searches
+    is answered from their cache."""
+    path = f"/api/v1/collections/{collection}/search"
+    return [(path, {"query": f"warm-up search {n}", "top_k": TOP_K}) for n in range(WARM_UP_SEARCHES)]
+
+
+def delete_collections(client: Client, run: Workload) -> None:
+    for name in (run.search_collection, run.ingest_collection):
+        response = client.delete(f"/api/v1/collections/{name}")
+        if response.status_code not in (202, 404):  # 404: no ingest ran
+            log.warning("Could not delete collection %s: %s %s", name, response.status_code, response.text[:200])
+
+
+def print_summary(environment) -> None:
+    """One line after locust's tables: the numbers the load test is for."""
+    stats, options = environment.stats, environment.parsed_options
+    submit = stats.get(SEARCH_ROUTE, "POST")
+    searches = stats.get(SEARCH_JOB, "JOB")
+    cached = stats.get(CACHED_SEARCH_JOB, "JOB")
+    errors = stats.total.num_failures + sum(e["count"] for e in environment.runner.exceptions.values())
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"\nLoad test, {options.num_users} users: "
+        f"search submit POST→202 p95 {submit.get_response_time_percentile(0.95):.0f} ms (target ≤ 20) · "
+        f"search job submit→result p50 {searches.get_response_time_percentile(0.5):.0f} ms, "
+        f"p95 {searches.get_response_time_percentile(0.95):.0f} ms over {searches.num_requests} jobs "
+        f"(+{cached.num_requests} answered from the cache) · {http_requests_per_s(stats):.1f} HTTP requests/s · "
+        f"errors {errors} (target 0) · load average {load}",
+        flush=True,
+    )
+
+
+def http_requests_per_s(stats) -> float:
+    """HTTP requests (not the JOB rows, which time several of them) per
+    second of the run."""
+    total = stats.total
+    if not total.last_request_timestamp:
+        return 0.0
+    http = sum(entry.num_requests for entry in stats.entries.values() if entry.method != "JOB")
+    return http / max(total.last_request_timestamp - total.start_time, 1e-9)
