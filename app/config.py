@@ -121,6 +121,7 @@ class Settings:
     broker_visibility_timeout: int
     worker_concurrency: int
     worker_start_timeout_seconds: int
+    worker_preload_model: bool
     log_level: str
     log_format: str
     ratelimit_storage_url: str
@@ -203,6 +204,9 @@ class Settings:
             broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", 7200),
             worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
             worker_start_timeout_seconds=_int("WORKER_START_TIMEOUT_SECONDS", 120),
+            # Load the model in the worker's main process before the pool forks,
+            # so the pool processes share one copy (0: each loads its own).
+            worker_preload_model=_bool("WORKER_PRELOAD_MODEL", True),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
             # json: one object per line, for machines; text: for people (make run).
             log_format=_env("LOG_FORMAT", "json").lower(),

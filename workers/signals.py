@@ -1,7 +1,9 @@
-"""Worker process hooks: load the model after fork, recover jobs on start."""
+"""Worker process hooks: load the model once before the pool forks, size
+torch's threads after it, recover jobs on start."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -10,6 +12,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_ready,
 )
@@ -50,21 +53,42 @@ def _clear_log_context(**_kwargs) -> None:
     logs.job_id_var.set(None)
 
 
+@worker_init.connect
+def _load_model_before_fork(**_kwargs) -> None:
+    """The worker's main process loads the model before it forks the pool, so
+    every pool process shares one copy of the weights and of torch's own
+    memory (copy-on-write: nothing writes to them). Loading runs no model
+    computation, so torch's thread pools start only in the children, after
+    the fork, where they are safe to start."""
+    if not settings.worker_preload_model:
+        return
+    from app.services.indexing import embedder
+
+    started = time.monotonic()
+    embedder()
+    # Out of the garbage collector's sight: a collection in a pool process
+    # would otherwise write to every object's header and copy the pages
+    # holding torch's and the model's Python objects into each process.
+    gc.freeze()
+    log.info("model loaded in %.1f s, to be shared by the pool", time.monotonic() - started)
+
+
 @worker_process_init.connect
-def _load_model_in_child(**_kwargs) -> None:
-    """Each prefork child loads the model once, after the fork; torch gets a
-    share of the cores so children x threads never exceeds them."""
+def _ready_the_child(**_kwargs) -> None:
+    """Each prefork child: its own database connections, a share of the
+    cores for torch (children x threads never exceeds them), and the model
+    (inherited from the main process, or loaded here when not preloaded)."""
     from app.search.embedding import set_torch_threads
+    from app.services.embedding_threads import pool_share
     from app.services.indexing import embedder
 
     # Connections inherited from the parent must not be shared across processes.
     if db.engine is not None:
         db.engine.dispose(close=False)
-    cores = os.cpu_count() or 1
-    set_torch_threads(max(1, cores // max(1, settings.worker_concurrency)))
+    set_torch_threads(pool_share())
     started = time.monotonic()
     embedder()
-    log.info("pool process %d ready: model loaded in %.1f s", os.getpid(), time.monotonic() - started)
+    log.info("pool process %d ready in %.1f s", os.getpid(), time.monotonic() - started)
 
 
 @worker_ready.connect

@@ -28,6 +28,7 @@ from app.models import Chunk, Collection, Document
 from app.search.chunking import TextChunk, chunk_text
 from app.search.embedding import Embedder
 from app.search.extract import ExtractionError, extract
+from app.services import embedding_threads
 from app.services.errors import JobFailure
 from app.services.indexing import embedder, sync_collection_index
 from app.services.jobs import JobCancelled, JobContext
@@ -226,9 +227,11 @@ def _chunk(docs: list[tuple[IncomingDocument, str]], model: Embedder) -> tuple[l
 def _embed(ctx: JobContext, model: Embedder, docs: list[NewDocument], processed: int) -> np.ndarray:
     texts = [piece.text for doc in docs for piece in doc.pieces]
     parts = []
-    for start in range(0, len(texts), CHUNKS_PER_ENCODE):
-        parts.append(model.encode(texts[start : start + CHUNKS_PER_ENCODE]))
-        ctx.checkpoint(processed)  # long documents: keep the lease alive
+    with embedding_threads.ingest_embedding(ctx.job_id):
+        for start in range(0, len(texts), CHUNKS_PER_ENCODE):
+            embedding_threads.before_batch(ctx.job_id)  # every core while it is the only ingest
+            parts.append(model.encode(texts[start : start + CHUNKS_PER_ENCODE]))
+            ctx.checkpoint(processed)  # long documents: keep the lease alive
     return np.vstack(parts) if parts else np.zeros((0, model.dimension), dtype="float32")
 
 

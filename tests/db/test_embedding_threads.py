@@ -1,0 +1,49 @@
+"""An ingest that is the only one embedding on its host uses every core; a
+second one sends both back to their pool share; a finished ingest leaves
+its process at its share for the searches that follow."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from app.services import embedding_threads
+
+CORES = os.cpu_count() or 1
+pytestmark = pytest.mark.skipif(CORES < 2, reason="one core: every share is the whole machine")
+
+
+@pytest.fixture(autouse=True)
+def pool_of_the_cores(runtime, monkeypatch):
+    """A pool with a process per core (the default), so the share is one core."""
+    import dataclasses
+
+    from app.config import settings
+
+    monkeypatch.setattr(embedding_threads, "settings", dataclasses.replace(settings, worker_concurrency=CORES))
+    runtime_redis = embedding_threads.redis_store.client
+    runtime_redis.delete(embedding_threads.claims_key())
+    yield
+    runtime_redis.delete(embedding_threads.claims_key())
+    torch.set_num_threads(1)
+
+
+def test_a_lone_ingest_embeds_on_every_core_and_gives_them_back(runtime):
+    with embedding_threads.ingest_embedding("ingest-a"):
+        embedding_threads.before_batch("ingest-a")
+        assert torch.get_num_threads() == CORES
+    assert torch.get_num_threads() == 1
+
+
+def test_two_ingests_on_a_host_keep_to_their_share(runtime):
+    with embedding_threads.ingest_embedding("ingest-a"):
+        embedding_threads.before_batch("ingest-a")
+        with embedding_threads.ingest_embedding("ingest-b"):
+            embedding_threads.before_batch("ingest-b")
+            assert torch.get_num_threads() == 1
+            embedding_threads.before_batch("ingest-a")  # a's next batch
+            assert torch.get_num_threads() == 1
+        embedding_threads.before_batch("ingest-a")  # b finished: a has the machine again
+        assert torch.get_num_threads() == CORES
