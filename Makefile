@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test lint bench bench-webhooks bench-hnsw bench-scale eval load clean
+.PHONY: install redis-server run test lint bench bench-webhooks bench-hnsw bench-scale bench-memory eval load clean
 
 install: $(STAMP)
 
@@ -57,6 +57,10 @@ bench-hnsw: install
 # Flat vs hnsw search jobs through the service on 200k chunks (rows written directly): its own section of docs/benchmarks.md.
 bench-scale: install redis-server
 	$(BIN)/python bench/scale_service.py
+
+# A worker's total PSS with the model loaded before the pool forks, and without: its own section of docs/benchmarks.md.
+bench-memory: install redis-server
+	$(BIN)/python bench/worker_memory.py
 
 # nDCG@10 and recall@100 per pipeline on SciFact, through the service and in process: docs/quality.md.
 eval: install redis-server

@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Worker memory: the total PSS of one Celery worker (main process and its
+pool, default concurrency) after it has ingested and searched, with the model
+loaded once before the pool forks (WORKER_PRELOAD_MODEL=1, the default) and
+with each pool process loading its own (=0, how workers ran before). Both in
+one run, on the same machine. Writes the "## Worker memory" section of
+docs/benchmarks.md (`make bench-memory`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+# As in bench/run.py: the project root goes first on sys.path, so `app` and `bench` import.
+ROOT = Path(__file__).resolve().parent.parent
+if not __package__:
+    sys.path[0] = str(ROOT)
+
+from app.config import settings  # noqa: E402
+from bench.parameters import DEFAULT_OUTPUT  # noqa: E402
+from bench.report import splice_section  # noqa: E402
+from bench.system import code_state, load_average  # noqa: E402
+from devstack.processes import RedisServer, Stack, create_database  # noqa: E402
+
+SECTION = "## Worker memory"
+MODES = {"0": "each pool process loads its own model (before)", "1": "model loaded before the fork (now)"}
+TARGET = 0.6
+
+
+def corpus(n: int) -> list[dict[str, str]]:
+    words = "people place time water city river school music market garden science history".split()
+    return [{"id": f"doc-{i}", "text": " ".join(words[(i * 7 + j) % len(words)] for j in range(60))} for i in range(n)]
+
+
+def process_tree_pss(root: int) -> dict[str, int]:
+    """PSS and RSS in bytes of `root` and every process below it."""
+    parent = psutil.Process(root)
+    processes = [parent, *parent.children(recursive=True)]
+    totals = {"pss": 0, "rss": 0, "processes": len(processes)}
+    for process in processes:
+        memory = process.memory_full_info()
+        totals["pss"] += memory.pss
+        totals["rss"] += memory.rss
+    return totals
+
+
+def measure(preload: str, documents: int, searches: int) -> dict[str, int]:
+    """A private stack whose worker ingests and searches, then its memory."""
+    workdir = Path(tempfile.mkdtemp(prefix="quarry-bench-memory-"))
+    redis = RedisServer(workdir / "redis").start()
+    url, drop = create_database(workdir)
+    stack = Stack(workdir, url, redis, WORKER_PRELOAD_MODEL=preload)
+    try:
+        stack.authenticate(stack.create_key("bench", tier="enterprise"))
+        stack.start_web()
+        worker = stack.start_worker(concurrency=settings.worker_concurrency)
+        assert stack.ingest("memory", corpus(documents))["status"] == "succeeded"
+        for i in range(searches):  # both pool processes get some
+            assert stack.search("memory", query=f"people and places {i}")["status"] == "succeeded"
+        time.sleep(2)  # let the pool settle after the last task
+        return process_tree_pss(worker.pid)
+    finally:
+        stack.stop()
+        redis.stop()
+        drop()
+
+
+def render(results: dict[str, dict[str, int]], args: argparse.Namespace) -> str:
+    before, now = results["0"]["pss"], results["1"]["pss"]
+    ratio = now / before
+    rows = [
+        f"| {MODES[mode]} | {r['processes']} | {r['pss'] / 2**20:,.0f} | {r['rss'] / 2**20:,.0f} |"
+        for mode, r in results.items()
+    ]
+    verdict = "met" if ratio <= TARGET else "**not met**"
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "Produced by `make bench-memory` (`.venv/bin/python bench/worker_memory.py`): one worker with the default "
+            f"concurrency ({settings.worker_concurrency} pool processes on this machine) ingests {args.documents} "
+            f"documents and runs {args.searches} searches, then the PSS of its main process and pool is summed "
+            "(PSS splits each shared page between the processes sharing it, so the sum is what the worker costs the "
+            "machine; RSS counts shared pages once per process). Both ways in one run; "
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, code {code_state()}, load average before {load_average()}.",
+            "",
+            "| worker | processes | total PSS, MiB | total RSS, MiB |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"Total PSS now is {ratio:.2f}× before (target ≤ {TARGET}×: {verdict}). The model and torch's own memory "
+            "are loaded once, in the main process, before the pool forks; the pool processes share those pages "
+            "copy-on-write because nothing writes to them. Torch's thread pools start only in the pool processes, "
+            "after the fork (no model computation runs in the main process).",
+            "",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=200)
+    parser.add_argument("--searches", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file; its section is replaced")
+    args = parser.parse_args()
+    results = {}
+    for mode in MODES:
+        print(f"WORKER_PRELOAD_MODEL={mode}: {MODES[mode]}", flush=True)
+        results[mode] = measure(mode, args.documents, args.searches)
+        print(f"  {results[mode]}", flush=True)
+    section = render(results, args)
+    text = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(splice_section(text, SECTION, section))
+    print(f"{section}wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
