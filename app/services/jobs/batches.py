@@ -111,10 +111,8 @@ def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> li
             .order_by(Job.updated_at)
             .limit(limit)
         ).all()
-        claimed = [
-            job_id
-            for job_id in waiting
-            if transition(
+        moves = (
+            transition(
                 session,
                 job_id,
                 JobStatus.RUNNING,
@@ -123,12 +121,11 @@ def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> li
                 lease_expires_at=now + timedelta(seconds=settings.job_lease_seconds),
                 attempts=Job.attempts + 1,
             )
-        ]
+            for job_id in waiting
+        )
+        claimed = [job for job in moves if job is not None]
         session.commit()
-        if not claimed:
-            return []
-        rows = session.scalars(select(Job).where(Job.id.in_(claimed)).order_by(Job.updated_at)).all()
-        return [_context(row, batched_owner) for row in rows]
+        return [_context(job, batched_owner) for job in claimed]
 
 
 def _run(handler: BatchHandler, contexts: list[JobContext], timeout_errors) -> Outcomes:

@@ -132,12 +132,10 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         attempts=Job.attempts + 1,
     )
     session.commit()
+    if claimed is not None:
+        return claimed
     job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        return None
-    if claimed:
-        return job
-    if job.status not in ACTIVE:
+    if job is None or job.status not in ACTIVE:
         return None
     expires_at = job.lease_expires_at
     lease_lives = expires_at is not None and expires_at >= now

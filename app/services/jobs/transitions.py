@@ -21,7 +21,7 @@ from sqlalchemy import ClauseElement, event, func, literal, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app import metrics
-from app.models import Job, UTCDateTime, execute_counted, utcnow
+from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs import poll_hints
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
@@ -52,11 +52,11 @@ def transition(
     held_by: str | None = None,
     where: Iterable[Any] = (),
     **values: Any,
-) -> bool:
+) -> Job | None:
     """Move the job to `to` if it is in an allowed status (narrowed by
     `only_from`), leased to `held_by` when given, and matches `where`.
-    Sets the timestamps that go with the move plus `values`. Returns whether
-    the job moved. Does not commit."""
+    Sets the timestamps that go with the move plus `values`. Returns the
+    moved job as it now is, None when it did not move. Does not commit."""
     sources = ALLOWED_FROM[to] if only_from is None else ALLOWED_FROM[to] & set(only_from)
     if not sources:
         raise ValueError(f"no job may move to {to} from {sorted(only_from or ())}")
@@ -70,24 +70,25 @@ def transition(
     statement = update(Job).where(Job.id == job_id, Job.status.in_(sorted(sources)), *where)
     if held_by is not None:
         statement = statement.where(Job.lease_owner == held_by)
-    moved = execute_counted(
-        session, statement.values(**changes).execution_options(**{_MARK: True, "synchronize_session": False})
-    )
-    if not moved:
-        return False
+    # RETURNING hands back the moved row, so what follows (counters, webhook
+    # events, the claimer) needs no second read of it.
+    moved = session.scalars(
+        statement.values(**changes)
+        .returning(Job)
+        .execution_options(**{_MARK: True, "synchronize_session": False, "populate_existing": True})
+    ).first()
+    if moved is None:
+        return None
     if to is JobStatus.RUNNING or to.is_terminal:
-        _count(session, job_id, to, now)
+        _count(session, moved, to, now)
     if to.is_terminal:  # the job's final events, in the same transaction
         final_progress = ["job.progress"] if to is JobStatus.SUCCEEDED else []  # the final 100 %
-        record_job_events(session, job_id, [*final_progress, f"job.{to}"])
-    return True
+        record_job_events(session, moved, [*final_progress, f"job.{to}"])
+    return moved
 
 
-def _count(session: Session, job_id: str, to: JobStatus, now) -> None:
+def _count(session: Session, job: Job, to: JobStatus, now) -> None:
     """The job counters and timings, applied when this transaction commits."""
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        return
     job_type, created, started, ran_by_worker = job.type, job.created_at, job.started_at, job.attempts > 0
     if to is JobStatus.RUNNING:
         wait = (now - created).total_seconds() if created else None

@@ -30,12 +30,15 @@ DEFAULT_CALLBACK_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 _SENT_AFTER_COMMIT = "quarry_webhook_deliveries"
 
 
-def record_job_events(session: Session, job_id: str, event_types: list[str]) -> int:
-    """Write each of `event_types` for the job, with the job's JSON as a poll
-    returns it now, for every receiver that wants it. Returns how many."""
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        return 0
+def record_job_events(session: Session, job: Job | str, event_types: list[str]) -> int:
+    """Write each of `event_types` for the job (given as it now is, or by id),
+    with the job's JSON as a poll returns it now, for every receiver that
+    wants it. Returns how many."""
+    if isinstance(job, str):
+        found = session.get(Job, job, populate_existing=True)
+        if found is None:
+            return 0
+        job = found
     endpoints = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == job.tenant_id, WebhookEndpoint.active.is_(True))
     ).all()
