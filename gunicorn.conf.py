@@ -1,6 +1,7 @@
 """Gunicorn settings for the `web` process, from the one Settings object."""
 
 from app.config import settings
+from app.logs import gunicorn_logconfig
 
 bind = f"{settings.web_host}:{settings.web_port}"
 worker_class = "gthread"
@@ -12,8 +13,9 @@ keepalive = 5
 # Each request is logged once, by the app (quarry.access, app/api/metrics.py),
 # at LOG_LEVEL and in LOG_FORMAT; gunicorn's own access log would repeat it.
 accesslog = None
-errorlog = "-"
 loglevel = settings.log_level.lower()
+# gunicorn's own lines in LOG_FORMAT too (one JSON object per line by default).
+logconfig_dict = gunicorn_logconfig(settings.log_level, settings.log_format)
 # X-Forwarded-* are believed only through app/__init__.py's ProxyFix
 # (TRUSTED_PROXY_COUNT), not by gunicorn itself.
 forwarded_allow_ips = "127.0.0.1"

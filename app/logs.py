@@ -27,21 +27,45 @@ class _RequestAndJob(logging.Filter):
         return True
 
 
+def formatter(log_format: str) -> logging.Formatter:
+    if log_format == "text":
+        return logging.Formatter(_TEXT)
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}{request_id}{job_id}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+    )
+
+
 def configure(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestAndJob())
-    if log_format == "text":
-        handler.setFormatter(logging.Formatter(_TEXT))
-    else:
-        handler.setFormatter(
-            JsonFormatter(
-                "{asctime}{levelname}{name}{message}{request_id}{job_id}",
-                style="{",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            )
-        )
+    handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def gunicorn_logconfig(level: str, log_format: str) -> dict:
+    """gunicorn's own lines (start, workers booting and exiting) in the same
+    format as the app's. Requests are logged once, by the app (quarry.access)."""
+    stderr = {
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+        "formatter": "quarry",
+        "filters": ["request_and_job"],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_and_job": {"()": _RequestAndJob}},
+        "formatters": {"quarry": {"()": formatter, "log_format": log_format}},
+        "handlers": {"stderr": stderr},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": level, "handlers": [], "propagate": False},
+        },
+    }

@@ -45,3 +45,11 @@ def test_a_worker_log_line_carries_the_submitting_request_id_and_the_job_id(serv
     mine = [line for line in access if line.get("request_id") == request_id]
     assert mine and mine[0]["route"] == "/api/v1/collections/<name>/search" and mine[0]["status"] == 202
     assert mine[0]["key_prefix"].startswith("qk_") and len(mine[0]["key_prefix"]) == 15
+
+
+def test_every_line_the_web_process_writes_is_json_gunicorns_own_included(service):
+    lines = (service.workdir / "web.log").read_text(errors="replace").splitlines()
+    not_json = [line for line in lines if line.strip() and not line.startswith("{")]
+    assert not_json == []
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert any(r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker") for r in records)
