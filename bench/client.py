@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from app.services.jobs import TERMINAL, JobStatus
 from bench.dataset import document_ranking, document_text
@@ -28,7 +28,8 @@ from bench.parameters import (
 from bench.timing import epoch_seconds, latency_stats
 from devstack.client import Client
 
-SEARCH_PHASES = ("post_to_row", "queue", "run", "notice")
+SEARCH_PHASES = ("post_to_row", "queue", "run", "notice", "created_to_finished")
+SearchFunction = Callable[[Client, str], dict]
 
 
 # --- one search -----------------------------------------------------------------
@@ -44,13 +45,13 @@ def timed_search(client: Client, query: str) -> dict:
     post_ms = (time.perf_counter() - t0) * 1000
     if response.status_code != 202:
         return {"error": f"POST {response.status_code}: {response.text[:300]}", "latency_ms": None}
-    job_id = response.json()["id"]
-    job, polls, bad_polls = poll_until_final(client, job_id, deadline=t0 + SEARCH_TIMEOUT)
+    accepted = response.json()
+    job, polls, bad_polls = poll_until_final(client, accepted, deadline=t0 + SEARCH_TIMEOUT)
     seen = time.perf_counter()
     if job is None:
-        return {"error": f"job {job_id} not final after {SEARCH_TIMEOUT:.0f} s", "latency_ms": None}
+        return {"error": f"job {accepted['id']} not final after {SEARCH_TIMEOUT:.0f} s", "latency_ms": None}
     out = {
-        "job_id": job_id,
+        "job_id": accepted["id"],
         "status": job["status"],
         "attempts": job["attempts"],
         "latency_ms": (seen - t0) * 1000,
@@ -59,7 +60,7 @@ def timed_search(client: Client, query: str) -> dict:
         "bad_polls": bad_polls,
     }
     if job["status"] != JobStatus.SUCCEEDED:
-        out["error"] = f"job {job_id} {job['status']}: {job['error']}"
+        out["error"] = f"job {accepted['id']} {job['status']}: {job['error']}"
         return out
     out["took_ms"] = job["result"]["took_ms"]
     out["doc_ids"] = [hit["document_id"] for hit in job["result"]["hits"]]
@@ -67,17 +68,23 @@ def timed_search(client: Client, query: str) -> dict:
     return out
 
 
-def poll_until_final(client: Client, job_id: str, deadline: float) -> tuple[dict | None, int, int]:
-    """(the final job or None at the deadline, polls made, polls not answered 200)."""
+def poll_until_final(client: Client, accepted: dict, deadline: float) -> tuple[dict | None, int, int]:
+    """(the final job or None at the deadline, polls made, polls not answered
+    200 or 304). Polls as a well-behaved client does: after the job's own
+    `poll_after_ms` hint (never sooner than SEARCH_POLL_INTERVAL), sending
+    the last ETag so an unchanged job answers 304."""
+    job, etag = accepted, None
     polls = bad_polls = 0
     while True:
-        time.sleep(SEARCH_POLL_INTERVAL)
-        reply = client.get(f"/api/v1/jobs/{job_id}")
+        time.sleep(max(SEARCH_POLL_INTERVAL, job.get("poll_after_ms", 0) / 1000))
+        reply = client.get(f"/api/v1/jobs/{accepted['id']}", headers={"If-None-Match": etag} if etag else {})
         polls += 1
-        if reply.status_code != 200:
+        if reply.status_code == 200:
+            job, etag = reply.json(), reply.headers.get("ETag")
+            if job["status"] in TERMINAL:
+                return job, polls, bad_polls
+        elif reply.status_code != 304:
             bad_polls += 1
-        elif (job := reply.json())["status"] in TERMINAL:
-            return job, polls, bad_polls
         if time.perf_counter() > deadline:
             return None, polls, bad_polls
 
@@ -91,6 +98,7 @@ def search_phases_ms(job: dict, posted_wall: float, seen_wall: float) -> dict:
         "queue": (started - created) * 1000,  # commit, enqueue, Redis, Celery delivery, claim
         "run": (finished - started) * 1000,  # claim -> result row (handler + DB writes)
         "notice": (seen_wall - finished) * 1000,  # until the client's poll saw it
+        "created_to_finished": (finished - created) * 1000,  # queue + run: the job service's own time
     }
 
 
@@ -106,20 +114,26 @@ def warm_up_searches(new_client: Callable[[], Client], queries: list[tuple[str, 
     run_concurrently(new_client, queries[:WORKER_CONCURRENCY], clients=WORKER_CONCURRENCY)
 
 
-def run_sequentially(client: Client, queries: list[tuple[str, str]], log: Callable[[str], None]) -> list[dict]:
+def run_sequentially(
+    client: Client, queries: list[tuple[str, str]], log: Callable[[str], None], search: SearchFunction = timed_search
+) -> list[dict]:
     results = []
     for done, (qid, text) in enumerate(queries, start=1):
-        results.append({**timed_search(client, text), "qid": qid})
+        results.append({**search(client, text), "qid": qid})
         if done % 50 == 0:
             log(f"  sequential: {done}/{len(queries)}")
     return results
 
 
 def run_concurrently(
-    new_client: Callable[[], Client], queries: list[tuple[str, str]], clients: int = CLIENT_THREADS
+    new_client: Callable[[], Client],
+    queries: list[tuple[str, str]],
+    clients: int = CLIENT_THREADS,
+    search: SearchFunction = timed_search,
 ) -> list[dict]:
     """Every query once, from `clients` closed-loop threads, each with its own
-    HTTP session: a thread sends its next search when its last one is final."""
+    HTTP session: a thread sends its next search when its last one is final
+    (`search` returns it timed; the peer, bench/peer_txtai.py, passes its own)."""
     lock = threading.Lock()
     pending = iter(queries)
     results: list[dict] = []
@@ -133,7 +147,7 @@ def run_concurrently(
                 return
             qid, text = item
             try:
-                result = timed_search(client, text)
+                result = search(client, text)
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 result = {"error": f"{type(exc).__name__}: {exc}", "latency_ms": None}
             with lock:

@@ -36,13 +36,13 @@ def latency_paragraph(results: dict) -> str:
         f"enqueue to Redis, Celery delivery and the claim UPDATE ({fmt(ph['queue']['p50'])} ms), the job row's "
         f"claim → finish ({fmt(ph['run']['p50'])} ms, of which `took_ms` is the handler and the rest the claim "
         f"bookkeeping and the result write), and waiting for the client's next poll ({fmt(ph['notice']['p50'])} ms: "
-        f"the {POLL_MS} ms interval costs about half an interval plus one GET on average; "
+        f"the client polls when the job's `poll_after_ms` hint says, at least {POLL_MS} ms apart, sending its ETag; "
         f"{fmt(sq['polls_mean'], 2)} polls per search). The client only learns of a result at a poll, so latency "
         f"moves in steps of one poll cycle (the sleep plus a GET): a search that finishes just after a poll is "
         f"seen one cycle later. That is why p50 and p95 sit close together, and why a few milliseconds more or "
-        f"less in the worker can move the median by a whole cycle between runs. The API's own hint on a running "
-        f"search (`poll_after_ms`) is {cfg['search_poll_after_ms']} ms; polling every {POLL_MS} ms here buys "
-        f"lower latency with web-process CPU."
+        f"less in the worker can move the median by a whole cycle between runs. The hint is the recent median "
+        f"submit-to-success time of searches (before any search finished: {cfg['search_poll_after_ms']} ms), so a "
+        f"client that honours it polls about once or twice per search."
     )
 
 
@@ -56,7 +56,7 @@ def throughput_paragraph(results: dict) -> str:
         + (", hardly more than one client gets" if cc["qps"] < 1.25 * sq["qps"] else "")
         + f"; p50 latency rises to {fmt(cc['latency']['p50'])} ms, of which queue wait is "
         f"{fmt(cc['phases']['queue']['p50'])} ms (p50) — two worker children serve {cc['clients']} clients, and the "
-        f"web process, the {cc['clients']} pollers (each polling every {POLL_MS} ms) and SQLite "
+        f"web process, the {cc['clients']} pollers (each polling when its job's hint says) and SQLite "
         f"share the same two cores with them. "
         + concurrent_cpu_sentence(results)
         # How the current tree uses SQLite (app/extensions.py, Database.reads_only).

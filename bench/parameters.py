@@ -25,8 +25,9 @@ INGEST_BATCH = 500
 # CPU from the ingest it measures.
 INGEST_POLL_INTERVAL = 1.0
 
-# Closed-loop client threads in the concurrent phase.
-CLIENT_THREADS = 8
+# Closed-loop client threads in the concurrent phase (16 since issue 10,
+# whose targets are stated for 16 clients; the peer gets as many).
+CLIENT_THREADS = 16
 # Celery pool processes of the one worker: one per core of the 2-core
 # machine the report was made on.
 WORKER_CONCURRENCY = 2
@@ -37,11 +38,25 @@ WARMUP_QUERIES = 6
 # all-MiniLM-L6-v2 on BEIR SciFact (MTEB / SBERT tables).
 PUBLISHED_NDCG = 0.645
 
+# Issue 10's targets, each against the in-process limit measured in the same
+# run: one search's created -> finished p50 at most this many times a single
+# in-process encode + FAISS search; searches/s with CLIENT_THREADS clients at
+# least this share of the batched in-process throughput; and their p50 as the
+# clients see it at most this many ms.
+TARGET_SEARCH_X_LIMIT = 1.5
+TARGET_CONCURRENT_X_LIMIT = 0.75
+TARGET_CONCURRENT_P50_MS = 150.0
+
 # The benchmark's API key: the top tier, with its limits raised through the
 # environment, so the rate limiter and the in-flight quota never refuse the
 # benchmark: it measures the service, not the limits.
 BENCH_TIER = "enterprise"
 BENCH_LIMITS = {"RATE_LIMIT_ENTERPRISE": "1000000/minute", "INFLIGHT_JOBS_ENTERPRISE": "100000"}
+# make bench's service also runs with the result cache off: the concurrent
+# phase sends the queries the sequential phase has just answered, and an
+# answer read back from Redis (a job born `succeeded`) measures the cache, not
+# a search.
+BENCH_SERVICE_ENV = {**BENCH_LIMITS, "SEARCH_CACHE_TTL_SECONDS": "0"}
 
 
 def add_run_arguments(parser, output: Path, *, ingest_timeout: float, attempts: int) -> None:

@@ -3,9 +3,9 @@ end of a run. The interpretation paragraphs are bench/interpretation.py."""
 
 from __future__ import annotations
 
-import math
 import re
 
+from bench.formatting import fmt
 from bench.parameters import (
     BENCH_TIER,
     INGEST_BATCH,
@@ -15,6 +15,7 @@ from bench.parameters import (
     WARMUP_QUERIES,
     WORKER_CONCURRENCY,
 )
+from bench.targets import peer_section, targets, targets_section
 
 SEARCH_PHASE_LABELS = {
     "post_to_row": "POST until the job row's `created_at`",
@@ -24,18 +25,14 @@ SEARCH_PHASE_LABELS = {
 }
 
 
-def fmt(x, digits=1):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:,.{digits}f}"
-
-
 def render(results: dict) -> str:
     """The whole report; `results["interpretation"]` holds its paragraphs."""
     sections = [
         ["# Benchmarks", ""],
         setup_section(results),
+        targets_section(results),
         results_section(results),
+        peer_section(results),
         search_phase_section(results["service"]),
         cpu_section(results["service"]["cpu_by_phase"]),
         ["## Interpretation", "", *(line for para in results["interpretation"] for line in (para, ""))],
@@ -69,9 +66,11 @@ def setup_section(results: dict) -> list[str]:
         f"{cfg['chunk_overlap_tokens']} overlap, embed batch {cfg['embed_batch_size']}, pipeline `dense`, "
         f"top_k {TOP_K}, exact inner product (FAISS IndexFlatIP)",
         f"- Service: SQLite (WAL) in a temp dir, private redis-server, gunicorn 1 process × 4 threads, ONE Celery "
-        f"worker with concurrency {WORKER_CONCURRENCY} (so 1 torch thread per child); ingest as JSON in requests "
+        f"worker with concurrency {WORKER_CONCURRENCY} (so 1 torch thread per child); the search result cache off "
+        f"(`SEARCH_CACHE_TTL_SECONDS=0`: every search is computed); ingest as JSON in requests "
         f"of {INGEST_BATCH} documents, all submitted at once and polled every {cfg['ingest_poll_s']:g} s; the "
-        f"client polls `GET /api/v1/jobs/{{id}}` every {SEARCH_POLL_INTERVAL * 1000:.0f} ms; "
+        f"client polls `GET /api/v1/jobs/{{id}}` when the last answer's `poll_after_ms` says (at least "
+        f"{SEARCH_POLL_INTERVAL * 1000:.0f} ms apart), sending its ETag; "
         f"{WARMUP_QUERIES + WORKER_CONCURRENCY} untimed warm-up searches first",
         f"- Baseline: a fresh Python process after the service was stopped; `Embedder` + `chunk_text` + "
         f"`VectorIndex`, one query at a time (encode + search), torch threads = {results['baseline']['torch_threads']}",
@@ -206,6 +205,17 @@ def summary(results: dict, output: str) -> str:
         f" (PSS {worker['peak_pss_sum_mb']:.0f} MB) | baseline {base['memory']['peak_rss_mb']:.0f} MB",
         f"other load {cpu['other_share'] * 100:.1f}% of the machine during the run"
         + "".join(f", {k} phase {v['other_share'] * 100:.1f}%" for k, v in cpu["phases"].items()),
+    ]
+    peer = results.get("peer") or {"skipped": "not measured"}
+    lines.append(
+        f"peer     skipped: {peer['skipped']}" if "skipped" in peer else
+        f"peer     txtai {peer['ingest']['docs_per_s']:.1f} docs/s, p50 {peer['sequential']['latency']['p50']:.1f} ms, "
+        f"{peer['concurrent']['qps']:.2f} q/s with {peer['concurrent']['clients']} clients, "
+        f"nDCG@10 {results['quality']['peer']['ndcg@10']:.4f}"
+    )
+    lines += [
+        f"target   {t.figure}: Quarry {fmt(t.quarry)} ({t.target}): {({True: 'met', False: 'NOT met'}).get(t.met, 'n/a')}"
+        for t in targets(results)
     ]
     if svc["errors"]:
         lines.append(f"ERRORS ({len(svc['errors'])}): " + "; ".join(svc["errors"][:5]))

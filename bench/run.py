@@ -8,12 +8,15 @@ search core in one process.
 One run does, in order:
   1. service: private Redis + SQLite + gunicorn web + ONE Celery worker
      (concurrency 2); ingest the corpus over HTTP, run every query as a search
-     job sequentially (client polls every 20 ms), then from 8 client threads;
+     job sequentially (client polls every 20 ms), then from 16 client threads;
   2. tears the service down;
   3. baseline: a fresh Python process (bench/run.py --baseline) that chunks,
      embeds and indexes the same corpus with app.search.* and runs the same
      queries one at a time;
-  4. scores both (nDCG@10, Recall@10 by document) and writes the report.
+  4. the peer: txtai's API in a venv of its own (bench/peer_txtai.py), same
+     model, same corpus and queries, same clients (--no-peer skips it);
+  5. scores all three (nDCG@10, Recall@10 by document) and writes the report,
+     with issue 10's targets as ratios to the in-process limit of this run.
 See bench/README.md.
 """
 
@@ -27,6 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 # Run as a script (`make bench`), Python puts bench/ itself first on
@@ -40,6 +44,7 @@ from bench.baseline import measure_baseline, run_baseline_process  # noqa: E402
 from bench.dataset import SciFact, load_scifact, quality  # noqa: E402
 from bench.interpretation import interpret  # noqa: E402
 from bench.parameters import DEFAULT_OUTPUT, INGEST_POLL_INTERVAL, add_run_arguments  # noqa: E402
+from bench.peer_txtai import run_peer  # noqa: E402
 from bench.report import find_section, render, splice_section, summary  # noqa: E402
 from bench.service import run_service_with_retries  # noqa: E402
 from bench.system import OtherLoad, load_average, machine_info  # noqa: E402
@@ -50,6 +55,7 @@ def parse_args() -> argparse.Namespace:
     add_run_arguments(parser, DEFAULT_OUTPUT, ingest_timeout=1800, attempts=4)
     parser.add_argument("--render", type=Path, default=None, help="only re-render the report from a --json file")
     parser.add_argument("--retry-wait", type=float, default=30.0)
+    parser.add_argument("--no-peer", action="store_true", help="skip the peer (txtai's API); the report says so")
     parser.add_argument("--baseline", type=Path, default=None, help=argparse.SUPPRESS)  # internal: see bench/baseline.py
     args = parser.parse_args()
     args.dataset = args.dataset.resolve()
@@ -86,7 +92,7 @@ def write_report(results: dict, output: Path) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
-    """The service run, then the baseline; both scored against the qrels."""
+    """The service run, the baseline, then the peer; all scored against the qrels."""
     started = time.perf_counter()
 
     def log(message: str) -> None:
@@ -100,27 +106,20 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     log(f"{len(data.documents)} documents, {len(data.queries)} queries; workdir {workdir}")
     log(f"machine: {machine['nproc']} CPUs, {machine['cpu_model']}, load {machine['loadavg_at_start']}")
     try:
-        phase = OtherLoad()
-        service = run_service_with_retries(data, workdir, args.ingest_timeout, args.attempts, args.retry_wait, log)
-        service_load, phase = phase.measure(), OtherLoad()
-        log("service stopped; running the in-process baseline")
-        baseline = run_baseline_process(args.dataset, args.docs, args.queries, workdir)
-        baseline_load = phase.measure()
-        log_baseline(baseline, log)
+        runs, phase_loads = run_phases(args, data, workdir, log)
     finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     load = whole_run.measure()
+    service, baseline = runs["service"], runs["baseline"]
     return {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine,
         "config": run_config(args.dataset, data),
-        "service": {k: v for k, v in service.items() if k != "rankings"},
-        "baseline": {k: v for k, v in baseline.items() if k != "rankings"},
-        "quality": {"service": quality(service["rankings"], data.qrels),
-                    "baseline": quality(baseline["rankings"], data.qrels)},
+        **{name: {k: v for k, v in ran.items() if k != "rankings"} for name, ran in runs.items()},
+        "quality": {name: quality(ran["rankings"], data.qrels) for name, ran in runs.items() if "rankings" in ran},
         "rankings_identical": sum(
             1 for qid in data.qrels if service["rankings"].get(qid) == baseline["rankings"].get(qid)
         ),
@@ -128,9 +127,40 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "cpu": {
             **{k: load[k] for k in ("machine_busy_core_s", "benchmark_core_s", "other_core_s", "other_share")},
             "loadavg_at_end": load_average(),
-            "phases": {"service": service_load, "baseline": baseline_load},
+            "phases": phase_loads,
         },
     }
+
+
+def run_phases(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> tuple[dict, dict]:
+    """(what each phase measured, the other load during it): the service,
+    the baseline, then the peer, one at a time."""
+    runs, loads = {}, {}
+    phase = OtherLoad()
+    runs["service"] = run_service_with_retries(data, workdir, args.ingest_timeout, args.attempts, args.retry_wait, log)
+    loads["service"], phase = phase.measure(), OtherLoad()
+    log("service stopped; running the in-process baseline")
+    runs["baseline"] = run_baseline_process(args.dataset, args.docs, args.queries, workdir)
+    loads["baseline"], phase = phase.measure(), OtherLoad()
+    log_baseline(runs["baseline"], log)
+    runs["peer"] = run_peer_phase(args, data, workdir, log)
+    if "skipped" not in runs["peer"]:
+        loads["peer"] = phase.measure()
+    return runs, loads
+
+
+def run_peer_phase(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> dict:
+    """The peer's measurements, or {"skipped": why}: --no-peer, or txtai
+    could not be installed, started or measured. The run goes on either way:
+    the service's and the baseline's numbers stand without it."""
+    if args.no_peer:
+        return {"skipped": "`--no-peer` was given"}
+    log("running the peer: txtai's API")
+    try:
+        return run_peer(data, workdir / "peer", args.ingest_timeout, log)
+    except Exception as exc:  # noqa: BLE001 - reported in the results and the report
+        traceback.print_exc()
+        return {"skipped": f"the peer phase failed: {type(exc).__name__}: {exc}"}
 
 
 def isolate_from_local_service() -> None:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bench import client as driver
 from bench.dataset import SciFact
 from bench.parameters import (
-    BENCH_LIMITS,
+    BENCH_SERVICE_ENV,
     BENCH_TIER,
     CLIENT_THREADS,
     COLLECTION,
@@ -83,7 +83,7 @@ def private_service(workdir: Path) -> Iterator[tuple[Stack, str]]:
     database_url, drop_database = create_database(workdir / "db")
     stackdir = workdir / "stack"
     stackdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(stackdir, database_url, redis, **BENCH_LIMITS)
+    stack = Stack(stackdir, database_url, redis, **BENCH_SERVICE_ENV)
     try:
         api_key = stack.create_key("bench", scopes="read,write", tier=BENCH_TIER, name="bench")
         stack.authenticate(api_key)
