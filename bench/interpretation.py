@@ -32,7 +32,8 @@ def latency_paragraph(results: dict) -> str:
         f"worker child gets ({fmt(base['sequential']['latency']['p50'])} ms with two). The client sees "
         f"{fmt(sq['latency']['p50'])} ms, so about {fmt(overhead)} ms of the median is job-service overhead "
         f"outside the handler: the POST until the job row exists ({fmt(ph['post_to_row']['p50'])} ms; every "
-        f"request also looks its API key up in SQL and counts against the rate limit in Redis), commit, "
+        f"request also checks its API key (from memory for up to a second) and counts against the rate limit in "
+        f"Redis), commit, "
         f"enqueue to Redis, Celery delivery and the claim UPDATE ({fmt(ph['queue']['p50'])} ms), the job row's "
         f"claim → finish ({fmt(ph['run']['p50'])} ms, of which `took_ms` is the handler and the rest the claim "
         f"bookkeeping and the result write), and waiting for the client's next poll ({fmt(ph['notice']['p50'])} ms: "
@@ -95,9 +96,9 @@ def ingest_paragraph(results: dict) -> str:
         f"every {batch} documents, and at the end of each of the {ing['requests']} jobs re-reads the collection's "
         f"chunk ids and new vectors and writes a new FAISS generation file. With {ing['requests']} jobs queued "
         f"at once the two worker children embed in parallel, one torch thread each (the worker kept "
-        f"{fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy during the ingest); one ingest job "
-        f"alone runs in one child with one torch thread, so a client that sends everything in one job gets about "
-        f"half of this machine. Worker-side job durations (claim → finish): "
+        f"{fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy during the ingest); an ingest job "
+        f"that is the only one embedding on the host takes every core instead (this run does not measure that "
+        f"case). Worker-side job durations (claim → finish): "
         f"{', '.join(fmt(s, 1) for s in ing['job_seconds'])} s."
     )
 
@@ -136,7 +137,8 @@ def memory_paragraph(results: dict) -> str:
     return (
         f"**Memory.** The worker (Celery parent + {mem['processes'] - 1} prefork children) peaked at "
         f"{fmt(mem['sum_hwm_mb'], 0)} MB summed RSS ({fmt(mem['peak_pss_sum_mb'], 0)} MB PSS, which counts pages "
-        f"shared after fork once): each child loads its own copy of the model and of the collection's index. The "
+        f"shared after fork once): the model is loaded once, before the pool forks, and shared; each child "
+        f"holds its own copy of the collection's index and what its searches allocate. The "
         f"baseline process peaked at {fmt(base['memory']['peak_rss_mb'], 0)} MB holding one model, all vectors and "
         f"the whole corpus in memory."
     )

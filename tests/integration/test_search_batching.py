@@ -92,3 +92,19 @@ def test_batched_searches_match_one_by_one_and_survive_a_killed_worker(new_stack
     assert [job["status"] for job in finished] == ["succeeded"] * len(ids)
     assert all(job["attempts"] == 2 for job in finished if job["id"] in in_batch)
     assert all(len(job["result"]["hits"]) == 5 for job in finished)
+
+
+def test_a_search_submitted_during_a_large_ingest_does_not_wait_for_it(service):
+    """Searches and ingests have queues of their own, and a pool process of
+    the shared stack's two stays free for searches while one ingests."""
+    name = f"busy-{time.time_ns()}"
+    service.ingest(name, [{"id": topic, "text": text} for topic, text in TOPICS[:5]])
+    response = service.post(f"/api/v1/collections/{name}-big/documents", json={"documents": large_corpus(400)})
+    assert response.status_code == 202
+    ingest_id = response.json()["id"]
+    wait_until(lambda: service.get(f"/api/v1/jobs/{ingest_id}").json()["status"] == "running", 60, interval=0.05)
+    search = service.search(name, query="molten rock", top_k=1)
+    ingest = service.wait_job(ingest_id, timeout=300)
+    assert search["status"] == "succeeded" and search["result"]["hits"][0]["document_id"] == "volcano"
+    assert ingest["status"] == "succeeded"
+    assert search["finished_at"] < ingest["finished_at"]
