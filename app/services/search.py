@@ -22,7 +22,7 @@ from app.services import jobs, search_cache
 from app.services.collections import get_collection
 from app.services.errors import JobFailure, PipelineUnavailable
 from app.services.indexing import embedder, index_for_search
-from app.services.jobs import JobContext
+from app.services.jobs import CRASHED, JobContext
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.retrieval import document_map, hydrate, ranked, search_resources
@@ -83,8 +83,8 @@ def _submit(session, principal, job_type, collection_name, params, *, total, ide
 def run_search(ctx: JobContext) -> dict[str, Any]:
     """One search: a micro-batch of one."""
     outcome = run_searches([ctx])[ctx.job_id]
-    if isinstance(outcome, JobFailure):
-        raise outcome
+    if isinstance(outcome, JobFailure):  # raised afresh: the outcome may be a shared one (CRASHED)
+        raise JobFailure(outcome.code, outcome.message)
     return outcome
 
 
@@ -169,8 +169,7 @@ def _compute(batch: _Batch, contexts: list[JobContext]) -> dict[str, _Answer]:
             continue
         except Exception:  # only the jobs that shared this call fail with it
             log.exception("search of %d jobs crashed", len(group))
-            crashed = JobFailure("internal_error", "The job failed unexpectedly.")
-            answers.update((batch.keys[ctx.job_id], _Answer(failure=crashed)) for ctx in group)
+            answers.update((batch.keys[ctx.job_id], _Answer(failure=CRASHED)) for ctx in group)
             continue
         for ctx, query, hits in zip(group, queries, hits_per_query):
             result: dict[str, Any] = {"hits": hits}

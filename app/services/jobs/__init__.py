@@ -26,7 +26,9 @@ from app.services.jobs.kinds import (
 )
 from app.services.jobs.queries import JobVersion, cancel_job, get_job, job_version, list_jobs, version_of
 from app.services.jobs.runner import (
+    CRASHED,
     MAX_ATTEMPTS,
+    TIMED_OUT,
     JobBusy,
     JobCancelled,
     JobContext,
@@ -40,11 +42,13 @@ from app.services.jobs.transitions import StatusChangeOutsideTransition, transit
 
 __all__ = [
     "ACTIVE",
+    "CRASHED",
     "JOB_TYPES",
     "KINDS",
     "MAX_ATTEMPTS",
     "STATUSES",
     "TERMINAL",
+    "TIMED_OUT",
     "JobBusy",
     "JobCancelled",
     "JobContext",

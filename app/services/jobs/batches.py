@@ -31,7 +31,16 @@ from app.extensions import db
 from app.models import Job, utcnow
 from app.services.errors import JobFailure
 from app.services.jobs.kinds import JobStatus, kind_of
-from app.services.jobs.runner import BATCHED_OWNER_SUFFIX, JobContext, claim, finish, resolve, run
+from app.services.jobs.runner import (
+    BATCHED_OWNER_SUFFIX,
+    CRASHED,
+    TIMED_OUT,
+    JobContext,
+    claim,
+    finish,
+    resolve,
+    run,
+)
 from app.services.jobs.transitions import transition
 
 log = logging.getLogger(__name__)
@@ -72,7 +81,7 @@ def run_batch(
         job = claim(session, job_id, owner, settings.job_lease_seconds)
         if job is None:
             return "skipped"
-        contexts = [_context(job, owner)]
+        contexts = [JobContext.of(job, owner)]
     contexts += _claim_waiting(job.type, owner, max_jobs - 1, exclude=job_id)
     if len(contexts) > 1 and wait_ms > 0 and len(contexts) < max_jobs:
         time.sleep(wait_ms / 1000)  # more are arriving: let a few more join
@@ -83,18 +92,6 @@ def run_batch(
     statuses = _finish_all(contexts, outcomes)
     log.info("batch of %d %s jobs finished in %.0f ms", len(contexts), job.type, (time.monotonic() - started) * 1000)
     return statuses.get(job_id, "stopped")
-
-
-def _context(job: Job, owner: str) -> JobContext:
-    return JobContext(
-        job_id=job.id,
-        owner=owner,
-        tenant_id=job.tenant_id,
-        job_type=job.type,
-        params=dict(job.params or {}),
-        collection_id=job.collection_id,
-        lease_seconds=settings.job_lease_seconds,
-    )
 
 
 def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> list[JobContext]:
@@ -125,17 +122,17 @@ def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> li
         )
         claimed = [job for job in moves if job is not None]
         session.commit()
-        return [_context(job, batched_owner) for job in claimed]
+        return [JobContext.of(job, batched_owner) for job in claimed]
 
 
 def _run(handler: BatchHandler, contexts: list[JobContext], timeout_errors) -> Outcomes:
     try:
         return handler(contexts)
     except timeout_errors:
-        failure = JobFailure("timeout", "The job ran past its time limit.")
+        failure = TIMED_OUT
     except Exception:
         log.exception("batch of %d %s jobs crashed", len(contexts), contexts[0].job_type)
-        failure = JobFailure("internal_error", "The job failed unexpectedly.")
+        failure = CRASHED
     return {ctx.job_id: failure for ctx in contexts}
 
 
@@ -145,7 +142,7 @@ def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str
     values: dict[str, Any]
     with db.session_scope() as session:
         for ctx in contexts:
-            outcome = outcomes.get(ctx.job_id) or JobFailure("internal_error", "The job failed unexpectedly.")
+            outcome = outcomes.get(ctx.job_id, CRASHED)
             if isinstance(outcome, JobFailure):
                 to, values = JobStatus.FAILED, {"error_code": outcome.code, "error_message": outcome.message}
             else:

@@ -54,6 +54,11 @@ class JobBusy(Exception):
         self.batched = batched
 
 
+# The failures a runner records for any job kind, alone or batched.
+TIMED_OUT = JobFailure("timeout", "The job ran past its time limit.")
+CRASHED = JobFailure("internal_error", "The job failed unexpectedly.")
+
+
 class JobStopped(Exception):
     """The job's lease was taken over by another worker: stop quietly."""
 
@@ -76,6 +81,19 @@ class JobContext:
     lease_seconds: int
     # What the job has done so far, reported if it is cancelled.
     partial_result: dict[str, Any] | None = field(default=None)
+
+    @classmethod
+    def of(cls, job: Job, owner: str) -> JobContext:
+        """The context of a job `owner` has just claimed."""
+        return cls(
+            job_id=job.id,
+            owner=owner,
+            tenant_id=job.tenant_id,
+            job_type=job.type,
+            params=dict(job.params or {}),
+            collection_id=job.collection_id,
+            lease_seconds=settings.job_lease_seconds,
+        )
 
     def require_collection_id(self) -> str:
         """The id of the collection the job works on; every job kind so far
@@ -184,15 +202,7 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
         job = claim(session, job_id, owner, settings.job_lease_seconds)
         if job is None:
             return "skipped"
-        ctx = JobContext(
-            job_id=job.id,
-            owner=owner,
-            tenant_id=job.tenant_id,
-            job_type=job.type,
-            params=dict(job.params or {}),
-            collection_id=job.collection_id,
-            lease_seconds=settings.job_lease_seconds,
-        )
+        ctx = JobContext.of(job, owner)
         cancelled_before_start = job.cancel_requested_at is not None
     handler = handler or handler_for(ctx.job_type)
     log.info("job %s (%s) started", job_id, ctx.job_type)
@@ -207,12 +217,12 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
     except JobCancelled:
         outcome = {"to": JobStatus.CANCELLED, "result": ctx.partial_result}
     except JobFailure as exc:
-        outcome = _failure(exc.code, exc.message)
+        outcome = _failure(exc)
     except timeout_errors:
-        outcome = _failure("timeout", "The job ran past its time limit.")
+        outcome = _failure(TIMED_OUT)
     except Exception:
         log.exception("job %s crashed", job_id)
-        outcome = _failure("internal_error", "The job failed unexpectedly.")
+        outcome = _failure(CRASHED)
     to = outcome.pop("to")
     with db.session_scope() as session:
         moved = transition(session, job_id, to, only_from=[JobStatus.RUNNING], held_by=owner, **outcome)
@@ -224,5 +234,5 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
     return str(to)
 
 
-def _failure(code: str, message: str) -> dict[str, Any]:
-    return {"to": JobStatus.FAILED, "error_code": code, "error_message": message}
+def _failure(failure: JobFailure) -> dict[str, Any]:
+    return {"to": JobStatus.FAILED, "error_code": failure.code, "error_message": failure.message}
