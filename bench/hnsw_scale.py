@@ -26,7 +26,7 @@ if not __package__:
 from app.config import settings  # noqa: E402
 from app.search.vector_index import HnswParams, VectorIndex  # noqa: E402
 from bench.parameters import DEFAULT_OUTPUT  # noqa: E402
-from bench.report import splice_section  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from bench.system import OtherLoad, code_state, load_average, memory_kb, usable_cores  # noqa: E402
 from bench.timing import latency_stats  # noqa: E402
 
@@ -253,8 +253,7 @@ def main() -> int:
         "load": load, "code": code_state(), "took_s": time.time() - started,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     })
-    text = args.output.read_text() if args.output.exists() else ""
-    args.output.write_text(splice_section(text, SECTION, section))
+    write_section(args.output, SECTION, section)
     print(f"{section}wrote {args.output}")
     return 0
 

@@ -4,6 +4,7 @@ end of a run. The interpretation paragraphs are bench/interpretation.py."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from bench.formatting import fmt
 from bench.parameters import (
@@ -227,6 +228,13 @@ def find_section(text: str, heading: str) -> str | None:
     """The section under `heading`, up to the next "## " heading."""
     match = _section(heading).search(text)
     return match.group(0) if match else None
+
+
+def write_section(path: Path, heading: str, section: str) -> None:
+    """Replace (or add) the section under `heading` in the report at `path`."""
+    text = path.read_text() if path.exists() else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(splice_section(text, heading, section))
 
 
 def splice_section(text: str, heading: str, section: str) -> str:

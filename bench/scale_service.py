@@ -40,7 +40,7 @@ from bench.parameters import (  # noqa: E402
     TOP_K,
     WORKER_CONCURRENCY,
 )
-from bench.report import fmt, splice_section  # noqa: E402
+from bench.report import fmt, write_section  # noqa: E402
 from bench.service import log_findings, private_service  # noqa: E402
 from bench.system import CpuMeter, group_pids, machine_info, memory_kb, pss_kb  # noqa: E402
 from bench.timing import latency_stats  # noqa: E402
@@ -349,7 +349,7 @@ def main() -> int:
                    machine=machine, chunks=args.chunks,
                    hnsw=(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search))
     section = render(results)
-    args.output.write_text(splice_section(args.output.read_text() if args.output.exists() else "", SECTION, section))
+    write_section(args.output, SECTION, section)
     print(section, end="")
     for label, kind in itertools.product([r[0] for r in RUNS], KINDS):
         print("".join(f"ERROR {label} {kind}: {error}\n" for error in results["searches"][label][kind]["errors"]), end="")

@@ -34,7 +34,7 @@ from bench.parameters import (  # noqa: E402
     DEFAULT_OUTPUT,
     WORKER_CONCURRENCY,
 )
-from bench.report import splice_section  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from bench.system import code_state, load_average, usable_cores  # noqa: E402
 from bench.timing import epoch_seconds, latency_stats  # noqa: E402
 from devstack.processes import RedisServer, Stack, create_database, free_port  # noqa: E402
@@ -246,13 +246,6 @@ def interpret(results: dict) -> str:
                    f"arrived and {repeated} arrived more than once (at-least-once delivery).")
 
 
-def write_section(section: str, output: Path) -> None:
-    """This run's section of the report; the rest of the file is bench/run.py's."""
-    text = output.read_text() if output.exists() else ""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(splice_section(text, SECTION, section))
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--searches", type=int, default=100, help="timed searches with a callback_url")
@@ -281,7 +274,7 @@ def main() -> int:
         first_step_s=settings.webhook_retry_schedule[0],
     )
     section = render(results)
-    write_section(section, args.output)
+    write_section(args.output, SECTION, section)  # the rest of the file is bench/run.py's
     print(section.replace(SECTION + "\n\n", "", 1), end="")
     print(f"wrote {args.output}")
     pings = results["throughput"]

@@ -24,7 +24,7 @@ if not __package__:
 
 from app.config import settings  # noqa: E402
 from bench.parameters import DEFAULT_OUTPUT  # noqa: E402
-from bench.report import splice_section  # noqa: E402
+from bench.report import write_section  # noqa: E402
 from bench.system import code_state, load_average  # noqa: E402
 from devstack.processes import RedisServer, Stack, create_database  # noqa: E402
 
@@ -120,8 +120,7 @@ def main() -> int:
         results[mode] = measure(mode, args.documents, args.searches)
         print(f"  {results[mode]}", flush=True)
     section = render(results, args)
-    text = args.output.read_text() if args.output.exists() else ""
-    args.output.write_text(splice_section(text, SECTION, section))
+    write_section(args.output, SECTION, section)
     print(f"{section}wrote {args.output}")
     return 0
 
