@@ -35,12 +35,12 @@ SearchFunction = Callable[[Client, str], dict]
 # --- one search -----------------------------------------------------------------
 
 
-def timed_search(client: Client, query: str) -> dict:
+def timed_search(client: Client, query: str, collection: str = COLLECTION) -> dict:
     """POST a dense search job and poll it until final, timed as the client
     sees it; {"error": ...} when it did not succeed."""
     posted_wall, t0 = time.time(), time.perf_counter()
     response = client.post(
-        f"/api/v1/collections/{COLLECTION}/search", json={"query": query, "top_k": TOP_K, "pipeline": "dense"}
+        f"/api/v1/collections/{collection}/search", json={"query": query, "top_k": TOP_K, "pipeline": "dense"}
     )
     post_ms = (time.perf_counter() - t0) * 1000
     if response.status_code != 202:
@@ -208,22 +208,42 @@ def submit_ingest(client: Client, collection: str, documents: list[dict]) -> str
     return response.json()["id"]
 
 
-def ingest_corpus(client: Client, documents: list[dict], timeout: float, check_alive: Callable[[], None]) -> dict:
-    """Ingest the corpus in requests of INGEST_BATCH documents, all submitted
-    before the first poll; `check_alive` raises if a service process died."""
-    batches = [
-        [{"id": str(d["_id"]), "text": document_text(d), "metadata": {"title": d.get("title") or ""}}
-         for d in documents[i : i + INGEST_BATCH]]
-        for i in range(0, len(documents), INGEST_BATCH)
-    ]
+def ingest_corpus(
+    client: Client,
+    documents: list[dict],
+    timeout: float,
+    check_alive: Callable[[], None],
+    batch: int | None = INGEST_BATCH,
+    collection: str = COLLECTION,
+) -> dict:
+    """Ingest the corpus in requests of `batch` documents (None: one job for
+    all), all submitted before the first poll; `check_alive` raises if a
+    service process died."""
     t0 = time.perf_counter()
-    job_ids = []
-    for batch in batches:
-        check_alive()
-        job_ids.append(submit_ingest(client, COLLECTION, batch))
+    job_ids = submit_corpus(client, documents, check_alive, batch, collection)
     submit_s = time.perf_counter() - t0
     jobs = wait_for_jobs(client, job_ids, timeout, check_alive)
-    return summarize_ingest(jobs, submit_s, wall_s=time.perf_counter() - t0)
+    return summarize_ingest(jobs, submit_s, wall_s=time.perf_counter() - t0, batch=batch or len(documents))
+
+
+def submit_corpus(
+    client: Client,
+    documents: list[dict],
+    check_alive: Callable[[], None],
+    batch: int | None = INGEST_BATCH,
+    collection: str = COLLECTION,
+) -> list[str]:
+    """The ingest jobs' ids, one job per `batch` documents (None: one job)."""
+    size = batch or len(documents)
+    job_ids = []
+    for i in range(0, len(documents), size):
+        check_alive()
+        part = [
+            {"id": str(d["_id"]), "text": document_text(d), "metadata": {"title": d.get("title") or ""}}
+            for d in documents[i : i + size]
+        ]
+        job_ids.append(submit_ingest(client, collection, part))
+    return job_ids
 
 
 def wait_for_jobs(client: Client, job_ids: list[str], timeout: float, check_alive: Callable[[], None]) -> list[dict]:
@@ -244,14 +264,14 @@ def wait_for_jobs(client: Client, job_ids: list[str], timeout: float, check_aliv
     return [final[job_id] for job_id in job_ids]
 
 
-def summarize_ingest(jobs: list[dict], submit_s: float, wall_s: float) -> dict:
+def summarize_ingest(jobs: list[dict], submit_s: float, wall_s: float, batch: int) -> dict:
     results = [job["result"] for job in jobs if job["status"] == JobStatus.SUCCEEDED]
     documents = sum(r["documents"] for r in results)
     chunks = sum(r["chunks"] for r in results)
     ran = [job for job in jobs if job["started_at"]]
     return {
         "requests": len(jobs),
-        "batch": INGEST_BATCH,
+        "batch": batch,
         "submit_s": submit_s,
         "wall_s": wall_s,
         # First job created -> last job finished, on the service's clock.
@@ -269,3 +289,8 @@ def summarize_ingest(jobs: list[dict], submit_s: float, wall_s: float) -> dict:
         "docs_per_s": documents / wall_s if wall_s else 0,
         "chunks_per_s": chunks / wall_s if wall_s else 0,
     }
+
+
+def server_chunks_per_s(ingest: dict) -> float:
+    """Chunks per second of the jobs' own time: first created -> last finished."""
+    return ingest["chunks"] / ingest["server_wall_s"] if ingest["server_wall_s"] else 0.0

@@ -4,7 +4,8 @@ matches the tables."""
 
 from __future__ import annotations
 
-from bench.parameters import PUBLISHED_NDCG, SEARCH_POLL_INTERVAL, TOP_K
+from bench.client import server_chunks_per_s
+from bench.parameters import PUBLISHED_NDCG, SEARCH_POLL_INTERVAL, TARGET_SEARCH_X_LIMIT, TOP_K
 from bench.report import fmt
 
 POLL_MS = f"{SEARCH_POLL_INTERVAL * 1000:.0f}"
@@ -15,6 +16,8 @@ def interpret(results: dict) -> list[str]:
         latency_paragraph(results),
         throughput_paragraph(results),
         ingest_paragraph(results),
+        targets_paragraph(results),
+        load_paragraph(results),
         quality_paragraph(results),
         memory_paragraph(results),
     ]
@@ -57,7 +60,7 @@ def throughput_paragraph(results: dict) -> str:
         + (", hardly more than one client gets" if cc["qps"] < 1.25 * sq["qps"] else "")
         + f"; p50 latency rises to {fmt(cc['latency']['p50'])} ms, of which queue wait is "
         f"{fmt(cc['phases']['queue']['p50'])} ms (p50) — two worker children serve {cc['clients']} clients, and the "
-        f"web process, the {cc['clients']} pollers (each polling when its job's hint says) and SQLite "
+        f"web processes, the {cc['clients']} pollers (each polling when its job's hint says) and SQLite "
         f"share the same two cores with them. "
         + concurrent_cpu_sentence(results)
         # How the current tree uses SQLite (app/extensions.py, Database.reads_only).
@@ -74,7 +77,7 @@ def concurrent_cpu_sentence(results: dict) -> str:
     http_share = (cpu["web_cores"] + cpu["driver_cores"]) / used if used else float("nan")
     return (
         f"During the concurrent phase the worker kept {fmt(cpu['worker_cores'], 2)} cores busy, the web "
-        f"process {fmt(cpu['web_cores'], 2)}, the benchmark's own client threads "
+        f"processes {fmt(cpu['web_cores'], 2)}, the benchmark's own client threads "
         f"{fmt(cpu['driver_cores'], 2)} and Redis {fmt(cpu['redis_cores'], 2)} "
         f"({fmt(cpu['idle_cores'], 2)} idle of {results['machine']['nproc']}), so the HTTP side "
         f"(web + clients) took {fmt(http_share * 100, 0)}% of the CPU the service run used. "
@@ -82,24 +85,89 @@ def concurrent_cpu_sentence(results: dict) -> str:
 
 
 def ingest_paragraph(results: dict) -> str:
-    svc, cfg = results["service"], results["config"]
-    ing, bing = svc["ingest"], results["baseline"]["ingest"]
-    ratio = ing["docs_per_s"] / bing["docs_per_s"] if bing["docs_per_s"] else float("nan")
-    batch = cfg["docs_per_checkpoint"]
+    svc, base = results["service"], results["baseline"]
+    ing, bing = svc["ingest"], base["ingest"]
+    if ing["requests"] != 1:  # results from before make bench ingested one job
+        return f"**Ingest.** {ing['documents']} documents in {ing['requests']} jobs: {fmt(ing['chunks_per_s'])} chunks/s."
+    rate = server_chunks_per_s(ing)
+    during = svc.get("search_during_ingest") or {}
+    slower = (
+        f" A search sent while it ran took {fmt(during['during']['latency']['p50'])} ms (client p50) against "
+        f"{fmt(during['idle']['latency']['p50'])} ms on the idle service: the search goes to the other pool "
+        f"process, which has its own torch thread, while the ingest holds both cores' worth of threads, so for "
+        f"the few milliseconds of a search three threads share two cores."
+        if during
+        else ""
+    )
     return (
-        f"**Ingest.** The service ingested {ing['documents']} documents ({ing['chunks']} chunks) in "
-        f"{fmt(ing['wall_s'])} s, {fmt(ing['docs_per_s'])} docs/s; the baseline chunks, embeds and indexes the "
-        f"same corpus in {fmt(bing['total_s'])} s ({fmt(bing['docs_per_s'])} docs/s), so the service runs at "
-        f"{fmt(ratio * 100, 0)}% of it. Embedding dominates both; next to it the service's extra work costs "
-        f"little: it embeds {batch} documents' chunks per encode call (DOCS_PER_CHECKPOINT) rather than the whole "
-        f"corpus sorted by length, writes every chunk row with its vector to SQL, checkpoints the job row after "
-        f"every {batch} documents, and at the end of each of the {ing['requests']} jobs re-reads the collection's "
-        f"chunk ids and new vectors and writes a new FAISS generation file. With {ing['requests']} jobs queued "
-        f"at once the two worker children embed in parallel, one torch thread each (the worker kept "
-        f"{fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy during the ingest); an ingest job "
-        f"that is the only one embedding on the host takes every core instead (this run does not measure that "
-        f"case). Worker-side job durations (claim → finish): "
-        f"{', '.join(fmt(s, 1) for s in ing['job_seconds'])} s."
+        f"**Ingest.** One job of {ing['documents']:,} documents ({ing['chunks']:,} chunks) took "
+        f"{fmt(ing['server_wall_s'])} s from `created_at` to `finished_at`: {fmt(rate)} chunks/s, "
+        f"{fmt(100 * rate / bing['embed_chunks_per_s'], 0)}% of the in-process encode of the same chunks "
+        f"({fmt(bing['embed_chunks_per_s'])} chunks/s with {base['torch_threads']} torch threads, one call sorted "
+        f"by length). It is the only ingest on the host, so its pool process gives torch every core (the worker "
+        f"kept {fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy). What the service adds: it "
+        f"embeds {results['config']['docs_per_checkpoint']} documents' chunks per encode call (so it can checkpoint "
+        f"and be cancelled) rather than the whole corpus sorted by length, writes every chunk row with its vector "
+        f"to SQL, and at the end writes a new FAISS generation file." + slower
+    )
+
+
+def targets_paragraph(results: dict) -> str:
+    """Why the search targets are where they are, from this run's own numbers."""
+    svc, base = results["service"], results["baseline"]
+    sq, cc = svc["sequential"], svc["concurrent"]
+    limit = base["sequential"]["latency"]["p50"]
+    machinery = sq["phases"]["queue"]["p50"] + sq["phases"]["run"]["p50"] - sq["took"]["p50"]
+    cpu = svc["cpu_by_phase"]["concurrent"]
+    searches = cc["qps"] * cpu["wall_s"]
+    web_ms, worker_ms = (1000 * cpu[k] * cpu["wall_s"] / searches for k in ("web_cores", "worker_cores"))
+    wanted_qps = 0.75 * base["batched_qps"]
+    nproc = results["machine"]["nproc"]
+    return (
+        f"**What the targets ask, against what this run measured.** One search's created → finished may take "
+        f"{fmt(TARGET_SEARCH_X_LIMIT * limit)} ms ({TARGET_SEARCH_X_LIMIT:g}× the limit of {fmt(limit)} ms, which "
+        f"encodes back to back on both cores). The job machinery around the handler alone took {fmt(machinery)} ms "
+        f"of the median (commit, Redis, Celery's delivery to a pool process and the claim: "
+        f"{fmt(sq['phases']['queue']['p50'])} ms; the finish write after `took_ms`: "
+        f"{fmt(sq['phases']['run']['p50'] - sq['took']['p50'])} ms), and the handler's own "
+        f"{fmt(sq['took']['p50'])} ms runs on one torch thread after the worker sat idle while the client polled "
+        f"(the baseline's one-thread figure back to back: {fmt(base['sequential_1thread']['latency']['p50'])} ms). "
+        f"With {cc['clients']} clients each search cost the web processes {fmt(web_ms)} ms of CPU (the submit and "
+        f"{fmt(cc['polls_mean'], 2)} polls, each through Flask, flask-smorest, the limiter's Redis round trips "
+        f"and SQL) and the worker {fmt(worker_ms)} ms. {fmt(wanted_qps, 0)} searches/s "
+        f"(0.75× the batched limit) would need {fmt(wanted_qps * (web_ms + worker_ms) / 1000, 1)} cores at those "
+        f"costs, of the machine's {nproc}; the web's share alone would need "
+        f"{fmt(wanted_qps * web_ms / 1000, 1)}. And {cc['clients']} closed-loop clients at {fmt(cc['qps'])} "
+        f"searches/s wait {fmt(1000 * cc['clients'] / cc['qps'], 0)} ms per search on average (Little's law), "
+        f"so a p50 of 150 ms needs about {fmt(cc['clients'] / 0.150, 0)} searches/s first."
+    )
+
+
+def web_ms_per_request(results: dict) -> float:
+    """Web CPU per HTTP request of the sequential phase: one submit and its polls per search."""
+    sq, cpu = results["service"]["sequential"], results["service"]["cpu_by_phase"]["sequential"]
+    requests = sq["qps"] * cpu["wall_s"] * (1 + sq["polls_mean"])
+    return 1000 * cpu["web_cores"] * cpu["wall_s"] / requests if requests else float("nan")
+
+
+def load_paragraph(results: dict) -> str:
+    load = results["service"].get("load")
+    if not load or "skipped" in load or not load["submit"]:
+        return "**Load test.** Not measured in this run."
+    cpu = results["service"]["cpu_by_phase"].get("load test", {})
+    in_app = load.get("submit_in_app") or {}  # older results lack it
+    return (
+        f"**Load test.** At {load['users']} users the search submit's p95 was {fmt(load['submit']['p95'], 0)} ms "
+        f"as locust saw it and {fmt(in_app.get('p95'), 0)} ms inside the app (p50 {fmt(load['submit']['p50'], 0)} "
+        f"and {fmt(in_app.get('p50'), 0)} ms); the difference is time in gunicorn's queue and in locust's own "
+        f"event loop, which shares the two cores. In the sequential phase a request (submit or poll) cost the "
+        f"web {fmt(web_ms_per_request(results))} ms of CPU on average (for a submit: flask-smorest's argument and "
+        f"response schemas, the limiter's Redis round trips, the key's in-flight count, the job row's insert and "
+        f"commit, the broker message); a submit's p95 under load is its own cost plus waiting "
+        f"for the GIL and a core while the worker encodes (it kept {fmt(cpu.get('worker_cores'), 2)} cores busy "
+        f"during the load test, the web {fmt(cpu.get('web_cores'), 2)}). Errors: {load['errors']}"
+        + (": " + "; ".join(f"{f['what']}: {f['error']} (×{f['count']})" for f in load["failures"]) if load.get("failures") else "")
+        + "."
     )
 
 

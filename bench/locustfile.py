@@ -39,7 +39,17 @@ if str(ROOT) not in sys.path:
 
 from app.services.jobs import TERMINAL, JobStatus  # noqa: E402
 from bench.dataset import document_text, load_scifact  # noqa: E402
-from bench.parameters import DEFAULT_DATASET, TOP_K  # noqa: E402
+from bench.parameters import (  # noqa: E402
+    CACHED_SEARCH_JOB,
+    DEFAULT_DATASET,
+    INGEST_JOB,
+    INGEST_ROUTE,
+    JOB_LIST,
+    JOB_ROUTE,
+    SEARCH_JOB,
+    SEARCH_ROUTE,
+    TOP_K,
+)
 from devstack.client import Client  # noqa: E402
 
 log = logging.getLogger("quarry.load")
@@ -54,14 +64,6 @@ WARM_UP_SEARCHES = 4
 # Answers that refuse a request for now and say, in Retry-After, when to retry.
 REFUSALS = (429, 503)
 
-# Requests are named by route, so the statistics have one row per route.
-SEARCH_ROUTE = "/api/v1/collections/[name]/search"
-INGEST_ROUTE = "/api/v1/collections/[name]/documents"
-JOB_ROUTE = "/api/v1/jobs/[id]"
-JOB_LIST = "/api/v1/jobs?limit=20"
-SEARCH_JOB = "search job (submit→result)"
-CACHED_SEARCH_JOB = "search job, cached (submit→result)"
-INGEST_JOB = "ingest job (submit→result)"
 
 # What the run searches and ingests when SciFact is not on this machine.
 BUILT_IN_TEXTS = (

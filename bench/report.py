@@ -9,13 +9,13 @@ from pathlib import Path
 from bench.formatting import fmt
 from bench.parameters import (
     BENCH_TIER,
-    INGEST_BATCH,
     PUBLISHED_NDCG,
     SEARCH_POLL_INTERVAL,
     TOP_K,
     WARMUP_QUERIES,
     WORKER_CONCURRENCY,
 )
+from bench.sections import ingest_section, load_section
 from bench.targets import peer_section, targets, targets_section
 
 SEARCH_PHASE_LABELS = {
@@ -35,6 +35,8 @@ def render(results: dict) -> str:
         results_section(results),
         peer_section(results),
         search_phase_section(results["service"]),
+        ingest_section(results),
+        load_section(results["service"]),
         cpu_section(results["service"]["cpu_by_phase"]),
         ["## Interpretation", "", *(line for para in results["interpretation"] for line in (para, ""))],
         reproduce_section(),
@@ -44,6 +46,7 @@ def render(results: dict) -> str:
 
 def setup_section(results: dict) -> list[str]:
     m, cfg, cpu = results["machine"], results["config"], results["cpu"]
+    svc_ingest = results["service"]["ingest"]
     full = cfg["docs"] == cfg["corpus_docs"] and cfg["queries"] == cfg["qrels_queries"]
     dirty = m["git_dirty"]
     code = f"commit {m['git_head']}" + (
@@ -66,10 +69,11 @@ def setup_section(results: dict) -> list[str]:
         f"- Settings: model {cfg['model']}, chunks of {cfg['chunk_tokens']} tokens with "
         f"{cfg['chunk_overlap_tokens']} overlap, embed batch {cfg['embed_batch_size']}, pipeline `dense`, "
         f"top_k {TOP_K}, exact inner product (FAISS IndexFlatIP)",
-        f"- Service: SQLite (WAL) in a temp dir, private redis-server, gunicorn 1 process × 4 threads, ONE Celery "
-        f"worker with concurrency {WORKER_CONCURRENCY} (so 1 torch thread per child); the search result cache off "
-        f"(`SEARCH_CACHE_TTL_SECONDS=0`: every search is computed); ingest as JSON in requests "
-        f"of {INGEST_BATCH} documents, all submitted at once and polled every {cfg['ingest_poll_s']:g} s; the "
+        f"- Service: SQLite (WAL) in a temp dir, private redis-server, gunicorn {cfg.get('web', '1 process × 4 threads')}, "
+        f"ONE Celery worker with concurrency {WORKER_CONCURRENCY} (each child's torch gets 1 thread, or both cores "
+        f"while nothing else on the host is embedding); the search result cache off "
+        f"(`SEARCH_CACHE_TTL_SECONDS=0`: every search is computed); {ingest_words(svc_ingest)} as JSON, "
+        f"polled every {cfg['ingest_poll_s']:g} s; the "
         f"client polls `GET /api/v1/jobs/{{id}}` when the last answer's `poll_after_ms` says (at least "
         f"{SEARCH_POLL_INTERVAL * 1000:.0f} ms apart), sending its ETag; "
         f"{WARMUP_QUERIES + WORKER_CONCURRENCY} untimed warm-up searches first",
@@ -81,6 +85,12 @@ def setup_section(results: dict) -> list[str]:
         + "".join(f"; {name} phase: {fmt(ph['other_share'] * 100)}% of the machine" for name, ph in cpu["phases"].items()),
         "",
     ]
+
+
+def ingest_words(ingest: dict) -> str:
+    if ingest["requests"] == 1:
+        return "the corpus ingested as one job"
+    return f"the corpus ingested in {ingest['requests']} requests of up to {ingest['batch']} documents, all submitted at once"
 
 
 def results_section(results: dict) -> list[str]:
@@ -117,7 +127,7 @@ def results_section(results: dict) -> list[str]:
         f"({' + '.join(fmt(x, 0) for x in worker['per_process_hwm_mb'])}); peak PSS sum "
         f"{fmt(worker['peak_pss_sum_mb'], 0)} | {fmt(base['memory']['peak_rss_mb'], 0)} |",
         "",
-        f"Web process (gunicorn master + 1 worker), not in the table: peak RSS "
+        f"Web processes (gunicorn master + workers), not in the table: peak RSS "
         f"{fmt(svc['memory']['web']['sum_hwm_mb'], 0)} MB summed. "
         f"Failed jobs: ingest {sum(1 for s in ing['statuses'] if s != 'succeeded')}, searches "
         f"{sq['failed']} sequential + {cc['failed']} concurrent; jobs needing a second attempt: "

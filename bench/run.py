@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if not __package__:
     sys.path[0] = str(ROOT)
 
+from bench import hnsw_scale, scale_service, webhooks, worker_memory  # noqa: E402
 from bench.baseline import measure_baseline, run_baseline_process  # noqa: E402
 from bench.dataset import SciFact, load_scifact, quality  # noqa: E402
 from bench.interpretation import interpret  # noqa: E402
@@ -79,16 +80,28 @@ def main() -> int:
     return 0
 
 
-# Written by bench/webhooks.py (make bench-webhooks); kept when this report is rewritten.
-WEBHOOK_SECTION = "## Webhook delivery"
+# Sections other scripts write, each with its own run (make bench-webhooks,
+# bench-hnsw, bench-scale); kept as they are when this report is rewritten.
+KEPT_SECTIONS = (webhooks.SECTION, hnsw_scale.SECTION, scale_service.SECTION)
 
 
 def write_report(results: dict, output: Path) -> None:
     results["interpretation"] = interpret(results)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = render(results)
-    kept = find_section(output.read_text(), WEBHOOK_SECTION) if output.exists() else None
-    output.write_text(splice_section(report, WEBHOOK_SECTION, kept) if kept else report)
+    memory = results.get("memory") or {"skipped": "not part of this run"}
+    report = splice_section(
+        report,
+        worker_memory.SECTION,
+        f"{worker_memory.SECTION}\n\nNot measured: {memory['skipped']}\n\n"
+        if "skipped" in memory
+        else worker_memory.render(memory, worker_memory.DOCUMENTS, worker_memory.SEARCHES),
+    )
+    previous = output.read_text() if output.exists() else ""
+    for heading in KEPT_SECTIONS:
+        if (kept := find_section(previous, heading)) is not None:
+            report = splice_section(report, heading, kept)
+    output.write_text(report)
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
@@ -145,8 +158,20 @@ def run_phases(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> t
     log_baseline(runs["baseline"], log)
     runs["peer"] = run_peer_phase(args, data, workdir, log)
     if "skipped" not in runs["peer"]:
-        loads["peer"] = phase.measure()
+        loads["peer"], phase = phase.measure(), OtherLoad()
+    runs["memory"] = run_memory_phase(log)
+    loads["memory"] = phase.measure()
     return runs, loads
+
+
+def run_memory_phase(log) -> dict:
+    """The worker's total PSS both ways (bench/worker_memory.py), or {"skipped": why}."""
+    log("worker memory: a worker with a model per pool process, then one loaded before the fork")
+    try:
+        return worker_memory.measure_both(worker_memory.DOCUMENTS, worker_memory.SEARCHES, log)
+    except Exception as exc:  # noqa: BLE001 - reported in the results and the report
+        traceback.print_exc()
+        return {"skipped": f"the memory phase failed: {type(exc).__name__}: {exc}"}
 
 
 def run_peer_phase(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> dict:
@@ -190,6 +215,7 @@ def run_config(dataset: Path, data: SciFact) -> dict:
         "docs_per_checkpoint": DOCS_PER_CHECKPOINT,
         "search_poll_after_ms": kind_of("search").poll_after_ms,
         "ingest_poll_s": INGEST_POLL_INTERVAL,
+        "web": f"{settings.web_concurrency} processes × {settings.web_threads} threads",
     }
 
 

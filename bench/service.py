@@ -8,15 +8,21 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import cycle
 from pathlib import Path
 
+from app.config import settings
 from bench import client as driver
+from bench import ingest_probe as probes
 from bench.dataset import SciFact
+from bench.load import run_load_test
 from bench.parameters import (
     BENCH_SERVICE_ENV,
     BENCH_TIER,
     CLIENT_THREADS,
     COLLECTION,
+    LOAD_SECONDS,
+    LOAD_USERS,
     WORKER_CONCURRENCY,
 )
 from bench.system import CpuMeter, MemorySampler
@@ -96,7 +102,7 @@ def private_service(workdir: Path) -> Iterator[tuple[Stack, str]]:
 
 def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: float, log: Log) -> dict:
     started = time.perf_counter()
-    stack.start_web()
+    stack.start_web(processes=settings.web_concurrency, threads=settings.web_threads)  # as deployed
     worker = stack.start_worker(concurrency=WORKER_CONCURRENCY)
     web = stack.processes[0]
     out: dict = {"startup_s": time.perf_counter() - started}
@@ -108,12 +114,24 @@ def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: f
         out["warmup_ingest_s"] = time.perf_counter() - started
         log(f"worker warm (model loaded in its children) {out['warmup_ingest_s']:.1f} s after 'ready'")
         meter = CpuMeter({"web": web.pid, "worker": worker.pid}, redis_pid=stack.redis.process.pid)
-        out["ingest"] = driver.ingest_corpus(stack, data.documents, ingest_timeout, lambda: check_alive(stack))
+        alive = lambda: check_alive(stack)  # noqa: E731
+        texts = cycle(text for _, text in data.queries)
+        idle = probes.idle_probes(stack, data.documents, texts, ingest_timeout, alive)
+        log(f"searches on the idle service: client p50 {idle['latency']['p50']:.1f} ms")
+        meter.phase("idle probes")
+        out["ingest"], during = probes.ingest_with_probes(stack, data.documents, texts, ingest_timeout, alive)
+        out["search_during_ingest"] = probes.during_ingest_summary(idle, during)
+        log(f"searches during the ingest: client p50 {during['latency']['p50']:.1f} ms")
         log_ingest(out["ingest"], log)
         check_alive(stack)
         out["collection"] = stack.get(f"/api/v1/collections/{COLLECTION}").json()
         meter.phase("ingest")
         out.update(measure_searches(stack, lambda: stack.client(api_key), data.queries, meter, log))
+        log(f"load test: {LOAD_USERS} locust users for {LOAD_SECONDS} s")
+        out["load"] = run_load_test(stack.base_url, api_key, stack.workdir, stack.workdir / "web.log")
+        log(f"load test: {out['load'].get('summary') or out['load']}")
+        check_alive(stack)
+        meter.phase("load test")
         out["cpu_by_phase"] = meter.phases
     finally:
         out["memory"] = sampler.stop()
