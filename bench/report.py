@@ -16,6 +16,7 @@ from bench.parameters import (
     WORKER_CONCURRENCY,
 )
 from bench.sections import ingest_section, load_section
+from bench.system import code_words
 from bench.targets import peer_section, targets, targets_section
 
 SEARCH_PHASE_LABELS = {
@@ -48,10 +49,7 @@ def setup_section(results: dict) -> list[str]:
     m, cfg, cpu = results["machine"], results["config"], results["cpu"]
     svc_ingest = results["service"]["ingest"]
     full = cfg["docs"] == cfg["corpus_docs"] and cfg["queries"] == cfg["qrels_queries"]
-    dirty = m["git_dirty"]
-    code = f"commit {m['git_head']}" + (
-        f" plus uncommitted changes to {', '.join(f'`{d}`' for d in dirty)}" if dirty else " (clean tree)"
-    )
+    code = code_words(m)
     return [
         "Quarry end to end (HTTP → SQL job row → Redis → Celery worker → sentence-transformers + FAISS → "
         "job row → client poll) against the same search core called in one Python process, on BEIR SciFact. "

@@ -227,6 +227,14 @@ def library_versions() -> dict:
     return json.loads(done.stdout)
 
 
+def code_words(state: dict) -> str:
+    """A code state as the reports write it."""
+    dirty = state["git_dirty"]
+    return f"commit {state['git_head']}" + (
+        f" plus uncommitted changes to {', '.join(f'`{d}`' for d in dirty)}" if dirty else " (clean tree)"
+    )
+
+
 def code_state() -> dict:
     """The commit measured and the files changed since, leaving out the
     benchmark and its report, which do not change what is measured."""

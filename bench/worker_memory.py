@@ -25,7 +25,7 @@ if not __package__:
 from app.config import settings  # noqa: E402
 from bench.parameters import DEFAULT_OUTPUT, TARGET_MEMORY_X_BEFORE  # noqa: E402
 from bench.report import write_section  # noqa: E402
-from bench.system import code_state, load_average  # noqa: E402
+from bench.system import code_state, code_words, load_average  # noqa: E402
 from devstack.processes import RedisServer, Stack, create_database  # noqa: E402
 
 SECTION = "## Worker memory"
@@ -43,13 +43,22 @@ def process_tree_pss(root: int) -> dict:
     """PSS and RSS in bytes of `root` and every process below it, in all and
     each process's own (USS: pages no other process shares)."""
     parent = psutil.Process(root)
-    memories = [process.memory_full_info() for process in [parent, *parent.children(recursive=True)]]
+    processes = [parent, *parent.children(recursive=True)]
+    memories = [process.memory_full_info() for process in processes]
     return {
         "pss": sum(m.pss for m in memories),
         "rss": sum(m.rss for m in memories),
         "processes": len(memories),
         "uss": [m.uss for m in memories],
+        "largest_own": [largest_own_mappings(process) for process in processes],
     }
+
+
+def largest_own_mappings(process: psutil.Process, count: int = 3) -> list[tuple[str, int]]:
+    """What makes up a process's USS: its largest mappings by pages only it
+    maps (dirty: written here; clean: file pages only it has read)."""
+    own = [(Path(m.path).name or m.path, m.private_dirty + m.private_clean) for m in process.memory_maps(grouped=True)]
+    return sorted(own, key=lambda item: item[1], reverse=True)[:count]
 
 
 def measure(preload: str, documents: int, searches: int) -> dict:
@@ -102,10 +111,10 @@ def render(results: dict[str, dict], documents: int, searches: int) -> str:
             f"documents and runs {searches} searches, then the PSS of its main process and pool is summed "
             "(PSS splits each shared page between the processes sharing it, so the sum is what the worker costs the "
             "machine; RSS counts shared pages once per process). Both ways in one run; "
-            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, code {code_state()}, load average before {load_average()}.",
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, code: {code_words(code_state())}, load average before {load_average()}.",
             "",
-            "| worker | processes | total PSS, MiB | total RSS, MiB |",
-            "|---|---|---|---|",
+            "| worker | processes | total PSS, MiB | total RSS, MiB | USS per process (main / pool), MiB |",
+            "|---|---|---|---|---|",
             *rows,
             "",
             f"Total PSS now is {ratio:.2f}× before (target ≤ {TARGET_MEMORY_X_BEFORE}×: {verdict}). The model and torch's own memory "
@@ -113,11 +122,23 @@ def render(results: dict[str, dict], documents: int, searches: int) -> str:
             "copy-on-write because nothing writes to them. Torch's thread pools start only in the pool processes, "
             "after the fork (no model computation runs in the main process). What sharing cannot remove is each "
             "process's own memory (the USS column): what a pool process allocates when it runs (torch's buffers, "
-            "the collection's indexes, the library code it pages in) and what the main process keeps for itself.",
+            "the collection's indexes, the library code it pages in) and what the main process keeps for itself."
+            + own_parts(results["1"]),
             "",
             "",
         ]
     )
+
+
+def own_parts(result: dict) -> str:
+    """The largest mappings of each process's USS, as a sentence."""
+    if not result.get("largest_own"):
+        return ""
+    return " Its largest parts in this run, model loaded before the fork (MiB): " + "; ".join(
+        f"{'main process' if i == 0 else f'pool process {i}'}: "
+        + ", ".join(f"{name} {size / 2**20:,.0f}" for name, size in parts)
+        for i, parts in enumerate(result["largest_own"])
+    ) + "."
 
 
 def main() -> int:
