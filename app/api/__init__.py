@@ -3,6 +3,7 @@ call a service, and shape the answer; no domain logic lives here."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import g
@@ -31,14 +32,14 @@ def accepted(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 def job_answer(job: Job) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A job's JSON, with a Retry-After poll hint while it is queued or running."""
-    return job_to_dict(job), 200, poll_headers(job.status, job.type)
+    return job_to_dict(job), 200, poll_headers(job.status, job.type, job.created_at)
 
 
-def poll_headers(status: str, job_type: str) -> dict[str, str]:
+def poll_headers(status: str, job_type: str, created_at: datetime) -> dict[str, str]:
     """Retry-After and no caching while the job can still change."""
     if status not in ACTIVE:
         return {}
     # Kept through the rate limiter, which otherwise writes its own window
     # reset into Retry-After (app/__init__.py).
-    g.retry_after = str(retry_after_seconds(job_type))
+    g.retry_after = str(retry_after_seconds(job_type, created_at))
     return {"Retry-After": g.retry_after, "Cache-Control": "no-store"}

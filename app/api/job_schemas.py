@@ -96,7 +96,12 @@ class _JobFieldsSchema(ma.Schema):
         JobLinksSchema, required=True, metadata=_doc("Related URLs", {"self": f"/api/v1/jobs/{_JOB_ID}"})
     )
     poll_after_ms = fields.Integer(
-        metadata=_doc("Only while queued or running: milliseconds until a poll is worth making", 200)
+        metadata=_doc(
+            "Only while queued or running: milliseconds until a poll is worth making (what is left of "
+            "the recent median submit-to-success time of the job's type, or half the job's age once it "
+            "is older than that)",
+            200,
+        )
     )
 
 

@@ -36,7 +36,7 @@ def get_job(job_id: str):
         # Answered from the job's version alone, without reading the job.
         version = jobs.job_version(db.session, tenant_id, job_id)
         if request.if_none_match.contains_weak(version.tag):
-            headers = {"ETag": _etag(version), **poll_headers(version.status, version.type)}
+            headers = {"ETag": _etag(version), **poll_headers(version.status, version.type, version.created_at)}
             return Response(status=304, headers=headers)
     job = jobs.get_job(db.session, tenant_id, job_id)
     body, status, headers = job_answer(job)

@@ -1,12 +1,17 @@
-"""When a queued or running job is next worth polling: the recent median
-time from submit to finish of jobs of its type.
+"""When a queued or running job is next worth polling.
+
+A job younger than its type's recent median time from submit to finish is
+next worth polling when that median says it will be done (a search that
+usually finishes in 60 ms says `poll_after_ms: 60` on its 202, and a client
+that honours it polls once or twice). A job already older than the median
+(a queue has formed, say) will finish at a time nobody knows; its hint is
+half its age (never less, for any job), so a job ten times slower than usual costs a handful of polls
+rather than one per median, and is seen at most half its age late.
 
 Every process records the jobs its workers finish in one short Redis list
 per type, so the web processes learn from all workers; each process reads
-the medians at most every REFRESH_SECONDS. A search that usually finishes in
-60 ms says `poll_after_ms: 60`, and a client that honours it polls once or
-twice. Without Redis, or before any job of the type finished, the kind's
-fixed hint applies.
+the medians at most every REFRESH_SECONDS. Without Redis, or before any job
+of the type finished, the kind's fixed hint applies.
 """
 
 from __future__ import annotations
@@ -23,8 +28,13 @@ from app.services.jobs.kinds import JOB_TYPES, kind_of
 
 log = logging.getLogger(__name__)
 
-SAMPLES = 200  # finished jobs per type the median is taken over
-REFRESH_SECONDS = 5.0
+# Finished jobs per type the median is taken over, and how often a process
+# rereads them: short enough that the hint follows a load that builds up
+# within seconds.
+SAMPLES = 50
+REFRESH_SECONDS = 1.0
+# A job older than the median is next polled after this share of its age.
+LATE_AGE_SHARE = 0.5
 CEILING_MS = 30_000  # a hint never asks a client to wait longer than this
 
 _KEY = "quarry:job-durations:{}"
@@ -45,11 +55,15 @@ def record(job_type: str, seconds: float) -> None:
         log.debug("could not record the duration of a %s job: %s", job_type, exc)
 
 
-def poll_after_ms(job_type: str) -> int:
+def poll_after_ms(job_type: str, age_ms: float = 0.0) -> int:
+    """Milliseconds until a job of this type, submitted `age_ms` ago, is next worth polling."""
     kind = kind_of(job_type)
     learned = _medians().get(job_type)
-    hint = kind.poll_after_ms if learned is None else learned
-    return min(max(hint, kind.poll_floor_ms), CEILING_MS)
+    typical = kind.poll_after_ms if learned is None else learned
+    # Never sooner than half the age either: a job just short of the median
+    # would otherwise be polled at the floor, and again, on its way past it.
+    hint = max(typical - age_ms, age_ms * LATE_AGE_SHARE)
+    return min(max(round(hint), kind.poll_floor_ms), CEILING_MS)
 
 
 def _medians() -> dict[str, int]:
