@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--render", type=Path, default=None, help="only re-render the report from a --json file")
     parser.add_argument("--retry-wait", type=float, default=30.0)
     parser.add_argument("--no-peer", action="store_true", help="skip the peer (txtai's API); the report says so")
+    parser.add_argument("--no-load", action="store_true", help="skip the load test (locust); the report says so")
+    parser.add_argument("--no-memory", action="store_true", help="skip the worker-memory phase; the report says so")
     parser.add_argument("--baseline", type=Path, default=None, help=argparse.SUPPRESS)  # internal: see bench/baseline.py
     args = parser.parse_args()
     args.dataset = args.dataset.resolve()
@@ -150,7 +152,9 @@ def run_phases(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> t
     the baseline, then the peer, one at a time."""
     runs, loads = {}, {}
     phase = OtherLoad()
-    runs["service"] = run_service_with_retries(data, workdir, args.ingest_timeout, args.attempts, args.retry_wait, log)
+    runs["service"] = run_service_with_retries(
+        data, workdir, args.ingest_timeout, args.attempts, args.retry_wait, log, load_test=not args.no_load
+    )
     loads["service"], phase = phase.measure(), OtherLoad()
     log("service stopped; running the in-process baseline")
     runs["baseline"] = run_baseline_process(args.dataset, args.docs, args.queries, workdir)
@@ -159,8 +163,9 @@ def run_phases(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> t
     runs["peer"] = run_peer_phase(args, data, workdir, log)
     if "skipped" not in runs["peer"]:
         loads["peer"], phase = phase.measure(), OtherLoad()
-    runs["memory"] = run_memory_phase(log)
-    loads["memory"] = phase.measure()
+    runs["memory"] = {"skipped": "`--no-memory` was given"} if args.no_memory else run_memory_phase(log)
+    if "skipped" not in runs["memory"]:
+        loads["memory"] = phase.measure()
     return runs, loads
 
 

@@ -47,7 +47,7 @@ def check_alive(stack: Stack) -> None:
 
 
 def run_service_with_retries(data: SciFact, workdir: Path, ingest_timeout: float, attempts: int,
-                             retry_wait: float, log: Log) -> dict:
+                             retry_wait: float, log: Log, load_test: bool = True) -> dict:
     """The service run, started over from scratch when something outside the
     benchmark kills its processes (seen: a broad `pkill` of every
     gunicorn/celery of this project when a developer's local service
@@ -55,7 +55,7 @@ def run_service_with_retries(data: SciFact, workdir: Path, ingest_timeout: float
     interruptions = []
     for attempt in range(1, attempts + 1):
         try:
-            out = run_service(data, workdir / f"service-{attempt}", ingest_timeout, log)
+            out = run_service(data, workdir / f"service-{attempt}", ingest_timeout, log, load_test)
             return {**out, "interruptions": interruptions}
         except StackDied as exc:
             interruptions.append(str(exc))
@@ -67,10 +67,10 @@ def run_service_with_retries(data: SciFact, workdir: Path, ingest_timeout: float
     raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
-def run_service(data: SciFact, workdir: Path, ingest_timeout: float, log: Log) -> dict:
+def run_service(data: SciFact, workdir: Path, ingest_timeout: float, log: Log, load_test: bool = True) -> dict:
     with private_service(workdir) as (stack, api_key):
         try:
-            out = measure_service(stack, api_key, data, ingest_timeout, log)
+            out = measure_service(stack, api_key, data, ingest_timeout, log, load_test)
         except StackDied:
             raise
         except Exception:
@@ -100,7 +100,8 @@ def private_service(workdir: Path) -> Iterator[tuple[Stack, str]]:
         drop_database()
 
 
-def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: float, log: Log) -> dict:
+def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: float, log: Log,
+                    load_test: bool = True) -> dict:
     started = time.perf_counter()
     stack.start_web(processes=settings.web_concurrency, threads=settings.web_threads)  # as deployed
     worker = stack.start_worker(concurrency=WORKER_CONCURRENCY)
@@ -127,11 +128,14 @@ def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: f
         out["collection"] = stack.get(f"/api/v1/collections/{COLLECTION}").json()
         meter.phase("ingest")
         out.update(measure_searches(stack, lambda: stack.client(api_key), data.queries, meter, log))
-        log(f"load test: {LOAD_USERS} locust users for {LOAD_SECONDS} s")
-        out["load"] = run_load_test(stack.base_url, api_key, stack.workdir, stack.workdir / "web.log")
-        log(f"load test: {out['load'].get('summary') or out['load']}")
-        check_alive(stack)
-        meter.phase("load test")
+        if load_test:
+            log(f"load test: {LOAD_USERS} locust users for {LOAD_SECONDS} s")
+            out["load"] = run_load_test(stack.base_url, api_key, stack.workdir, stack.workdir / "web.log")
+            log(f"load test: {out['load'].get('summary') or out['load']}")
+            check_alive(stack)
+            meter.phase("load test")
+        else:
+            out["load"] = {"skipped": "`--no-load` was given"}
         out["cpu_by_phase"] = meter.phases
     finally:
         out["memory"] = sampler.stop()
