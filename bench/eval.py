@@ -45,7 +45,7 @@ from bench.quality import (  # noqa: E402
     service_with_retries,
 )
 from bench.run import isolate_from_local_service  # noqa: E402
-from bench.system import machine_info  # noqa: E402
+from bench.system import code_words, machine_info  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "docs" / "quality.md"
 
@@ -176,9 +176,7 @@ def render(results: dict) -> str:
 
 def setup_lines(results: dict) -> list[str]:
     m, cfg, svc = results["machine"], results["config"], results["service"]
-    dirty = [path for path in m["git_dirty"] if path != "docs/quality.md"]
-    code = f"commit `{m['git_head']}`" + (
-        f" plus uncommitted changes to {', '.join(f'`{d}`' for d in dirty)}" if dirty else " (clean tree)")
+    code = code_words(m)
     subset = cfg["docs"] < cfg["corpus_docs"] or cfg["queries"] < cfg["judged_queries"]
     skipped = "; ".join(f"`{name}`: {reason}" for name, reason in svc["skipped"].items()) or "none"
     return [

@@ -25,12 +25,12 @@ if not __package__:
 
 from app.config import settings  # noqa: E402
 from app.search.vector_index import HnswParams, VectorIndex  # noqa: E402
-from bench.parameters import DEFAULT_OUTPUT  # noqa: E402
+from bench.parameters import DEFAULT_OUTPUT, HNSW_SECTION  # noqa: E402
 from bench.report import write_section  # noqa: E402
-from bench.system import OtherLoad, code_state, load_average, memory_kb, usable_cores  # noqa: E402
+from bench.system import OtherLoad, code_state, code_words, load_average, memory_kb, usable_cores  # noqa: E402
 from bench.timing import latency_stats  # noqa: E402
 
-SECTION = "## HNSW at scale"
+SECTION = HNSW_SECTION
 DIM, K, BATCH, WARMUP, SEED = 384, 10, 50_000, 50, 20261122
 TARGET_P95_MS, TARGET_RECALL = 5.0, 0.95
 # Norm of the noise added to a database vector to make a near-duplicate query (cosine ≈ 1/sqrt(1 + NOISE²)).
@@ -163,10 +163,8 @@ def context(res: dict) -> str:
 def setup_lines(res: dict) -> list[str]:
     b, a, p, t, code = res["build"], res["args"], res["params"], res["truth"], res["code"]
     partial = "" if b["n"] == a.vectors else f" (**build stopped at its time limit: {b['n']:,} of {a.vectors:,}**)"
-    dirty = len(code["git_dirty"])
     lines = [
-        f"Date: {res['date']} (run took {res['took_s'] / 60:.1f} min); code: commit {code['git_head']} "
-        f"({f'{dirty} file(s) changed outside bench/' if dirty else 'clean tree'})",
+        f"Date: {res['date']} (run took {res['took_s'] / 60:.1f} min); code: {code_words(code)}",
         f"Machine: {usable_cores()} CPUs ({cpu_model()}); faiss {faiss.__version__}; niceness {os.nice(0)}; "
         f"load average at start {' '.join(res['load'])}",
         f"Data: {b['n']:,} random unit vectors{partial}, float32, {DIM}-d (normal samples, normalized; seed {SEED})",

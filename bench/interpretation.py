@@ -5,8 +5,17 @@ matches the tables."""
 from __future__ import annotations
 
 from bench.client import server_chunks_per_s
-from bench.parameters import PUBLISHED_NDCG, SEARCH_POLL_INTERVAL, TARGET_SEARCH_X_LIMIT, TOP_K
+from bench.parameters import (
+    PUBLISHED_NDCG,
+    SEARCH_POLL_INTERVAL,
+    TARGET_CONCURRENT_P50_MS,
+    TARGET_CONCURRENT_X_LIMIT,
+    TARGET_SEARCH_X_LIMIT,
+    TOP_K,
+)
 from bench.report import fmt
+from bench.sections import failures_words
+from bench.targets import ran
 
 POLL_MS = f"{SEARCH_POLL_INTERVAL * 1000:.0f}"
 
@@ -44,9 +53,10 @@ def latency_paragraph(results: dict) -> str:
         f"{fmt(sq['polls_mean'], 2)} polls per search). The client only learns of a result at a poll, so latency "
         f"moves in steps of one poll cycle (the sleep plus a GET): a search that finishes just after a poll is "
         f"seen one cycle later. That is why p50 and p95 sit close together, and why a few milliseconds more or "
-        f"less in the worker can move the median by a whole cycle between runs. The hint is the recent median "
-        f"submit-to-success time of searches (before any search finished: {cfg['search_poll_after_ms']} ms), so a "
-        f"client that honours it polls about once or twice per search."
+        f"less in the worker can move the median by a whole cycle between runs. The hint is what is left of the "
+        f"recent median submit-to-success time of searches (before any search finished: "
+        f"{cfg['search_poll_after_ms']} ms), or half the job's age once it is older than that, so a client that "
+        f"honours it polls a search about once or twice, and a slow one a few times."
     )
 
 
@@ -92,8 +102,8 @@ def ingest_paragraph(results: dict) -> str:
     rate = server_chunks_per_s(ing)
     during = svc.get("search_during_ingest") or {}
     slower = (
-        f" A search sent while it ran took {fmt(during['during']['latency']['p50'])} ms (client p50) against "
-        f"{fmt(during['idle']['latency']['p50'])} ms on the idle service: the search goes to the other pool "
+        f" A search sent while it ran took {fmt(during['during']['latency'].get('p50'))} ms (client p50) against "
+        f"{fmt(during['idle']['latency'].get('p50'))} ms on the idle service: the search goes to the other pool "
         f"process, which has its own torch thread, while the ingest holds both cores' worth of threads, so for "
         f"the few milliseconds of a search three threads share two cores."
         if during
@@ -120,8 +130,10 @@ def targets_paragraph(results: dict) -> str:
     machinery = sq["phases"]["queue"]["p50"] + sq["phases"]["run"]["p50"] - sq["took"]["p50"]
     cpu = svc["cpu_by_phase"]["concurrent"]
     searches = cc["qps"] * cpu["wall_s"]
+    if not searches or not sq["took"].get("p50"):
+        return "**What the targets ask.** Not explained for this run: too few searches succeeded."
     web_ms, worker_ms = (1000 * cpu[k] * cpu["wall_s"] / searches for k in ("web_cores", "worker_cores"))
-    wanted_qps = 0.75 * base["batched_qps"]
+    wanted_qps = TARGET_CONCURRENT_X_LIMIT * base["batched_qps"]
     nproc = results["machine"]["nproc"]
     return (
         f"**What the targets ask, against what this run measured.** One search's created → finished may take "
@@ -135,11 +147,12 @@ def targets_paragraph(results: dict) -> str:
         f"With {cc['clients']} clients each search cost the web processes {fmt(web_ms)} ms of CPU (the submit and "
         f"{fmt(cc['polls_mean'], 2)} polls, each through Flask, flask-smorest, the limiter's Redis round trips "
         f"and SQL) and the worker {fmt(worker_ms)} ms. {fmt(wanted_qps, 0)} searches/s "
-        f"(0.75× the batched limit) would need {fmt(wanted_qps * (web_ms + worker_ms) / 1000, 1)} cores at those "
+        f"({TARGET_CONCURRENT_X_LIMIT:g}× the batched limit) would need {fmt(wanted_qps * (web_ms + worker_ms) / 1000, 1)} cores at those "
         f"costs, of the machine's {nproc}; the web's share alone would need "
         f"{fmt(wanted_qps * web_ms / 1000, 1)}. And {cc['clients']} closed-loop clients at {fmt(cc['qps'])} "
         f"searches/s wait {fmt(1000 * cc['clients'] / cc['qps'], 0)} ms per search on average (Little's law), "
-        f"so a p50 of 150 ms needs about {fmt(cc['clients'] / 0.150, 0)} searches/s first."
+        f"so a p50 of {TARGET_CONCURRENT_P50_MS:g} ms needs about "
+        f"{fmt(1000 * cc['clients'] / TARGET_CONCURRENT_P50_MS, 0)} searches/s first."
     )
 
 
@@ -152,7 +165,7 @@ def web_ms_per_request(results: dict) -> float:
 
 def load_paragraph(results: dict) -> str:
     load = results["service"].get("load")
-    if not load or "skipped" in load or not load["submit"]:
+    if not ran(load) or not load["submit"]:
         return "**Load test.** Not measured in this run."
     cpu = results["service"]["cpu_by_phase"].get("load test", {})
     in_app = load.get("submit_in_app") or {}  # older results lack it
@@ -166,7 +179,7 @@ def load_paragraph(results: dict) -> str:
         f"commit, the broker message); a submit's p95 under load is its own cost plus waiting "
         f"for the GIL and a core while the worker encodes (it kept {fmt(cpu.get('worker_cores'), 2)} cores busy "
         f"during the load test, the web {fmt(cpu.get('web_cores'), 2)}). Errors: {load['errors']}"
-        + (": " + "; ".join(f"{f['what']}: {f['error']} (×{f['count']})" for f in load["failures"]) if load.get("failures") else "")
+        + (f": {failures_words(load['failures'])}" if load.get("failures") else "")
         + "."
     )
 

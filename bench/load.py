@@ -40,13 +40,16 @@ def run_load_test(base_url: str, api_key: str, workdir: Path, web_log: Path) -> 
         "--users", str(LOAD_USERS), "--spawn-rate", str(LOAD_SPAWN_RATE), "--run-time", f"{LOAD_SECONDS}s",
         "--host", base_url, "--csv", str(prefix),
     ]  # fmt: skip
-    ran = subprocess.run(
-        command,
-        env={**os.environ, "QUARRY_KEY": api_key},
-        capture_output=True,
-        text=True,
-        timeout=LOAD_SECONDS + SETUP_ALLOWANCE_S,
-    )
+    try:
+        ran = subprocess.run(
+            command,
+            env={**os.environ, "QUARRY_KEY": api_key},
+            capture_output=True,
+            text=True,
+            timeout=LOAD_SECONDS + SETUP_ALLOWANCE_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"locust did not finish within {LOAD_SECONDS + SETUP_ALLOWANCE_S} s"}
     stats_file = prefix.with_name("load_stats.csv")
     if not stats_file.exists():
         return {"skipped": f"locust exited {ran.returncode} without statistics: {ran.stderr[-500:]}"}

@@ -10,6 +10,13 @@ DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "scifact"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 
 COLLECTION = "scifact"
+
+# The sections of docs/benchmarks.md each script writes with its own run;
+# make bench rewrites the rest of the file and keeps these.
+WEBHOOK_SECTION = "## Webhook delivery"
+HNSW_SECTION = "## HNSW at scale"
+SCALE_SECTION = "## 200k chunks through the service: flat vs hnsw"
+MEMORY_SECTION = "## Worker memory"
 TOP_K = 10
 
 # Seconds between GET /jobs/{id} while a search runs: short, so the client
@@ -34,8 +41,10 @@ CLIENT_THREADS = 16
 # machine the report was made on.
 WORKER_CONCURRENCY = 2
 # Untimed searches before the sequential phase: they load the index into
-# each worker child.
-WARMUP_QUERIES = 6
+# each worker child, and are as many as the poll hints' median is taken
+# over, so the sequential phase's hints come from searches of this
+# collection on an idle service, not from the probe searches before it.
+WARMUP_QUERIES = 50
 
 # Searches during the large ingest: they go to a collection of their own (the
 # first PROBE_DOCS documents, ingested before), PROBE_SEARCHES on the idle

@@ -40,11 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if not __package__:
     sys.path[0] = str(ROOT)
 
-from bench import hnsw_scale, scale_service, webhooks, worker_memory  # noqa: E402
+from bench import worker_memory  # noqa: E402
 from bench.baseline import measure_baseline, run_baseline_process  # noqa: E402
 from bench.dataset import SciFact, load_scifact, quality  # noqa: E402
 from bench.interpretation import interpret  # noqa: E402
-from bench.parameters import DEFAULT_OUTPUT, INGEST_POLL_INTERVAL, add_run_arguments  # noqa: E402
+from bench.parameters import (  # noqa: E402
+    DEFAULT_OUTPUT,
+    HNSW_SECTION,
+    INGEST_POLL_INTERVAL,
+    SCALE_SECTION,
+    WEBHOOK_SECTION,
+    add_run_arguments,
+)
 from bench.peer_txtai import run_peer  # noqa: E402
 from bench.report import find_section, render, splice_section, summary  # noqa: E402
 from bench.service import run_service_with_retries  # noqa: E402
@@ -84,25 +91,21 @@ def main() -> int:
 
 # Sections other scripts write, each with its own run (make bench-webhooks,
 # bench-hnsw, bench-scale); kept as they are when this report is rewritten.
-KEPT_SECTIONS = (webhooks.SECTION, hnsw_scale.SECTION, scale_service.SECTION)
+KEPT_SECTIONS = (WEBHOOK_SECTION, HNSW_SECTION, SCALE_SECTION)
 
 
 def write_report(results: dict, output: Path) -> None:
     results["interpretation"] = interpret(results)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = render(results)
-    memory = results.get("memory") or {"skipped": "not part of this run"}
-    report = splice_section(
-        report,
-        worker_memory.SECTION,
-        f"{worker_memory.SECTION}\n\nNot measured: {memory['skipped']}\n\n"
-        if "skipped" in memory
-        else worker_memory.render(memory, worker_memory.DOCUMENTS, worker_memory.SEARCHES),
-    )
     previous = output.read_text() if output.exists() else ""
-    for heading in KEPT_SECTIONS:
-        if (kept := find_section(previous, heading)) is not None:
-            report = splice_section(report, heading, kept)
+    memory = results.get("memory") or {"skipped": "not part of this run"}
+    kept = KEPT_SECTIONS if "skipped" not in memory else (*KEPT_SECTIONS, worker_memory.SECTION)
+    if "skipped" not in memory:
+        report = splice_section(report, worker_memory.SECTION, worker_memory.render(memory))
+    for heading in kept:
+        if (section := find_section(previous, heading)) is not None:
+            report = splice_section(report, heading, section)
     output.write_text(report)
 
 

@@ -35,6 +35,7 @@ from app.services.jobs import JobStatus  # noqa: E402
 from bench.client import poll_until_final  # noqa: E402
 from bench.parameters import (  # noqa: E402
     DEFAULT_OUTPUT,
+    SCALE_SECTION,
     SEARCH_POLL_INTERVAL,
     SEARCH_TIMEOUT,
     TOP_K,
@@ -42,11 +43,11 @@ from bench.parameters import (  # noqa: E402
 )
 from bench.report import fmt, write_section  # noqa: E402
 from bench.service import log_findings, private_service  # noqa: E402
-from bench.system import CpuMeter, group_pids, machine_info, memory_kb, pss_kb  # noqa: E402
+from bench.system import CpuMeter, code_words, group_pids, machine_info, memory_kb, pss_kb  # noqa: E402
 from bench.timing import latency_stats  # noqa: E402
 from devstack.processes import BIN, PROJECT_ROOT, Stack  # noqa: E402
 
-SECTION = "## 200k chunks through the service: flat vs hnsw"
+SECTION = SCALE_SECTION
 KINDS = ("flat", "hnsw")
 # Collection name suffix -> index type. "empty" gets no rows: its rebuild is
 # the CLI's fixed cost (process start, imports, model load).
@@ -249,8 +250,7 @@ def setup_lines(results: dict) -> list[str]:
                        for k, c in results["collections"].items())
     return [
         f"Produced by `make bench-scale` (`.venv/bin/python bench/scale_service.py --chunks {n}`); one run.", "",
-        f"- Date: {results['date']} (run took {results['total_s'] / 60:.1f} min); code: commit {m['git_head']}"
-        + (" plus uncommitted changes" if m["git_dirty"] else ""),
+        f"- Date: {results['date']} (run took {results['total_s'] / 60:.1f} min); code: {code_words(m)}",
         f"- Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['ram_gb']:.1f} GB RAM; load average at start "
         f"{' '.join(m['loadavg_at_start'])}; cores busy during the timed searches: worker "
         f"{fmt(cpu['worker_cores'], 2)}, web {fmt(cpu['web_cores'], 2)}, this client {fmt(cpu['driver_cores'], 2)}, "

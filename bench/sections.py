@@ -51,7 +51,7 @@ def load_section(svc: dict) -> list[str]:
     if not load:
         return []
     if "skipped" in load:
-        return ["### Load test", "", f"Not measured: {load['skipped']}", ""]
+        return ["### Load test (locust)", "", f"Not measured: {load['skipped']}", ""]
 
     def row(name: str, stats: dict | None) -> str:
         if stats is None:
@@ -79,7 +79,7 @@ def load_section(svc: dict) -> list[str]:
         row("Ingest job, submit → seen final", load["ingest_job"]),
         "",
         *(
-            ["Errors: " + "; ".join(f"{f['what']}: {f['error']} (×{f['count']})" for f in load["failures"]) + ".", ""]
+            [f"Errors: {failures_words(load['failures'])}.", ""]
             if load.get("failures")
             else []
         ),
@@ -91,3 +91,8 @@ def in_app_row(stats: dict) -> str:
         f"| the same submits as the app timed them (access log) | {stats['n']:,} | {fmt(stats.get('p50'), 0)} / "
         f"{fmt(stats.get('p95'), 0)} / {fmt(stats.get('p99'), 0)} | – |"
     )
+
+
+def failures_words(failures: list[dict]) -> str:
+    """The load test's failed requests and errors: what, why, how often."""
+    return "; ".join(f"{f['what']}: {f['error']} (×{f['count']})" for f in failures)

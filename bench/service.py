@@ -15,6 +15,7 @@ from app.config import settings
 from bench import client as driver
 from bench import ingest_probe as probes
 from bench.dataset import SciFact
+from bench.formatting import fmt
 from bench.load import run_load_test
 from bench.parameters import (
     BENCH_SERVICE_ENV,
@@ -118,11 +119,11 @@ def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: f
         alive = lambda: check_alive(stack)  # noqa: E731
         texts = cycle(text for _, text in data.queries)
         idle = probes.idle_probes(stack, data.documents, texts, ingest_timeout, alive)
-        log(f"searches on the idle service: client p50 {idle['latency']['p50']:.1f} ms")
+        log(f"searches on the idle service: client p50 {fmt(idle['latency'].get('p50'))} ms")
         meter.phase("idle probes")
         out["ingest"], during = probes.ingest_with_probes(stack, data.documents, texts, ingest_timeout, alive)
         out["search_during_ingest"] = probes.during_ingest_summary(idle, during)
-        log(f"searches during the ingest: client p50 {during['latency']['p50']:.1f} ms")
+        log(f"searches during the ingest: client p50 {fmt(during['latency'].get('p50'))} ms")
         log_ingest(out["ingest"], log)
         check_alive(stack)
         out["collection"] = stack.get(f"/api/v1/collections/{COLLECTION}").json()

@@ -48,7 +48,7 @@ def targets(results: dict) -> list[Target]:
 def _search_targets(results: dict) -> list[Target]:
     svc, base = results["service"], results["baseline"]
     peer = results.get("peer") or {}
-    measured = "skipped" not in peer and bool(peer)
+    measured = ran(peer)
     sq, cc = svc["sequential"], svc["concurrent"]
     clients = cc["clients"]
     # Older results (before issue 10) have no created -> finished phase.
@@ -118,7 +118,7 @@ def _ingest_targets(results: dict) -> list[Target]:
 def _load_and_memory_targets(results: dict) -> list[Target]:
     load, memory = results["service"].get("load"), results.get("memory")
     rows = []
-    if load and "skipped" not in load:
+    if ran(load):
         submit_p95 = (load["submit"] or {}).get("p95")
         rows += [
             Target(
@@ -139,7 +139,7 @@ def _load_and_memory_targets(results: dict) -> list[Target]:
                 digits=0,
             ),
         ]
-    if memory and "skipped" not in memory:
+    if ran(memory):
         shrink = memory["1"]["pss"] / memory["0"]["pss"]
         rows.append(
             Target(
@@ -160,7 +160,7 @@ def targets_section(results: dict) -> list[str]:
     base, cfg, peer = results["baseline"], results["config"], results.get("peer") or {}
     clients = results["service"]["concurrent"]["clients"]
 
-    measured = bool(peer) and "skipped" not in peer
+    measured = ran(peer)
 
     def times(ratio: float | None) -> str:
         return "–" if ratio is None else f"{ratio:.2f}×"
@@ -190,19 +190,40 @@ def targets_section(results: dict) -> list[str]:
         f"the service run's concurrent phase ({clients} closed-loop clients, `CLIENT_THREADS`, each query once; "
         f"the same phase as in the tables below). txtai: `GET /search` as its client sees it (it has no job, so "
         f"the whole request), with as many clients. "
-        + (f"**The peer was not measured**: {peer.get('skipped', 'not part of this run')}." if "skipped" in peer or not peer
-           else "See \"The peer\" below for how it ran."),
+        + ("See \"The peer\" below for how it ran." if measured
+           else f"**The peer was not measured**: {peer.get('skipped', 'not part of this run')}."),
         "",
         "The ingest's limit is the baseline's encode of the same chunks in one call; Quarry's figure is the one "
-        "job's chunks over its `created_at` → `finished_at`. The search during the ingest, the load test and the "
-        "worker's memory each have their own section below, measured in this same run.",
+        "job's chunks over its `created_at` → `finished_at`. " + _sections_sentence(results),
         "",
     ]
 
 
+def _sections_sentence(results: dict) -> str:
+    """Which of the other figures this run measured, each in its own section below."""
+    measured = [
+        name
+        for name, present in (
+            ("the searches during the ingest", bool(results["service"].get("search_during_ingest"))),
+            ("the load test", ran(results["service"].get("load"))),
+            ("the worker's memory", ran(results.get("memory"))),
+        )
+        if present
+    ]
+    if not measured:
+        return ""
+    names = measured[0] if len(measured) == 1 else ", ".join(measured[:-1]) + " and " + measured[-1]
+    return f"Measured in this same run, each in its own section below: {names}."
+
+
+def ran(phase: dict | None) -> bool:
+    """A phase that ran (its results are there and it was not skipped)."""
+    return bool(phase) and "skipped" not in phase
+
+
 def peer_section(results: dict) -> list[str]:
     peer = results.get("peer") or {}
-    if not peer or "skipped" in peer:
+    if not ran(peer):
         return []
     svc, ing, quality = results["service"], peer["ingest"], results["quality"]
     sq, cc, psq, pcc = svc["sequential"], svc["concurrent"], peer["sequential"], peer["concurrent"]

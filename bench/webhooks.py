@@ -32,14 +32,15 @@ from bench.parameters import (  # noqa: E402
     BENCH_LIMITS,
     BENCH_TIER,
     DEFAULT_OUTPUT,
+    WEBHOOK_SECTION,
     WORKER_CONCURRENCY,
 )
 from bench.report import write_section  # noqa: E402
-from bench.system import code_state, load_average, usable_cores  # noqa: E402
+from bench.system import code_state, code_words, load_average, usable_cores  # noqa: E402
 from bench.timing import epoch_seconds, latency_stats  # noqa: E402
 from devstack.processes import RedisServer, Stack, create_database, free_port  # noqa: E402
 
-SECTION = "## Webhook delivery"
+SECTION = WEBHOOK_SECTION
 COLLECTION = "hooks"
 ANIMALS, PLACES = ("owl", "fox", "heron", "badger", "otter"), ("river", "barn", "wood", "road")
 DOCUMENTS = [{"text": f"The {animal} was seen near the {place}."} for animal in ANIMALS for place in PLACES]
@@ -190,9 +191,8 @@ def measure_throughput(stack: Stack, api_key: str, receiver: Receiver, pings: in
 def render(results: dict) -> str:
     delay, pings, run = results["delay"]["delay_ms"], results["throughput"], results["delay"]
     code = results["code"]
-    changed = f"{len(code['git_dirty'])} files changed outside bench/" if code["git_dirty"] else "clean tree"
     settings_lines = [
-        f"Date: {results['date']} (run took {results['took_s']:.0f} s); code: commit {code['git_head']} ({changed})",
+        f"Date: {results['date']} (run took {results['took_s']:.0f} s); code: {code_words(code)}",
         f"Machine: {results['cpus']} CPUs; load average at start {' '.join(results['load_at_start'])}",
         f"Service: SQLite, private redis-server, gunicorn 1 process × 4 threads, ONE Celery worker with "
         f"concurrency {WORKER_CONCURRENCY}, beat; `WEBHOOK_ALLOW_PRIVATE_NETWORKS=1`; first attempt "

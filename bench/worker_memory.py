@@ -23,12 +23,12 @@ if not __package__:
     sys.path[0] = str(ROOT)
 
 from app.config import settings  # noqa: E402
-from bench.parameters import DEFAULT_OUTPUT, TARGET_MEMORY_X_BEFORE  # noqa: E402
+from bench.parameters import DEFAULT_OUTPUT, MEMORY_SECTION, TARGET_MEMORY_X_BEFORE  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from bench.system import code_state, code_words, load_average  # noqa: E402
 from devstack.processes import RedisServer, Stack, create_database  # noqa: E402
 
-SECTION = "## Worker memory"
+SECTION = MEMORY_SECTION
 MODES = {"0": "each pool process loads its own model (before)", "1": "model loaded before the fork (now)"}
 DOCUMENTS = 200
 SEARCHES = 20
@@ -82,9 +82,16 @@ def measure(preload: str, documents: int, searches: int) -> dict:
         drop()
 
 
-def measure_both(documents: int, searches: int, log) -> dict[str, dict]:
-    """Each way in turn: a model per pool process (before), then loaded before the fork (now)."""
-    results = {}
+def measure_both(documents: int, searches: int, log) -> dict:
+    """Each way in turn: a model per pool process (before), then loaded
+    before the fork (now); with when, on what code and what the load was."""
+    results: dict = {
+        "documents": documents,
+        "searches": searches,
+        "measured_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}",
+        "code": code_words(code_state()),
+        "load_before": load_average(),
+    }
     for mode in MODES:
         log(f"WORKER_PRELOAD_MODEL={mode}: {MODES[mode]}")
         results[mode] = measure(mode, documents, searches)
@@ -92,13 +99,13 @@ def measure_both(documents: int, searches: int, log) -> dict[str, dict]:
     return results
 
 
-def render(results: dict[str, dict], documents: int, searches: int) -> str:
+def render(results: dict) -> str:
     before, now = results["0"]["pss"], results["1"]["pss"]
     ratio = now / before
     rows = [
         f"| {MODES[mode]} | {r['processes']} | {r['pss'] / 2**20:,.0f} | {r['rss'] / 2**20:,.0f} | "
         f"{' / '.join(f'{uss / 2**20:,.0f}' for uss in r['uss'])} |"
-        for mode, r in results.items()
+        for mode, r in ((mode, results[mode]) for mode in MODES)
     ]
     verdict = "met" if ratio <= TARGET_MEMORY_X_BEFORE else "**not met**"
     return "\n".join(
@@ -107,11 +114,11 @@ def render(results: dict[str, dict], documents: int, searches: int) -> str:
             "",
             "Measured by `make bench`, or alone by `make bench-memory` (`.venv/bin/python bench/worker_memory.py`): "
             "one worker with the default "
-            f"concurrency ({settings.worker_concurrency} pool processes on this machine) ingests {documents} "
-            f"documents and runs {searches} searches, then the PSS of its main process and pool is summed "
+            f"concurrency ({settings.worker_concurrency} pool processes on this machine) ingests "
+            f"{results['documents']} documents and runs {results['searches']} searches, then the PSS of its main process and pool is summed "
             "(PSS splits each shared page between the processes sharing it, so the sum is what the worker costs the "
             "machine; RSS counts shared pages once per process). Both ways in one run; "
-            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, code: {code_words(code_state())}, load average before {load_average()}.",
+            f"{results['measured_at']}, code: {results['code']}, load average before {' '.join(results['load_before'])}.",
             "",
             "| worker | processes | total PSS, MiB | total RSS, MiB | USS per process (main / pool), MiB |",
             "|---|---|---|---|---|",
@@ -148,7 +155,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown file; its section is replaced")
     args = parser.parse_args()
     results = measure_both(args.documents, args.searches, log=lambda line: print(line, flush=True))
-    section = render(results, args.documents, args.searches)
+    section = render(results)
     write_section(args.output, SECTION, section)
     print(f"{section}wrote {args.output}")
     return 0

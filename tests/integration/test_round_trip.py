@@ -255,3 +255,30 @@ def test_polls_answer_while_a_writer_holds_the_sqlite_lock(service, corpus, data
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_an_old_queued_job_is_next_worth_polling_after_half_its_age(service, runtime):
+    """Whether the poll is answered 200 or 304, a job queued for 10 s says
+    to look again in about 5 s, not after a typical job's duration."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.models import Job, utcnow
+    from app.services import jobs
+    from app.services.keys import SCOPES, Principal, find_tenant
+
+    # Submitted in this process, for the stack key's tenant: its message goes
+    # to Redis database 1, which the stack's worker does not read, so the job
+    # stays queued.
+    with runtime.session_scope() as session:
+        tenant = find_tenant(session, "main")
+        principal = Principal(tenant.id, "old-job-key", frozenset(SCOPES), "enterprise")
+        job_id = jobs.submit(session, principal, "search", params={}, total=1).id
+        session.execute(update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(seconds=10)))
+        session.commit()
+    first = service.get(f"/api/v1/jobs/{job_id}")
+    again = service.get(f"/api/v1/jobs/{job_id}", headers={"If-None-Match": first.headers["ETag"]})
+    assert (first.status_code, again.status_code) == (200, 304)
+    assert 5000 <= first.json()["poll_after_ms"] < 5500
+    assert {first.headers["Retry-After"], again.headers["Retry-After"]} <= {"5", "6"}  # whole seconds, rounded up
