@@ -114,11 +114,12 @@ def ingest_paragraph(results: dict) -> str:
         f"{fmt(ing['server_wall_s'])} s from `created_at` to `finished_at`: {fmt(rate)} chunks/s, "
         f"{fmt(100 * rate / bing['embed_chunks_per_s'], 0)}% of the in-process encode of the same chunks "
         f"({fmt(bing['embed_chunks_per_s'])} chunks/s with {base['torch_threads']} torch threads, one call sorted "
-        f"by length). It is the only ingest on the host, so its pool process gives torch every core (the worker "
-        f"kept {fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy). What the service adds: it "
-        f"embeds {results['config']['docs_per_checkpoint']} documents' chunks per encode call (so it can checkpoint "
-        f"and be cancelled) rather than the whole corpus sorted by length, writes every chunk row with its vector "
-        f"to SQL, and at the end writes a new FAISS generation file." + slower
+        f"by length). It is the only ingest on the host, so its pool process gives torch every core: the worker "
+        f"kept {fmt(svc['cpu_by_phase']['ingest']['worker_cores'], 2)} cores busy, so the gap is not idle cores "
+        f"but work per chunk. Besides the encode (in a forked pool process, "
+        f"{results['config']['docs_per_checkpoint']} documents' chunks per call, so the job can checkpoint and be "
+        f"cancelled), the service writes every chunk row with its vector to SQL, checkpoints the job row and at "
+        f"the end writes a new FAISS generation file." + slower
     )
 
 
