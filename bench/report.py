@@ -17,7 +17,7 @@ from bench.parameters import (
 )
 from bench.sections import ingest_section, load_section
 from bench.system import code_words
-from bench.targets import peer_section, targets, targets_section
+from bench.targets import peer_section, ran, targets, targets_section
 
 SEARCH_PHASE_LABELS = {
     "post_to_row": "POST until the job row's `created_at`",
@@ -215,9 +215,9 @@ def summary(results: dict, output: str) -> str:
         f"other load {cpu['other_share'] * 100:.1f}% of the machine during the run"
         + "".join(f", {k} phase {v['other_share'] * 100:.1f}%" for k, v in cpu["phases"].items()),
     ]
-    peer = results.get("peer") or {"skipped": "not measured"}
+    peer = results.get("peer") or {"skipped": "not measured"}  # older results have none
     lines.append(
-        f"peer     skipped: {peer['skipped']}" if "skipped" in peer else
+        f"peer     skipped: {peer['skipped']}" if not ran(peer) else
         f"peer     txtai {peer['ingest']['docs_per_s']:.1f} docs/s, p50 {peer['sequential']['latency']['p50']:.1f} ms, "
         f"{peer['concurrent']['qps']:.2f} q/s with {peer['concurrent']['clients']} clients, "
         f"nDCG@10 {results['quality']['peer']['ndcg@10']:.4f}"

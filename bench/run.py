@@ -56,6 +56,7 @@ from bench.peer_txtai import run_peer  # noqa: E402
 from bench.report import find_section, render, splice_section, summary  # noqa: E402
 from bench.service import run_service_with_retries  # noqa: E402
 from bench.system import OtherLoad, load_average, machine_info  # noqa: E402
+from bench.targets import ran  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -99,10 +100,11 @@ def write_report(results: dict, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     report = render(results)
     previous = output.read_text() if output.exists() else ""
-    memory = results.get("memory") or {"skipped": "not part of this run"}
-    kept = KEPT_SECTIONS if "skipped" not in memory else (*KEPT_SECTIONS, worker_memory.SECTION)
-    if "skipped" not in memory:
-        report = splice_section(report, worker_memory.SECTION, worker_memory.render(memory))
+    kept = KEPT_SECTIONS
+    if ran(results.get("memory")):
+        report = splice_section(report, worker_memory.SECTION, worker_memory.render(results["memory"]))
+    else:  # the section an earlier run (or make bench-memory) wrote stays
+        kept += (worker_memory.SECTION,)
     for heading in kept:
         if (section := find_section(previous, heading)) is not None:
             report = splice_section(report, heading, section)
@@ -164,10 +166,10 @@ def run_phases(args: argparse.Namespace, data: SciFact, workdir: Path, log) -> t
     loads["baseline"], phase = phase.measure(), OtherLoad()
     log_baseline(runs["baseline"], log)
     runs["peer"] = run_peer_phase(args, data, workdir, log)
-    if "skipped" not in runs["peer"]:
+    if ran(runs["peer"]):
         loads["peer"], phase = phase.measure(), OtherLoad()
     runs["memory"] = {"skipped": "`--no-memory` was given"} if args.no_memory else run_memory_phase(log)
-    if "skipped" not in runs["memory"]:
+    if ran(runs["memory"]):
         loads["memory"] = phase.measure()
     return runs, loads
 

@@ -43,10 +43,15 @@ def _hint(db, job_id: str) -> tuple[int, int]:
 def _submitted_ago(db, job_type: str, ms: float) -> str:
     """A queued job whose submit was `ms` ago."""
     job_id = _submit(db, job_type)
+    _age(db, job_id, ms)
+    return job_id
+
+
+def _age(db, job_id: str, ms: float) -> None:
+    """Make the job's submit `ms` ago."""
     with db.session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(milliseconds=ms)))
         session.commit()
-    return job_id
 
 
 def _run_taking(db, job_type: str, seconds: float) -> None:
@@ -109,11 +114,7 @@ def test_a_client_following_the_hints_polls_a_slow_job_a_few_times(fresh_hints):
     job_id = _submit(fresh_hints, "search")
     finishes_at_ms, age_ms, polls = 2000.0, 0.0, 0
     while age_ms < finishes_at_ms:
-        with fresh_hints.session_scope() as session:
-            session.execute(
-                update(Job).where(Job.id == job_id).values(created_at=utcnow() - timedelta(milliseconds=age_ms))
-            )
-            session.commit()
+        _age(fresh_hints, job_id, age_ms)
         age_ms += _hint(fresh_hints, job_id)[0]
         polls += 1
     assert polls <= 10  # one per median would be about 20

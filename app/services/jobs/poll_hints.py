@@ -5,8 +5,9 @@ next worth polling when that median says it will be done (a search that
 usually finishes in 60 ms says `poll_after_ms: 60` on its 202, and a client
 that honours it polls once or twice). A job already older than the median
 (a queue has formed, say) will finish at a time nobody knows; its hint is
-half its age (never less, for any job), so a job ten times slower than usual costs a handful of polls
-rather than one per median, and is seen at most half its age late.
+half its age (never less, for any job), so a job ten times slower than
+usual costs a handful of polls rather than one per median, and is seen at
+most half its age late.
 
 Every process records the jobs its workers finish in one short Redis list
 per type, so the web processes learn from all workers; each process reads
@@ -20,10 +21,12 @@ import logging
 import statistics
 import threading
 import time
+from datetime import datetime
 
 import redis
 
 from app.extensions import redis_store
+from app.models import utcnow
 from app.services.jobs.kinds import JOB_TYPES, kind_of
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,9 @@ def record(job_type: str, seconds: float) -> None:
         log.debug("could not record the duration of a %s job: %s", job_type, exc)
 
 
-def poll_after_ms(job_type: str, age_ms: float = 0.0) -> int:
-    """Milliseconds until a job of this type, submitted `age_ms` ago, is next worth polling."""
+def poll_after_ms(job_type: str, created_at: datetime) -> int:
+    """Milliseconds until a job of this type, submitted at `created_at`, is next worth polling."""
+    age_ms = max(0.0, (utcnow() - created_at).total_seconds() * 1000)
     kind = kind_of(job_type)
     learned = _medians().get(job_type)
     typical = kind.poll_after_ms if learned is None else learned

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from app.config import API_PREFIX
-from app.models import Job, utcnow
+from app.models import Job
 from app.services.jobs import poll_hints
 from app.services.jobs.kinds import ACTIVE, JobStatus
 
@@ -46,16 +46,12 @@ def progress(job: Job) -> dict[str, Any]:
 
 
 def poll_after_ms(job: Job) -> int:
-    return poll_hints.poll_after_ms(job.type, age_ms(job.created_at))
+    return poll_hints.poll_after_ms(job.type, job.created_at)
 
 
 def retry_after_seconds(job_type: str, created_at: datetime) -> int:
     """The same hint in whole seconds, for the Retry-After header (at least 1)."""
-    return max(1, -(-poll_hints.poll_after_ms(job_type, age_ms(created_at)) // 1000))
-
-
-def age_ms(created_at: datetime) -> float:
-    return max(0.0, (utcnow() - created_at).total_seconds() * 1000)
+    return max(1, -(-poll_hints.poll_after_ms(job_type, created_at) // 1000))
 
 
 def _timestamp(moment: datetime | None) -> str | None:
