@@ -75,7 +75,7 @@ def index_rebuild(collection: str, tenant: str) -> None:
     """Rebuild COLLECTION's vector and keyword indexes from its chunk rows."""
     from app.extensions import db
     from app.services.collections import get_collection
-    from app.services.indexing import sync_collection_index
+    from app.services.handlers.indexing import sync_collection_index
     from app.services.keys import find_tenant
 
     with db.session_scope() as session, _one_line_errors():

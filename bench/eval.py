@@ -30,7 +30,7 @@ if not __package__:
     sys.path[0] = str(ROOT)
 
 from app.search.pipelines.hybrid import FIRST_STAGE_DEPTH, RRF_K  # noqa: E402
-from app.services.retrieval import COLLAPSE_OVERFETCH  # noqa: E402
+from app.services.handlers.retrieval import COLLAPSE_OVERFETCH  # noqa: E402
 from bench.dataset import load_scifact  # noqa: E402
 from bench.parameters import add_run_arguments  # noqa: E402
 from bench.quality import (  # noqa: E402

@@ -27,7 +27,7 @@ from app.search.keyword_index import KeywordIndex
 from app.search.pipelines import PIPELINES, Pipeline, SearchResources
 from app.search.vector_index import VectorIndex
 from app.services.jobs import JobStatus
-from app.services.retrieval import COLLAPSE_OVERFETCH
+from app.services.handlers.retrieval import COLLAPSE_OVERFETCH
 from bench import client as driver
 from bench.dataset import SciFact, document_ranking, document_text, ndcg_and_recall
 from bench.parameters import COLLECTION, SEARCH_TIMEOUT, WORKER_CONCURRENCY

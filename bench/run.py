@@ -209,7 +209,7 @@ def isolate_from_local_service() -> None:
 def run_config(dataset: Path, data: SciFact) -> dict:
     """The settings the service ran with, as the report quotes them."""
     from app.config import settings
-    from app.services.ingest import DOCS_PER_CHECKPOINT
+    from app.services.handlers.ingest import DOCS_PER_CHECKPOINT
     from app.services.jobs import kind_of
 
     return {

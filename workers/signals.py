@@ -62,7 +62,7 @@ def _load_model_before_fork(**_kwargs) -> None:
     the fork, where they are safe to start."""
     if not settings.worker_preload_model:
         return
-    from app.services.indexing import embedder
+    from app.services.handlers.indexing import embedder
 
     started = time.monotonic()
     embedder()
@@ -79,8 +79,8 @@ def _ready_the_child(**_kwargs) -> None:
     cores for torch (children x threads never exceeds them), and the model
     (inherited from the main process, or loaded here when not preloaded)."""
     from app.search.embedding import set_torch_threads
-    from app.services.embedding_threads import pool_share
-    from app.services.indexing import embedder
+    from app.services.handlers.embedding_threads import pool_share
+    from app.services.handlers.indexing import embedder
 
     # Connections inherited from the parent must not be shared across processes.
     if db.engine is not None:

@@ -25,7 +25,7 @@ from app.api.schemas import (
 )
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
-from app.services import collections, documents, search, staging
+from app.services import collections, documents, search_jobs, staging
 from app.services.errors import UnsupportedMediaType, ValidationFailed
 
 blp = Blueprint(
@@ -156,7 +156,7 @@ def submit_search(body: dict, name: str):
     `metadata`), `pipeline`, `took_ms` and `index_generation`, and with
     `include_answer` an extractive `answer` citing its hits.
     """
-    job = search.submit_search(db.session, current_principal(), name, body, idempotency_of_request())
+    job = search_jobs.submit_search(db.session, current_principal(), name, body, idempotency_of_request())
     return accepted(job)
 
 
@@ -172,7 +172,7 @@ def submit_search_batch(body: dict, name: str):
 
     The result holds `results`: one `{query, hits}` per query, in order.
     """
-    job = search.submit_search_batch(db.session, current_principal(), name, body, idempotency_of_request())
+    job = search_jobs.submit_search_batch(db.session, current_principal(), name, body, idempotency_of_request())
     return accepted(job)
 
 

@@ -5,7 +5,7 @@ from app.api.extensions import Blueprint
 from app.api.schemas import PipelineSchema
 from app.auth import current_tenant_id
 from app.extensions import db
-from app.services import pipelines
+from app.services import pipeline_catalog
 
 blp = Blueprint(
     "pipelines", __name__, url_prefix=f"{API_PREFIX}/pipelines", description="Retrieval pipelines a search can use"
@@ -20,7 +20,7 @@ def list_pipelines():
 
     A search names one in `pipeline`; one that is `unavailable` answers 503.
     """
-    return pipelines.list_pipelines(db.session, current_tenant_id())
+    return pipeline_catalog.list_pipelines(db.session, current_tenant_id())
 
 
 @blp.route("/<name>")
@@ -32,4 +32,4 @@ def get_pipeline(name: str):
 
     Its status, capabilities, and the latency of its recent searches.
     """
-    return pipelines.get_pipeline(db.session, current_tenant_id(), name)
+    return pipeline_catalog.get_pipeline(db.session, current_tenant_id(), name)

@@ -1,21 +1,18 @@
-"""A collection's documents: list and read them (web), and delete a document
-or a whole collection as jobs (worker) that remove rows and index entries
-together."""
+"""A collection's documents: list and read them, and submit the jobs that
+delete a document or a whole collection (app/services/handlers/deletion.py
+runs them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, or_, select
+from sqlalchemy import String, cast, or_, select
 from sqlalchemy.orm import Session
 
-from app.extensions import db
-from app.models import Chunk, Collection, Document, Job
+from app.models import Collection, Document, Job
 from app.services import jobs
 from app.services.collections import get_collection
 from app.services.errors import NotFound
-from app.services.indexing import index_store, sync_collection_index
-from app.services.jobs import JobContext
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.pagination import paginate
@@ -91,41 +88,3 @@ def submit_delete_collection(
     return jobs.submit(
         session, principal, "delete_collection", params={}, collection=collection, total=1, idempotency=idempotency
     )
-
-
-def run_delete_document(ctx: JobContext) -> dict[str, Any]:
-    """Remove the document's rows, then its vectors and keyword entries (a new
-    index generation). Deleting what is already gone succeeds with 0."""
-    document_id = ctx.params["document_id"]
-    collection_id = ctx.require_collection_id()
-    with db.session_scope() as session:
-        internal_id = session.scalar(
-            select(Document.id).where(Document.collection_id == collection_id, Document.external_id == document_id)
-        )
-        chunks = 0
-        if internal_id is not None:
-            chunks = session.execute(select(func.count()).where(Chunk.document_id == internal_id)).scalar_one()
-            session.execute(delete(Chunk).where(Chunk.document_id == internal_id))
-            session.execute(delete(Document).where(Document.id == internal_id))
-        session.commit()
-    generation = sync_collection_index(collection_id)
-    return {
-        "document_id": document_id,
-        "deleted": internal_id is not None,
-        "chunks": chunks,
-        "index_generation": generation,
-    }
-
-
-def run_delete_collection(ctx: JobContext) -> dict[str, Any]:
-    """Remove the collection's chunks, documents, row and index files."""
-    collection_id = ctx.require_collection_id()
-    with db.session_scope() as session:
-        documents = session.scalar(select(func.count()).where(Document.collection_id == collection_id))
-        chunks = session.scalar(select(func.count()).where(Chunk.collection_id == collection_id))
-        session.execute(delete(Chunk).where(Chunk.collection_id == collection_id))
-        session.execute(delete(Document).where(Document.collection_id == collection_id))
-        session.execute(delete(Collection).where(Collection.id == collection_id))
-        session.commit()
-    index_store().drop(collection_id)
-    return {"deleted": True, "documents": documents or 0, "chunks": chunks or 0}

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from app.services import embedding_threads
+from app.services.handlers import embedding_threads
 
 CORES = os.cpu_count() or 1
 pytestmark = pytest.mark.skipif(CORES < 2, reason="one core: every share is the whole machine")

@@ -16,10 +16,11 @@ from sqlalchemy import func, select, update
 
 from app.config import settings
 from app.models import Chunk, Collection, Document, Job, StagedUpload, utcnow
-from app.services import ingest, jobs, staging
+from app.services import jobs, staging
 from app.services.collections import get_or_create_collection
 from app.services.errors import PayloadTooLarge
-from app.services.indexing import index_for_search, index_store, sync_collection_index
+from app.services.handlers import ingest
+from app.services.handlers.indexing import index_for_search, index_store, sync_collection_index
 from app.services.keys import SCOPES, Principal
 
 DOCS = [

@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from app.config import settings
 from app.models import Collection, Job, utcnow
 from app.services import jobs, staging
+from app.services.handlers.search import run_searches
 from app.services.jobs import batches
 from app.services.keys import SCOPES, Principal
-from app.services.search import run_searches
 
 PRINCIPAL = Principal("default", "batch-key", frozenset(SCOPES), "enterprise")
 NATURE = [

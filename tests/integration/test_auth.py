@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
@@ -238,6 +239,6 @@ def test_no_plaintext_key_is_stored_logged_or_documented(service, admin, databas
 
 
 def _in_seconds(seconds: int) -> str:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).isoformat()
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()

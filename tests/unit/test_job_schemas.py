@@ -3,7 +3,7 @@ documented by it): nothing may be lost or changed there."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,7 +33,7 @@ RESULTS = {
 
 
 def finished_job(job_type: str, result: dict | None, **fields) -> Job:
-    moment = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
     values = dict(
         id="j1", type=job_type, status="succeeded", collection_name="notes", progress_processed=1, progress_total=1,
         result=result, attempts=1, created_at=moment, started_at=moment, finished_at=moment,

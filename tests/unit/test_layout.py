@@ -5,6 +5,8 @@ machinery or the web layer itself."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,25 @@ def test_the_search_core_knows_nothing_of_services_or_storage():
     for path in python_files("app/search"):
         upward = {m for m in imported_modules(path) if m.startswith(("app.services", "app.models", "app.extensions"))}
         assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)}"
+
+
+def _modules_loaded_by(statement: str) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded after `statement`."""
+    probe = f"import sys\n{statement}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_the_web_process_loads_no_search_engine():
+    """The web validates, writes a job row and enqueues: the model and the
+    indexes live in the workers only (app/services/handlers)."""
+    loaded = _modules_loaded_by("import wsgi")
+    assert "flask" in loaded  # the probe itself works
+    assert not loaded & {"faiss", "bm25s", "torch", "sentence_transformers"}
+
+
+def test_the_web_imports_no_handler():
+    for path in [*python_files("app/api"), ROOT / "app/__init__.py", ROOT / "app/auth.py", ROOT / "app/errors.py"]:
+        handlers = {m for m in imported_modules(path) if m.startswith("app.services.handlers")}
+        assert not handlers, f"{path.relative_to(ROOT)} imports {sorted(handlers)}"

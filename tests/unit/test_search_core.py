@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.search.answers import extractive_answer, split_sentences
-from app.search.documents import DocumentMap
+from app.search.document_map import DocumentMap
 from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.search.pipelines.hybrid import reciprocal_rank_fusion
 

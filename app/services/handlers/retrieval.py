@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from app.config import settings
 from app.extensions import db
 from app.models import Chunk, Document
-from app.search.documents import DocumentMap
+from app.search.document_map import DocumentMap
 from app.search.index_store import CollectionIndex
 from app.search.pipelines import Pipeline, Ranking, SearchResources
-from app.services.indexing import embedder
+from app.services.handlers.indexing import embedder
 
 # A collapsed search first asks for this many chunks per wanted document, and
 # asks again for more while one long document crowds out the rest.

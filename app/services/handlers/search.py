@@ -1,5 +1,5 @@
-"""Search: submit a search job (web), run it against the collection's indexes
-through the chosen pipeline (worker)."""
+"""Search jobs, worker side: run each against its collection's indexes through
+the chosen pipeline (the web half is app/services/search_jobs.py)."""
 
 from __future__ import annotations
 
@@ -10,74 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
-from app.config import settings
 from app.extensions import db
-from app.models import Job
 from app.search.answers import extractive_answer
 from app.search.index_store import CollectionIndex
 from app.search.pipelines import PIPELINES
-from app.services import jobs, search_cache
-from app.services.collections import get_collection
-from app.services.errors import JobFailure, PipelineUnavailable
-from app.services.indexing import embedder, index_for_search
+from app.services import search_cache
+from app.services.errors import JobFailure
+from app.services.handlers.indexing import embedder, index_for_search
+from app.services.handlers.retrieval import document_map, hydrate, ranked, search_resources
 from app.services.jobs import CRASHED, JobContext
-from app.services.jobs.idempotency import Idempotency
-from app.services.keys import Principal
-from app.services.retrieval import document_map, hydrate, ranked, search_resources
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-# A pipeline's configuration does not change while the service runs.
-UNAVAILABLE_RETRY_AFTER = 300
-
-
-def submit_search(
-    session: Session,
-    principal: Principal,
-    collection_name: str,
-    params: dict[str, Any],
-    idempotency: Idempotency | None = None,
-) -> Job:
-    return _submit(session, principal, "search", collection_name, params, total=1, idempotency=idempotency)
-
-
-def submit_search_batch(
-    session: Session,
-    principal: Principal,
-    collection_name: str,
-    params: dict[str, Any],
-    idempotency: Idempotency | None = None,
-) -> Job:
-    total = len(params["queries"])
-    return _submit(session, principal, "search_batch", collection_name, params, total=total, idempotency=idempotency)
-
-
-def _submit(session, principal, job_type, collection_name, params, *, total, idempotency) -> Job:
-    collection = get_collection(session, principal.tenant_id, collection_name)
-    reason = PIPELINES[params["pipeline"]].unavailable_reason(settings)
-    if reason is not None:
-        raise PipelineUnavailable(
-            f"The {params['pipeline']!r} pipeline is unavailable: {reason}", retry_after=UNAVAILABLE_RETRY_AFTER
-        )
-    # Answered before at this generation: the job is born succeeded.
-    answered = (
-        search_cache.lookup(search_cache.cache_key(collection.id, collection.generation, params))
-        if job_type == "search"
-        else None
-    )
-    return jobs.submit(
-        session,
-        principal,
-        job_type,
-        params=params,
-        collection=collection,
-        total=total,
-        idempotency=idempotency,
-        answered=answered,
-    )
 
 
 def run_search(ctx: JobContext) -> dict[str, Any]:

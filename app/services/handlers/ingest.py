@@ -28,9 +28,9 @@ from app.models import Chunk, Collection, Document
 from app.search.chunking import TextChunk, chunk_text
 from app.search.embedding import Embedder
 from app.search.extract import ExtractionError, extract
-from app.services import embedding_threads
 from app.services.errors import JobFailure
-from app.services.indexing import embedder, sync_collection_index
+from app.services.handlers import embedding_threads
+from app.services.handlers.indexing import embedder, sync_collection_index
 from app.services.jobs import JobCancelled, JobContext
 from app.services.staging_area import StagedUploadMissing, staging_area
 
