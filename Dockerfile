@@ -18,7 +18,7 @@ COPY workers ./workers
 RUN pip install --no-cache-dir .
 
 COPY migrations ./migrations
-COPY alembic.ini celeryconfig.py flowerconfig.py gunicorn.conf.py wsgi.py Procfile ./
+COPY alembic.ini flowerconfig.py gunicorn.conf.py wsgi.py Procfile ./
 
 RUN useradd --create-home --uid 10001 quarry && mkdir -p /data && chown quarry /data
 USER quarry

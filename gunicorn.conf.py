@@ -1,7 +1,9 @@
 """Gunicorn settings for the `web` process, from the one Settings object."""
 
-from app.config import settings
+from app.config import Settings
 from app.logs import gunicorn_logconfig
+
+settings = Settings.from_env()
 
 bind = f"{settings.web_host}:{settings.web_port}"
 worker_class = "gthread"

@@ -10,7 +10,8 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app.config import PROJECT_ROOT, settings
+from app.config import PROJECT_ROOT
+from app.extensions import settings
 
 db_cli = AppGroup("db", help="Database schema migrations (Alembic).")
 index_cli = AppGroup("index", help="FAISS index upkeep.")

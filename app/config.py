@@ -1,16 +1,23 @@
 """The one configuration object. Every setting comes from the environment
-(an optional `.env` file is read for local runs), with a safe default."""
+(an optional `.env` file fills in what the environment does not say), with a
+safe default.
+
+Importing this module reads nothing: `Settings.from_env()` reads, and
+create_app(settings) or the Celery app's setup binds the result for the
+process (app/runtime.py); code reads it as `app.extensions.settings`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-load_dotenv(PROJECT_ROOT / ".env", override=False)
 
 # Base path of the HTTP API; also in the links a job's JSON carries.
 API_PREFIX = "/api/v1"
@@ -29,48 +36,48 @@ def local_redis_port(var_dir: Path) -> int:
         return LOCAL_REDIS_PORT
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+class Environment:
+    """Typed reads of environment variables; an empty value is the default."""
 
+    def __init__(self, values: Mapping[str, str | None]) -> None:
+        self._values = values
 
-def _int(name: str, default: int) -> int:
-    try:
-        return int(_env(name, str(default)))
-    except ValueError:
-        raise RuntimeError(f"{name} must be an integer") from None
+    def text(self, name: str, default: str) -> str:
+        value = (self._values.get(name) or "").strip()
+        return value or default
 
+    def integer(self, name: str, default: int) -> int:
+        try:
+            return int(self.text(name, str(default)))
+        except ValueError:
+            raise RuntimeError(f"{name} must be an integer") from None
 
-def _bool(name: str, default: bool) -> bool:
-    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+    def number(self, name: str, default: float) -> float:
+        try:
+            return float(self.text(name, str(default)))
+        except ValueError:
+            raise RuntimeError(f"{name} must be a number") from None
 
+    def flag(self, name: str, default: bool) -> bool:
+        return self.text(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
-def _float(name: str, default: float) -> float:
-    try:
-        return float(_env(name, str(default)))
-    except ValueError:
-        raise RuntimeError(f"{name} must be a number") from None
+    def delays(self, name: str, default: str) -> tuple[int, ...]:
+        try:
+            delays = tuple(int(part) for part in self.text(name, default).split(","))
+        except ValueError:
+            raise RuntimeError(f"{name} must be comma-separated whole seconds") from None
+        if not delays or min(delays) < 0:
+            raise RuntimeError(f"{name} must list one or more delays of 0 seconds or more")
+        return delays
 
+    def path(self, name: str, default: Path) -> Path:
+        return Path(self.text(name, str(default))).expanduser().resolve()
 
-def _delays(name: str, default: str) -> tuple[int, ...]:
-    try:
-        delays = tuple(int(part) for part in _env(name, default).split(","))
-    except ValueError:
-        raise RuntimeError(f"{name} must be comma-separated whole seconds") from None
-    if not delays or min(delays) < 0:
-        raise RuntimeError(f"{name} must list one or more delays of 0 seconds or more")
-    return delays
-
-
-def _path(name: str, default: Path) -> Path:
-    return Path(_env(name, str(default))).expanduser().resolve()
-
-
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    value = _env(name, default).lower()
-    if value not in choices:
-        raise RuntimeError(f"{name} must be one of: {', '.join(choices)}")
-    return value
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise RuntimeError(f"{name} must be one of: {', '.join(choices)}")
+        return value
 
 
 def _is_postgres(url: str) -> bool:
@@ -95,6 +102,7 @@ class Settings:
     index_dir: Path
     upload_dir: Path
     upload_staging: str
+    metrics_dir: Path
     embedding_model: str
     max_upload_mb: int
     max_extracted_mb: int
@@ -144,104 +152,20 @@ class Settings:
     web_timeout: int
 
     @classmethod
-    def from_env(cls) -> Settings:
-        var_dir = _path("QUARRY_VAR_DIR", PROJECT_ROOT / "var")
-        database_url = _env("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}")
-        # Heroku Redis serves TLS (rediss://) with a self-signed certificate: "none" there.
-        redis_tls = _choice("REDIS_SSL_CERT_REQS", ("required", "optional", "none"), "required")
-        redis_url = _with_redis_tls(_env("REDIS_URL", f"redis://127.0.0.1:{local_redis_port(var_dir)}/0"), redis_tls)
+    def from_env(cls, environ: Mapping[str, str | None] | None = None) -> Settings:
+        """The settings `environ` says (default: the process environment over
+        the project's `.env`), section by section."""
+        if environ is None:
+            environ = {**dotenv_values(PROJECT_ROOT / ".env"), **os.environ}
+        env = Environment(environ)
+        storage = _storage(env)
         return cls(
-            var_dir=var_dir,
-            database_url=database_url,
-            redis_url=redis_url,
-            redis_ssl_cert_reqs=redis_tls,
-            celery_broker_url=_with_redis_tls(_env("CELERY_BROKER_URL", redis_url), redis_tls),
-            index_dir=_path("INDEX_DIR", var_dir / "indexes"),
-            upload_dir=_path("UPLOAD_DIR", var_dir / "uploads"),
-            # Where uploads wait for their ingest job: "database" needs no disk
-            # shared by web and worker (Heroku dynos); "filesystem" is UPLOAD_DIR,
-            # for one host or a shared volume.
-            upload_staging=_choice(
-                "UPLOAD_STAGING",
-                ("database", "filesystem"),
-                "database" if _is_postgres(database_url) else "filesystem",
-            ),
-            embedding_model=_env("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
-            max_upload_mb=_int("MAX_UPLOAD_MB", 100),
-            # Text one uploaded file may expand to (a zip bomb in a docx stops here).
-            max_extracted_mb=_int("MAX_EXTRACTED_MB", 50),
-            # A local sentence-transformers CrossEncoder folder; empty: the
-            # `rerank` pipeline is unavailable.
-            rerank_model=_env("RERANK_MODEL", ""),
-            rerank_candidates=_int("RERANK_CANDIDATES", 50),
-            hnsw_m=_int("HNSW_M", 32),
-            hnsw_ef_construction=_int("HNSW_EF_CONSTRUCTION", 80),
-            hnsw_ef_search=_int("HNSW_EF_SEARCH", 128),
-            # Rebuild an hnsw index once this fraction of its vectors are deleted.
-            hnsw_rebuild_fraction=_float("HNSW_REBUILD_FRACTION", 0.2),
-            # How long an identical search is answered from Redis; 0 turns the cache off.
-            search_cache_ttl_seconds=_int("SEARCH_CACHE_TTL_SECONDS", 600),
-            # Single searches waiting together run as one micro-batch of at most
-            # this many (1: each alone); once a batch has more than one, it
-            # waits this long for more to join.
-            search_batch_max=_int("SEARCH_BATCH_MAX", 32),
-            search_batch_wait_ms=_float("SEARCH_BATCH_WAIT_MS", 2.0),
-            # When set, /metrics needs `Authorization: Bearer <token>`.
-            metrics_token=_env("METRICS_TOKEN", ""),
-            # Browser origins allowed to call the API (comma-separated, `*` for
-            # any); empty: no CORS headers, browsers keep to same-origin.
-            cors_origins=tuple(o.strip() for o in _env("CORS_ORIGINS", "").split(",") if o.strip()),
-            # JSON answers at least this large are gzipped for clients that accept it.
-            compress_min_bytes=_int("COMPRESS_MIN_BYTES", 1024),
-            chunk_tokens=_int("CHUNK_TOKENS", 200),
-            chunk_overlap_tokens=_int("CHUNK_OVERLAP_TOKENS", 40),
-            embed_batch_size=_int("EMBED_BATCH_SIZE", 64),
-            job_lease_seconds=_int("JOB_LEASE_SECONDS", 60),
-            job_time_limit_seconds=_int("JOB_TIME_LIMIT_SECONDS", 3600),
-            stuck_queued_seconds=_int("STUCK_QUEUED_SECONDS", 300),
-            recovery_interval_seconds=_int("RECOVERY_INTERVAL_SECONDS", 30),
-            job_retention_days=_int("JOB_RETENTION_DAYS", 30),
-            broker_visibility_timeout=_int("BROKER_VISIBILITY_TIMEOUT", 7200),
-            worker_concurrency=_int("WORKER_CONCURRENCY", os.cpu_count() or 1),
-            worker_start_timeout_seconds=_int("WORKER_START_TIMEOUT_SECONDS", 120),
-            # Load the model in the worker's main process before the pool forks,
-            # so the pool processes share one copy (0: each loads its own).
-            worker_preload_model=_bool("WORKER_PRELOAD_MODEL", True),
-            log_level=_env("LOG_LEVEL", "INFO").upper(),
-            # json: one object per line, for machines; text: for people (make run).
-            log_format=_env("LOG_FORMAT", "json").lower(),
-            ratelimit_storage_url=_with_redis_tls(_env("RATELIMIT_STORAGE_URL", redis_url), redis_tls),
-            # Requests per key by tier, and per client IP for requests
-            # without a valid key ("anonymous"); limits-library notation.
-            rate_limits={
-                "free": _env("RATE_LIMIT_FREE", "60/minute"),
-                "pro": _env("RATE_LIMIT_PRO", "600/minute"),
-                "enterprise": _env("RATE_LIMIT_ENTERPRISE", "6000/minute"),
-                "anonymous": _env("RATE_LIMIT_ANONYMOUS", "20/minute"),
-            },
-            # Queued + running jobs one key may have at once, by tier.
-            inflight_jobs={
-                "free": _int("INFLIGHT_JOBS_FREE", 10),
-                "pro": _int("INFLIGHT_JOBS_PRO", 100),
-                "enterprise": _int("INFLIGHT_JOBS_ENTERPRISE", 1000),
-            },
-            queue_depth_limit=_int("QUEUE_DEPTH_LIMIT", 10000),
-            key_rotation_grace_seconds=_int("KEY_ROTATION_GRACE_SECONDS", 86400),
-            trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),
-            # Delays in seconds before each attempt; its length is the number of attempts.
-            webhook_retry_schedule=_delays("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000"),
-            webhook_secret_grace_seconds=_int("WEBHOOK_SECRET_GRACE_SECONDS", 86400),
-            webhook_progress_interval_seconds=_float("WEBHOOK_PROGRESS_INTERVAL_SECONDS", 2.0),
-            webhook_disable_after_hours=_float("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
-            webhook_allow_private_networks=_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
-            webhook_sweep_interval_seconds=_int("WEBHOOK_SWEEP_INTERVAL_SECONDS", 10),
-            # Concurrent attempts per worker pool process (they wait on the network).
-            webhook_delivery_threads=_int("WEBHOOK_DELIVERY_THREADS", 16),
-            web_host=_env("HOST", "0.0.0.0"),
-            web_port=_int("PORT", 8000),
-            web_concurrency=_int("WEB_CONCURRENCY", 2),
-            web_threads=_int("WEB_THREADS", 4),
-            web_timeout=_int("WEB_TIMEOUT", 30),
+            **storage,
+            **_search(env),
+            **_jobs(env),
+            **_limits(env, storage["redis_url"], storage["redis_ssl_cert_reqs"]),
+            **_webhooks(env),
+            **_web(env),
         )
 
     @property
@@ -261,9 +185,129 @@ class Settings:
         return url
 
 
-settings = Settings.from_env()
+def _storage(env: Environment) -> dict[str, Any]:
+    var_dir = env.path("QUARRY_VAR_DIR", PROJECT_ROOT / "var")
+    database_url = env.text("DATABASE_URL", f"sqlite:///{var_dir / 'quarry.db'}")
+    # Heroku Redis serves TLS (rediss://) with a self-signed certificate: "none" there.
+    redis_tls = env.choice("REDIS_SSL_CERT_REQS", ("required", "optional", "none"), "required")
+    redis_url = _with_redis_tls(env.text("REDIS_URL", f"redis://127.0.0.1:{local_redis_port(var_dir)}/0"), redis_tls)
+    return dict(
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_ssl_cert_reqs=redis_tls,
+        celery_broker_url=_with_redis_tls(env.text("CELERY_BROKER_URL", redis_url), redis_tls),
+        index_dir=env.path("INDEX_DIR", var_dir / "indexes"),
+        upload_dir=env.path("UPLOAD_DIR", var_dir / "uploads"),
+        # Where uploads wait for their ingest job: "database" needs no disk
+        # shared by web and worker (Heroku dynos); "filesystem" is UPLOAD_DIR,
+        # for one host or a shared volume.
+        upload_staging=env.choice(
+            "UPLOAD_STAGING",
+            ("database", "filesystem"),
+            "database" if _is_postgres(database_url) else "filesystem",
+        ),
+        # Every process writes its Prometheus samples here (app/metrics.py).
+        metrics_dir=env.path("PROMETHEUS_MULTIPROC_DIR", var_dir / "metrics"),
+    )
 
-# Every process writes its Prometheus samples here (app/metrics.py); it must
-# be set before prometheus_client is imported anywhere, hence here.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.var_dir / "metrics"))
-Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+def _search(env: Environment) -> dict[str, Any]:
+    return dict(
+        embedding_model=env.text("EMBEDDING_MODEL", "all-MiniLM-L6-v2"),
+        max_upload_mb=env.integer("MAX_UPLOAD_MB", 100),
+        # Text one uploaded file may expand to (a zip bomb in a docx stops here).
+        max_extracted_mb=env.integer("MAX_EXTRACTED_MB", 50),
+        # A local sentence-transformers CrossEncoder folder; empty: the
+        # `rerank` pipeline is unavailable.
+        rerank_model=env.text("RERANK_MODEL", ""),
+        rerank_candidates=env.integer("RERANK_CANDIDATES", 50),
+        hnsw_m=env.integer("HNSW_M", 32),
+        hnsw_ef_construction=env.integer("HNSW_EF_CONSTRUCTION", 80),
+        hnsw_ef_search=env.integer("HNSW_EF_SEARCH", 128),
+        # Rebuild an hnsw index once this fraction of its vectors are deleted.
+        hnsw_rebuild_fraction=env.number("HNSW_REBUILD_FRACTION", 0.2),
+        # How long an identical search is answered from Redis; 0 turns the cache off.
+        search_cache_ttl_seconds=env.integer("SEARCH_CACHE_TTL_SECONDS", 600),
+        # Single searches waiting together run as one micro-batch of at most
+        # this many (1: each alone); once a batch has more than one, it
+        # waits this long for more to join.
+        search_batch_max=env.integer("SEARCH_BATCH_MAX", 32),
+        search_batch_wait_ms=env.number("SEARCH_BATCH_WAIT_MS", 2.0),
+        chunk_tokens=env.integer("CHUNK_TOKENS", 200),
+        chunk_overlap_tokens=env.integer("CHUNK_OVERLAP_TOKENS", 40),
+        embed_batch_size=env.integer("EMBED_BATCH_SIZE", 64),
+    )
+
+
+def _jobs(env: Environment) -> dict[str, Any]:
+    return dict(
+        job_lease_seconds=env.integer("JOB_LEASE_SECONDS", 60),
+        job_time_limit_seconds=env.integer("JOB_TIME_LIMIT_SECONDS", 3600),
+        stuck_queued_seconds=env.integer("STUCK_QUEUED_SECONDS", 300),
+        recovery_interval_seconds=env.integer("RECOVERY_INTERVAL_SECONDS", 30),
+        job_retention_days=env.integer("JOB_RETENTION_DAYS", 30),
+        broker_visibility_timeout=env.integer("BROKER_VISIBILITY_TIMEOUT", 7200),
+        worker_concurrency=env.integer("WORKER_CONCURRENCY", os.cpu_count() or 1),
+        worker_start_timeout_seconds=env.integer("WORKER_START_TIMEOUT_SECONDS", 120),
+        # Load the model in the worker's main process before the pool forks,
+        # so the pool processes share one copy (0: each loads its own).
+        worker_preload_model=env.flag("WORKER_PRELOAD_MODEL", True),
+    )
+
+
+def _limits(env: Environment, redis_url: str, redis_tls: str) -> dict[str, Any]:
+    return dict(
+        ratelimit_storage_url=_with_redis_tls(env.text("RATELIMIT_STORAGE_URL", redis_url), redis_tls),
+        # Requests per key by tier, and per client IP for requests
+        # without a valid key ("anonymous"); limits-library notation.
+        rate_limits={
+            "free": env.text("RATE_LIMIT_FREE", "60/minute"),
+            "pro": env.text("RATE_LIMIT_PRO", "600/minute"),
+            "enterprise": env.text("RATE_LIMIT_ENTERPRISE", "6000/minute"),
+            "anonymous": env.text("RATE_LIMIT_ANONYMOUS", "20/minute"),
+        },
+        # Queued + running jobs one key may have at once, by tier.
+        inflight_jobs={
+            "free": env.integer("INFLIGHT_JOBS_FREE", 10),
+            "pro": env.integer("INFLIGHT_JOBS_PRO", 100),
+            "enterprise": env.integer("INFLIGHT_JOBS_ENTERPRISE", 1000),
+        },
+        queue_depth_limit=env.integer("QUEUE_DEPTH_LIMIT", 10000),
+        key_rotation_grace_seconds=env.integer("KEY_ROTATION_GRACE_SECONDS", 86400),
+        trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT", 0),
+    )
+
+
+def _webhooks(env: Environment) -> dict[str, Any]:
+    return dict(
+        # Delays in seconds before each attempt; its length is the number of attempts.
+        webhook_retry_schedule=env.delays("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000"),
+        webhook_secret_grace_seconds=env.integer("WEBHOOK_SECRET_GRACE_SECONDS", 86400),
+        webhook_progress_interval_seconds=env.number("WEBHOOK_PROGRESS_INTERVAL_SECONDS", 2.0),
+        webhook_disable_after_hours=env.number("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
+        webhook_allow_private_networks=env.flag("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False),
+        webhook_sweep_interval_seconds=env.integer("WEBHOOK_SWEEP_INTERVAL_SECONDS", 10),
+        # Concurrent attempts per worker pool process (they wait on the network).
+        webhook_delivery_threads=env.integer("WEBHOOK_DELIVERY_THREADS", 16),
+    )
+
+
+def _web(env: Environment) -> dict[str, Any]:
+    return dict(
+        # When set, /metrics needs `Authorization: Bearer <token>`.
+        metrics_token=env.text("METRICS_TOKEN", ""),
+        # Browser origins allowed to call the API (comma-separated, `*` for
+        # any); empty: no CORS headers, browsers keep to same-origin.
+        cors_origins=tuple(o.strip() for o in env.text("CORS_ORIGINS", "").split(",") if o.strip()),
+        # JSON answers at least this large are gzipped for clients that accept it.
+        compress_min_bytes=env.integer("COMPRESS_MIN_BYTES", 1024),
+        log_level=env.text("LOG_LEVEL", "INFO").upper(),
+        # json: one object per line, for machines; text: for people (make run).
+        log_format=env.text("LOG_FORMAT", "json").lower(),
+        web_host=env.text("HOST", "0.0.0.0"),
+        web_port=env.integer("PORT", 8000),
+        web_concurrency=env.integer("WEB_CONCURRENCY", 2),
+        web_threads=env.integer("WEB_THREADS", 4),
+        web_timeout=env.integer("WEB_TIMEOUT", 30),
+    )

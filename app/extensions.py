@@ -1,11 +1,11 @@
-"""The runtime shared by the web app and the workers: db, redis, celery.
+"""The runtime shared by the web app and the workers: the bound settings,
+the database, Redis and the Celery app.
 
-Nothing here reads Flask's request; the web-only extensions (flask-smorest's
-Api, Flask-Limiter) live in app/api/extensions.py.
-
-The web app binds them in `create_app()`; worker processes bind them when the
-Celery app is imported (`workers/__init__.py`). Neither binds at import time
-of this module, so tests can point them at their own database and Redis.
+Importing this module only defines them, unbound. app/runtime.py binds them
+for a process: create_app(settings) for the web, the Celery app's setup
+(workers/__init__.py) for workers and beat. Nothing here reads Flask's
+request; the web-only extensions (flask-smorest's Api, Flask-Limiter) live
+in app/api/web_extensions.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,65 @@ from celery import Celery
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from werkzeug.local import LocalProxy
+
+from app.config import Settings
 
 T = TypeVar("T")
+
+_bound_settings: Settings | None = None
+
+
+def bind_settings(bound: Settings) -> None:
+    global _bound_settings
+    _bound_settings = bound
+
+
+def current_settings() -> Settings:
+    """The settings bound for this process."""
+    if _bound_settings is None:
+        raise RuntimeError("no settings bound: create_app(settings) or the Celery app's setup binds them")
+    return _bound_settings
+
+
+# The process's settings, as create_app(settings) or the Celery app's setup
+# bound them (app/runtime.py); services read them here, never from the
+# environment.
+settings = cast(Settings, LocalProxy(current_settings))
+
+_AFTER_COMMIT = "quarry_after_commit"
+
+
+class CommitAwareSession(Session):
+    """A Session that runs the work queued with after_commit() once its
+    transaction commits, and drops it when the transaction rolls back (as
+    pretix's TransactionAwareTask and Django's on_commit do). A savepoint
+    (begin_nested) commits or rolls back nothing of that queue."""
+
+    def commit(self) -> None:
+        super().commit()
+        for work in self.info.pop(_AFTER_COMMIT, ()):
+            work()
+
+    def rollback(self) -> None:
+        self.info.pop(_AFTER_COMMIT, None)
+        super().rollback()
+
+    def close(self) -> None:
+        self.info.pop(_AFTER_COMMIT, None)
+        super().close()
+
+
+def after_commit(session: Session, work: Callable[[], None]) -> None:
+    """Run `work` once `session`'s transaction commits (never if it rolls
+    back): the broker message of a new job, a webhook delivery's task,
+    counters. Whoever commits the session runs them, in the order queued."""
+    # db.session is the request's scoped_session proxy: the work belongs to
+    # the session it stands for.
+    target = session() if isinstance(session, scoped_session) else session
+    if not isinstance(target, CommitAwareSession):
+        raise TypeError("after_commit needs a session made by db (a CommitAwareSession)")
+    target.info.setdefault(_AFTER_COMMIT, []).append(work)
 
 
 class Database:
@@ -31,7 +88,7 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.factory = sessionmaker(expire_on_commit=False)
+        self.factory = sessionmaker(class_=CommitAwareSession, expire_on_commit=False)
         # Bound to the current thread: the web request's session.
         self._scoped = scoped_session(self.factory)
         # scoped_session proxies Session's methods to the current thread's
@@ -143,10 +200,3 @@ class RedisClient:
 db = Database()
 redis_store = RedisClient()
 celery = Celery("quarry")
-celery.config_from_object("celeryconfig")
-
-
-def init_runtime(database_url: str, redis_url: str) -> None:
-    """Bind the shared singletons; called by create_app() and by the workers."""
-    db.configure(database_url)
-    redis_store.configure(redis_url)

@@ -1,20 +1,16 @@
 """Prometheus metrics, counted in every process (gunicorn workers, Celery pool
 processes) through prometheus-client's multiprocess mode: each process
-writes its samples under PROMETHEUS_MULTIPROC_DIR (set in app/config.py) and
-/metrics adds them up. Job counts are applied only once the transaction that
-made the change commits, so a rolled-back change is never counted."""
+writes its samples under the directory configure() names (METRICS_DIR of the
+settings, bound by app/runtime.py) and /metrics adds them up. Job counts are
+queued with after_commit(), so a rolled-back change is never counted."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import Counter, Histogram, values
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-
-import app.config  # noqa: F401  (sets PROMETHEUS_MULTIPROC_DIR's default)
 
 
 def _process_identifier() -> str:
@@ -23,14 +19,17 @@ def _process_identifier() -> str:
     return f"{socket.gethostname().replace('_', '-')}-{os.getpid()}"
 
 
-# Chosen here, not when prometheus-client is first imported: the `celery`
-# command loads Flower's plugin, which imports it before app/config.py has
-# set PROMETHEUS_MULTIPROC_DIR, and the worker's samples would stay in memory.
-values.ValueClass = (
-    values.MultiProcessValue(process_identifier=_process_identifier)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    else values.MutexValue
-)
+def configure(directory: Path) -> None:
+    """Write this process's samples under `directory`, where /metrics reads
+    every process's. Chosen here, not when prometheus-client is first
+    imported: the `celery` command loads Flower's plugin, which imports it
+    before any settings are read. Samples are made per label set on first
+    use, so this runs before the process counts anything."""
+    directory.mkdir(parents=True, exist_ok=True)
+    # prometheus-client's multiprocess mode reads the directory from here.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -62,21 +61,3 @@ JOB_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 SEARCH_CACHE = Counter("quarry_search_cache_lookups_total", "Search result cache lookups", ["result"])
-
-_PENDING = "quarry_metrics_pending"
-
-
-def after_commit(session: Session, count: Callable[[], None]) -> None:
-    """Run `count` once the session's transaction commits; drop it on rollback."""
-    session.info.setdefault(_PENDING, []).append(count)
-
-
-@event.listens_for(Session, "after_commit")
-def _count_committed(session: Session) -> None:
-    for count in session.info.pop(_PENDING, []):
-        count()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)

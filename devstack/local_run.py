@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.config import local_redis_port, settings
+from app.config import Settings, local_redis_port
 from devstack.ports import bind_problem, free_port, next_free_port
 from devstack.waiting import wait_until
 
@@ -121,7 +121,7 @@ def _wanted_redis_port() -> int:
     value = os.environ.get("QUARRY_REDIS_PORT", "").strip()
     if value:
         return int(value)
-    return local_redis_port(settings.var_dir)
+    return local_redis_port(Settings.from_env().var_dir)
 
 
 def _flower_address() -> tuple[str, int]:
@@ -131,12 +131,12 @@ def _flower_address() -> tuple[str, int]:
 
 def check_ports() -> int:
     flower_host, flower_port = _flower_address()
-    if settings.web_port == flower_port:
+    if Settings.from_env().web_port == flower_port:
         print(f"PORT and FLOWER_PORT are both {flower_port}: set one of them to another port.", file=sys.stderr)
         return 1
     problems = 0
     for what, host, port, variables in (
-        ("the web", settings.web_host, settings.web_port, ("PORT", "HOST")),
+        ("the web", Settings.from_env().web_host, Settings.from_env().web_port, ("PORT", "HOST")),
         ("Flower", flower_host, flower_port, ("FLOWER_PORT", "FLOWER_HOST")),
     ):
         problem = bind_problem(host, port)
@@ -179,7 +179,7 @@ def _serving(web: str) -> bool:
 
 
 def wait_ready(key_file: Path, timeout: float = READY_TIMEOUT_SECONDS) -> int:
-    web = _url(settings.web_host, settings.web_port)
+    web = _url(Settings.from_env().web_host, Settings.from_env().web_port)
     flower_host, flower_port = _flower_address()
     try:
         wait_until(lambda: _serving(web), timeout, interval=1, what="the web and a worker")
@@ -192,7 +192,7 @@ def wait_ready(key_file: Path, timeout: float = READY_TIMEOUT_SECONDS) -> int:
         return 1
     reach = [
         f"{what} listens on {host} (reachable from other machines)"
-        for what, host in (("the web", settings.web_host), ("Flower", flower_host))
+        for what, host in (("the web", Settings.from_env().web_host), ("Flower", flower_host))
         if _reachable_from_elsewhere(host)
     ]
     print(
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("stop-redis")
     commands.add_parser("wait-ready").add_argument("key_file", type=Path)
     args = parser.parse_args(argv)
-    local_redis = LocalRedis(settings.var_dir)
+    local_redis = LocalRedis(Settings.from_env().var_dir)
     if args.command == "check-ports":
         return check_ports()
     if args.command == "redis":

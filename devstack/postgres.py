@@ -44,11 +44,11 @@ class PostgresServer:
     def _run(self, program: str, *args: str) -> None:
         subprocess.run([*self.as_user, str(self.bin / program), *args], check=True, capture_output=True, timeout=120)
 
-    def init(self) -> "PostgresServer":
+    def init(self) -> PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         return self
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "server.log"), "-w", "-o", options, "start")
         return self

@@ -40,7 +40,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -131,7 +131,7 @@ class Stack(Client):
         self.processes.append(process)
         return process
 
-    def start_web(self, processes: int = 1, threads: int = 4) -> "Stack":
+    def start_web(self, processes: int = 1, threads: int = 4) -> Stack:
         self._spawn(
             [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
             "web.log",
@@ -233,7 +233,7 @@ class Stack(Client):
         assert done.returncode == 0, done.stderr
         return done.stdout.strip().splitlines()[-1]
 
-    def client(self, key: str | None = None) -> "Client":
+    def client(self, key: str | None = None) -> Client:
         return Client(self.base_url, key)
 
     def authenticate(self, key: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 
@@ -49,9 +50,11 @@ def tiny_cross_encoder(tmp_path_factory):
     cross-encoder ships with Quarry, and this one's scores mean nothing; it
     tests the reranking mechanism, never relevance."""
     import torch
-    from sentence_transformers import CrossEncoder
 
-    from app.search.embedding import resolve_model_path
+    from app.search.embedding import resolve_model_path, stay_offline
+
+    stay_offline()
+    from sentence_transformers import CrossEncoder
 
     path = tmp_path_factory.mktemp("cross-encoder")
     torch.manual_seed(0)
@@ -123,13 +126,34 @@ def private_postgres():
 
 
 @pytest.fixture(scope="session")
-def runtime(database_url, redis_server):
-    """Services in this process, bound to the test database and Redis."""
-    from app.extensions import celery, db, init_runtime
+def test_settings(database_url, redis_server):
+    """The settings of services run in this process: the test database, and
+    Redis database 1, so messages sent from here never reach a stack's worker."""
+    from app.config import Settings
 
-    # Redis database 1: messages sent from here never reach the service's worker.
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
-    init_runtime(database_url, url)
-    celery.conf.broker_url = url
+    return dataclasses.replace(
+        Settings.from_env(), database_url=database_url, redis_url=url, celery_broker_url=url, ratelimit_storage_url=url
+    )
+
+
+@pytest.fixture(scope="session")
+def runtime(test_settings):
+    """Services in this process, bound to the test database and Redis as
+    create_app() or a worker's setup binds them."""
+    from app import runtime as process_runtime
+    from app.extensions import db
+
+    process_runtime.configure(test_settings)
     yield db
     db.remove_session()
+
+
+@pytest.fixture
+def with_settings(runtime, test_settings):
+    """with_settings(name=value, ...) binds the test's settings with those
+    changed, for the rest of the test."""
+    from app.extensions import bind_settings
+
+    yield lambda **changes: bind_settings(dataclasses.replace(test_settings, **changes))
+    bind_settings(test_settings)

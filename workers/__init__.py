@@ -1,12 +1,17 @@
 """The Celery app: `celery -A workers worker|beat|flower`.
 
-Tasks are thin wrappers around app.services; see workers/tasks.py.
+Like wsgi.py for the web, importing this entry point is the Celery app's
+setup: it reads the settings and binds them, with the database, Redis and
+Celery's own configuration, for the process (app/runtime.py); then the tasks
+(workers/tasks.py, thin wrappers around app.services) and the worker's
+process hooks (workers/signals.py) are registered.
 """
 
-from app.config import settings
-from app.extensions import celery, init_runtime
+from app import runtime
+from app.config import Settings
+from app.extensions import celery
 
-init_runtime(settings.normalized_database_url(), settings.redis_url)
+runtime.configure(Settings.from_env())
 
 from workers import signals, tasks  # noqa: E402,F401  (register tasks and hooks)
 

@@ -17,8 +17,7 @@ from celery.signals import (
     worker_ready,
 )
 
-from app.config import settings
-from app.extensions import celery, db
+from app.extensions import celery, db, settings
 from app.services.jobs.broker import RECOVERY_PRIORITY
 from app.services.jobs.kinds import KINDS
 

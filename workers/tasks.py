@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.config import settings
-from app.extensions import PerProcess, celery, db
+from app.extensions import PerProcess, celery, db, settings
 from app.services import jobs, staging
 from app.services.jobs.idempotency import purge_expired_keys
 from app.services.webhooks import delivery as webhook_delivery

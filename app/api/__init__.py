@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import g
 
-from app.api.extensions import response_headers
+from app.api.web_extensions import response_headers
 from app.config import API_PREFIX
 from app.models import Job
 from app.services.jobs import ACTIVE, job_to_dict, retry_after_seconds

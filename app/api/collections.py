@@ -7,7 +7,6 @@ from flask import request
 from flask_smorest import abort
 
 from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted
-from app.api.extensions import Blueprint
 from app.api.idempotency import idempotency_of_request, idempotent
 from app.api.job_schemas import JobSchema
 from app.api.schemas import (
@@ -23,6 +22,7 @@ from app.api.schemas import (
     as_error_messages,
     unsafe_text,
 )
+from app.api.web_extensions import Blueprint
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import collections, documents, search_jobs, staging

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted
-from app.api.extensions import Blueprint
 from app.api.idempotency import idempotency_of_request, idempotent
 from app.api.job_schemas import JobSchema
 from app.api.schemas import DocumentListArgsSchema, DocumentPageSchema, DocumentSchema
+from app.api.web_extensions import Blueprint
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import documents

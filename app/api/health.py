@@ -5,7 +5,7 @@ import time
 import marshmallow as ma
 from flask import current_app
 
-from app.api.extensions import Blueprint, limiter, limiter_errors
+from app.api.web_extensions import Blueprint, limiter, limiter_errors
 from app.services import health
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness, readiness, health")

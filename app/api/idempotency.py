@@ -47,8 +47,8 @@ def _hash_multipart(digest) -> None:
 def idempotent(blp):
     """Documents the header and the replayed answer on a submit route."""
     from app.api import ACCEPTED_HEADERS
-    from app.api.extensions import response_headers
     from app.api.job_schemas import JobSchema
+    from app.api.web_extensions import response_headers
 
     def decorate(view):
         view = blp.doc(

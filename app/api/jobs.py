@@ -3,9 +3,9 @@ from __future__ import annotations
 from flask import Response, request
 
 from app.api import API_PREFIX, JOB_HEADERS, job_answer, poll_headers
-from app.api.extensions import Blueprint, response_headers
 from app.api.job_schemas import JobPageSchema, JobSchema
 from app.api.schemas import JobListArgsSchema
+from app.api.web_extensions import Blueprint, response_headers
 from app.auth import current_tenant_id
 from app.extensions import db
 from app.services import jobs

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from app.api import API_PREFIX
-from app.api.extensions import Blueprint
 from app.api.schemas import KeyCreateSchema, KeyPageSchema, ListArgsSchema, NewKeySchema
+from app.api.web_extensions import Blueprint
 from app.auth import current_tenant_id
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.services import keys
 
 blp = Blueprint("keys", __name__, url_prefix=f"{API_PREFIX}/keys", description="API keys (scope `admin`)")

@@ -16,8 +16,8 @@ from prometheus_client import (
 )
 
 from app import metrics
-from app.api.extensions import Blueprint
-from app.config import settings
+from app.api.web_extensions import Blueprint
+from app.extensions import settings
 from app.services.errors import Unauthorized
 from app.services.gauges import ScrapeTimeGauges
 

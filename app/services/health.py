@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from app.config import settings
-from app.extensions import celery, db, redis_store
+from app.extensions import celery, db, redis_store, settings
 from app.search.pipelines import PIPELINES
 from app.services.webhooks.delivery import delivery_stats
 

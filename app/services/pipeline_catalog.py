@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Job
 from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.services.errors import NotFound

@@ -19,8 +19,7 @@ from typing import Any
 import redis
 
 from app import metrics
-from app.config import settings
-from app.extensions import redis_store
+from app.extensions import redis_store, settings
 
 log = logging.getLogger(__name__)
 

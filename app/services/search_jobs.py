@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Job
 from app.search.pipelines import PIPELINES
 from app.services import jobs, search_cache

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Collection, Job
 from app.search.extract import (
     SNIFF_BYTES,

@@ -20,8 +20,7 @@ from typing import IO
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Job, StagedUpload, utcnow
 from app.services.jobs.kinds import ACTIVE
 

@@ -16,13 +16,9 @@ pytestmark = pytest.mark.skipif(CORES < 2, reason="one core: every share is the 
 
 
 @pytest.fixture(autouse=True)
-def pool_of_the_cores(runtime, monkeypatch):
+def pool_of_the_cores(runtime, with_settings):
     """A pool with a process per core (the default), so the share is one core."""
-    import dataclasses
-
-    from app.config import settings
-
-    monkeypatch.setattr(embedding_threads, "settings", dataclasses.replace(settings, worker_concurrency=CORES))
+    with_settings(worker_concurrency=CORES)
     runtime_redis = embedding_threads.redis_store.client
     runtime_redis.delete(embedding_threads.claims_key())
     yield

@@ -4,7 +4,6 @@ uploads staged in either staging area (UPLOAD_STAGING)."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import shutil
@@ -14,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Chunk, Collection, Document, Job, StagedUpload, utcnow
 from app.services import jobs, staging
 from app.services.collections import get_or_create_collection
@@ -43,14 +42,10 @@ def collection(runtime):
 PRINCIPAL = Principal("default", "test-key", frozenset(SCOPES), "enterprise")
 
 
-def use_staging(monkeypatch, backend: str) -> None:
-    monkeypatch.setattr("app.services.staging_area.settings", dataclasses.replace(settings, upload_staging=backend))
-
-
 @pytest.fixture(params=["filesystem", "database"])
-def staging_area(request, monkeypatch):
+def staging_area(request, with_settings):
     """Each staging test runs against both backends."""
-    use_staging(monkeypatch, request.param)
+    with_settings(upload_staging=request.param)
     return request.param
 
 
@@ -124,8 +119,8 @@ def test_uploaded_files_are_ingested_from_the_staging_area(runtime, collection, 
     assert staged(runtime, job_id) == set()
 
 
-def test_a_refused_upload_stages_nothing(runtime, collection, staging_area, monkeypatch):
-    monkeypatch.setattr("app.services.staging.settings", dataclasses.replace(settings, max_upload_mb=1))
+def test_a_refused_upload_stages_nothing(runtime, collection, staging_area, with_settings):
+    with_settings(upload_staging=staging_area, max_upload_mb=1)
     uploads = [
         staging.Upload("small.txt", io.BytesIO(b"A small file that fits.")),
         staging.Upload("big.txt", io.BytesIO(b"x" * (1024 * 1024 + 1))),
@@ -234,8 +229,8 @@ def test_a_queued_ingest_cancelled_removes_its_staged_upload_at_once(runtime, co
     assert staged(runtime, job_id) == set()
 
 
-def test_the_sweep_removes_staged_rows_no_active_job_needs(runtime, collection, monkeypatch):
-    use_staging(monkeypatch, "database")
+def test_the_sweep_removes_staged_rows_no_active_job_needs(runtime, collection, monkeypatch, with_settings):
+    with_settings(upload_staging="database")
     finished, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
     assert jobs.run(finished) == "succeeded"
     orphan = uuid.uuid4().hex  # its job was purged, say
@@ -251,8 +246,8 @@ def test_the_sweep_removes_staged_rows_no_active_job_needs(runtime, collection, 
     assert staged(runtime, waiting) == {"documents.json"}
 
 
-def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection, monkeypatch):
-    use_staging(monkeypatch, "filesystem")
+def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, collection, monkeypatch, with_settings):
+    with_settings(upload_staging="filesystem")
     finished, waiting = submit(runtime, collection, DOCS), submit(runtime, collection, DOCS)
     assert jobs.run(finished) == "succeeded"
     (settings.upload_dir / finished).mkdir()  # as if its removal had failed

@@ -11,7 +11,7 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Job, utcnow
 from app.services import jobs
 from app.services.errors import Conflict, JobFailure, NotFound

@@ -5,14 +5,12 @@ dropped, and a batch whose worker dies loses none of its jobs."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from app.config import settings
 from app.models import Collection, Job, utcnow
 from app.services import jobs, staging
 from app.services.handlers.search import run_searches
@@ -56,9 +54,9 @@ def no_other_waiting_searches(runtime):
 
 
 @pytest.fixture
-def no_cache(monkeypatch):
+def no_cache(with_settings):
     """Every search computed: the test compares computations."""
-    monkeypatch.setattr("app.services.search_cache.settings", dataclasses.replace(settings, search_cache_ttl_seconds=0))
+    with_settings(search_cache_ttl_seconds=0)
 
 
 def _search(query, pipeline="hybrid", top_k=3, **filters):

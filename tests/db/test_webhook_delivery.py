@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import settings
+from app.extensions import settings
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.services.webhooks import delivery, endpoints
 from app.services.webhooks.events import record_ping

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from app import create_app
-from app.config import settings
+from app.config import Settings
 from app.extensions import db
 
 
@@ -16,7 +16,7 @@ from app.extensions import db
 def client():
     # create_app binds the process-wide database; give it back afterwards.
     before = db.engine.url.render_as_string(hide_password=False) if db.engine else None
-    yield create_app(dataclasses.replace(settings, cors_origins=("https://app.example",))).test_client()
+    yield create_app(dataclasses.replace(Settings.from_env(), cors_origins=("https://app.example",))).test_client()
     if before:
         db.configure(before)
 

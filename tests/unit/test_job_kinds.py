@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import celeryconfig
+from app.celery_config import celery_config
+from app.config import Settings
 from app.services.jobs import KINDS, worker_queues
 from app.services.jobs.runner import handler_for
 
@@ -25,8 +26,8 @@ def test_the_procfile_worker_consumes_every_queue_the_registry_names():
 
 def test_celery_routes_each_kind_to_its_queue():
     for kind in KINDS.values():
-        assert celeryconfig.task_routes[kind.task] == {"queue": kind.queue}
-    assert {queue.name for queue in celeryconfig.task_queues} == set(worker_queues())
+        assert celery_config(Settings.from_env())["task_routes"][kind.task] == {"queue": kind.queue}
+    assert {queue.name for queue in celery_config(Settings.from_env())["task_queues"]} == set(worker_queues())
 
 
 def test_every_kind_names_a_handler_that_exists():

@@ -5,6 +5,8 @@ machinery or the web layer itself."""
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +69,41 @@ def test_the_web_imports_no_handler():
     for path in [*python_files("app/api"), ROOT / "app/__init__.py", ROOT / "app/auth.py", ROOT / "app/errors.py"]:
         handlers = {m for m in imported_modules(path) if m.startswith("app.services.handlers")}
         assert not handlers, f"{path.relative_to(ROOT)} imports {sorted(handlers)}"
+
+
+IMPORT_EVERY_APP_MODULE = """
+import importlib, json, os, pkgutil, sys
+from pathlib import Path
+
+def files(root):
+    # Not .git (other checkouts commit meanwhile) nor .venv: the project's own files.
+    return sorted(
+        str(p) for p in Path(root).rglob("*")
+        if "__pycache__" not in p.parts and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+watched = [os.getcwd(), os.environ["QUARRY_VAR_DIR"]]
+environ, before = dict(os.environ), [files(root) for root in watched]
+import app
+names = [m.name for m in pkgutil.walk_packages(app.__path__, "app.")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({
+    "modules": len(names),
+    "environ": sorted(k for k in set(environ) | set(os.environ) if environ.get(k) != os.environ.get(k)),
+    "files": [sorted(set(after) ^ set(old)) for after, old in zip([files(r) for r in watched], before)],
+}))
+"""
+
+
+def test_importing_any_app_module_changes_neither_the_environment_nor_the_disk(tmp_path):
+    env = {**os.environ, "QUARRY_VAR_DIR": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_APP_MODULE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["modules"] > 50
+    assert found["environ"] == []
+    assert found["files"] == [[], []]

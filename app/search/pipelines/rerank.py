@@ -22,6 +22,9 @@ def cross_encoder(path: str):
     """The process's cross-encoder for `path`, loaded on first use."""
     with _lock:
         if path not in _models:
+            from app.search.embedding import stay_offline
+
+            stay_offline()
             from sentence_transformers import CrossEncoder
 
             _models[path] = CrossEncoder(path, device="cpu", local_files_only=True)

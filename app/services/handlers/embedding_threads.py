@@ -23,8 +23,7 @@ from contextlib import contextmanager
 
 import redis
 
-from app.config import settings
-from app.extensions import redis_store
+from app.extensions import redis_store, settings
 from app.search.embedding import set_torch_threads
 
 log = logging.getLogger(__name__)

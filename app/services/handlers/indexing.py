@@ -13,8 +13,7 @@ import logging
 import numpy as np
 from sqlalchemy import select
 
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Chunk, Collection
 from app.search.embedding import Embedder, get_embedder
 from app.search.index_store import CollectionIndex, IndexStore

@@ -22,8 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Chunk, Collection, Document
 from app.search.chunking import TextChunk, chunk_text
 from app.search.embedding import Embedder

@@ -12,8 +12,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Chunk, Document
 from app.search.document_map import DocumentMap
 from app.search.index_store import CollectionIndex

@@ -26,8 +26,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app import metrics
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Job, utcnow
 from app.services.errors import JobFailure
 from app.services.jobs.kinds import JobStatus, kind_of

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Job, execute_counted, utcnow
 from app.services.jobs.broker import RECOVERY_PRIORITY, dispatch, queue_sizes
 from app.services.jobs.kinds import TERMINAL, JobStatus, kind_of

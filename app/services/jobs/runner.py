@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.config import settings
-from app.extensions import db
+from app.extensions import db, settings
 from app.models import Job, utcnow
 from app.services.errors import JobFailure
 from app.services.jobs.kinds import ACTIVE, JobStatus, kind_of

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import metrics
-from app.config import settings
+from app.extensions import after_commit, settings
 from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
 from app.services.jobs.broker import dispatch, queue_depth
@@ -70,7 +70,7 @@ def submit(
         progress_total=total,
     )
     session.add(job)
-    metrics.after_commit(session, metrics.JOBS_SUBMITTED.labels(job_type).inc)
+    after_commit(session, metrics.JOBS_SUBMITTED.labels(job_type).inc)
     if answered is not None:
         _finish_at_once(session, job, answered)
     if idempotency is not None:

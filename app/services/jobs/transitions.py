@@ -7,9 +7,9 @@ runs in the caller's transaction and never commits: what a state change
 causes (webhook outbox rows, metrics) is written here, in the same
 transaction, so it happens exactly when the change does.
 
-A guard makes any other way of setting `jobs.status` through a Session an
-error (a bulk UPDATE without the transition marker, or an ORM attribute
-change at flush).
+A guard (install_status_guard, installed on the sessions of app/runtime.py)
+makes any other way of setting `jobs.status` an error: a bulk UPDATE without
+the transition marker, or an ORM attribute change at flush.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ClauseElement, event, func, literal, update
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from app import metrics
+from app.extensions import after_commit
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs import poll_hints
 from app.services.jobs.kinds import JobStatus
@@ -110,10 +111,20 @@ def _count(session: Session, job: Job, to: JobStatus, now) -> None:
             if waited is not None:
                 poll_hints.record(job_type, max(waited, 0.0))
 
-    metrics.after_commit(session, count)
+    after_commit(session, count)
 
 
-@event.listens_for(Session, "do_orm_execute")
+def install_status_guard(sessions: sessionmaker) -> None:
+    """Refuse, in every session `sessions` makes, a job status change that
+    does not go through transition()."""
+    for name, guard in (
+        ("do_orm_execute", _refuse_bulk_status_updates),
+        ("before_flush", _refuse_attribute_status_changes),
+    ):
+        if not event.contains(sessions, name, guard):
+            event.listen(sessions, name, guard)
+
+
 def _refuse_bulk_status_updates(state: ORMExecuteState) -> None:
     if not state.is_update or state.execution_options.get(_MARK):
         return
@@ -128,7 +139,6 @@ def _refuse_bulk_status_updates(state: ORMExecuteState) -> None:
         raise StatusChangeOutsideTransition("set a job's status with transition()")
 
 
-@event.listens_for(Session, "before_flush")
 def _refuse_attribute_status_changes(session: Session, _context, _instances) -> None:
     for obj in session.dirty:
         if isinstance(obj, Job) and session.is_modified(obj) and _status_changed(obj):

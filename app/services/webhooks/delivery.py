@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
 from app import metrics
-from app.config import settings
-from app.extensions import PerProcess, celery, db
+from app.extensions import PerProcess, celery, db, settings
 from app.models import WebhookDelivery, WebhookEndpoint, execute_counted, utcnow
 from app.services.jobs.kinds import WEBHOOKS_QUEUE
 from app.services.webhooks.endpoints import tenant_secret

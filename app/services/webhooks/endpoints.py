@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import settings
 from app.models import Tenant, WebhookDelivery, WebhookEndpoint, is_row_id, utcnow
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.pagination import paginate

@@ -1,8 +1,8 @@
 """The outbox. An event is a delivery row per receiver, written in the same
 transaction as the change that causes it (a job's transition, a checkpoint,
 a ping), so no committed change loses its event and no rolled-back one sends
-one. After the commit, each new delivery's task is sent; if that send fails,
-beat's sweep sends it (delivery.py)."""
+one. Each new delivery's task is sent once that transaction commits
+(after_commit); if that send fails, beat's sweep sends it (delivery.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.config import settings
+from app.extensions import after_commit, settings
 from app.models import Job, WebhookDelivery, WebhookEndpoint, utcnow
 from app.services.jobs.serialize import job_to_dict
 
@@ -26,8 +26,6 @@ EVENT_TYPES = (*JOB_EVENTS, "ping")
 ALL_EVENTS = "*"
 # What a job's own callback_url receives unless callback_events says otherwise.
 DEFAULT_CALLBACK_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
-
-_SENT_AFTER_COMMIT = "quarry_webhook_deliveries"
 
 
 def record_job_events(session: Session, job: Job | str, event_types: list[str]) -> int:
@@ -123,22 +121,13 @@ def _add(
 
 def send_after_commit(session: Session, delivery_id: str) -> None:
     """Send the delivery's task once the session's transaction commits."""
-    session.info.setdefault(_SENT_AFTER_COMMIT, []).append(delivery_id)
+    after_commit(session, lambda: _send(delivery_id))
 
 
-@event.listens_for(Session, "after_commit")
-def _send_after_commit(session: Session) -> None:
-    from app.services.webhooks.delivery import (
-        dispatch,  # the Celery side, only when needed
-    )
+def _send(delivery_id: str) -> None:
+    from app.services.webhooks.delivery import dispatch  # the sending side imports this module
 
-    for delivery_id in session.info.pop(_SENT_AFTER_COMMIT, ()):
-        try:
-            dispatch(delivery_id, countdown=settings.webhook_retry_schedule[0])
-        except Exception as exc:  # the broker is down: beat's sweep sends it later
-            log.warning("webhook delivery %s not sent now, the sweep will: %s", delivery_id, exc)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_SENT_AFTER_COMMIT, None)
+    try:
+        dispatch(delivery_id, countdown=settings.webhook_retry_schedule[0])
+    except Exception as exc:  # the broker is down: beat's sweep sends it later
+        log.warning("webhook delivery %s not sent now, the sweep will: %s", delivery_id, exc)

@@ -18,6 +18,8 @@ from flask_limiter import Limiter
 from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
+from app.extensions import settings
+
 # Response headers, documented once (components/headers); routes name them.
 RESPONSE_HEADERS = {
     "X-Request-ID": {
@@ -216,8 +218,6 @@ def _rate_limit_key() -> str:
 
 
 def _rate_limit_value() -> str:
-    from app.config import settings
-
     principal = g.get("principal")
     return settings.rate_limits[principal.tier if principal else "anonymous"]
 
@@ -240,7 +240,6 @@ class LimiterErrorCounter(logging.Handler):
 
 
 limiter_errors = LimiterErrorCounter()
-logging.getLogger("flask-limiter").addHandler(limiter_errors)
 
 api = QuarryApi()
 limiter = Limiter(
@@ -253,7 +252,7 @@ limiter = Limiter(
     application_limits_deduct_when=lambda response: response.status_code != 304,
     headers_enabled=True,
     # If the limiter's Redis is down the API keeps answering, unlimited;
-    # Flask-Limiter logs each failure (and app/errors.py counts them).
+    # Flask-Limiter logs each failure (and limiter_errors counts them).
     swallow_errors=True,
     key_prefix="quarry",
     strategy="fixed-window",
@@ -274,6 +273,14 @@ _CORS_EXPOSE_HEADERS = [
 ]
 
 compress = Compress()
+
+
+def init_limiter(app: Flask) -> None:
+    """The rate limits, and the count of the storage errors it swallows."""
+    limiter_logger = logging.getLogger("flask-limiter")
+    if limiter_errors not in limiter_logger.handlers:
+        limiter_logger.addHandler(limiter_errors)
+    limiter.init_app(app)
 
 
 def init_http_niceties(app: Flask, cors_origins: tuple[str, ...], compress_min_bytes: int) -> None:
