@@ -61,8 +61,6 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
     # Identify the key, let the limiter count the request (per key, or per IP
     # without a valid key), then refuse bad keys and scopes.
     auth.register_identify(app)
-    # Before the limiter, so it runs after the limiter's own after_request.
-    app.after_request(request_hooks.settle_retry_after)
     init_limiter(app)
     init_http_niceties(app, settings.cors_origins, settings.compress_min_bytes)
     auth.register_enforce(app)

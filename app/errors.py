@@ -119,8 +119,6 @@ def problem(
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = str(value)
-        if name.lower() == "retry-after":
-            g.retry_after = str(value)
     return response
 
 

@@ -177,7 +177,8 @@ class PerProcess(Generic[T]):
 
 
 class RedisClient:
-    """Lazily connected client for the shared fast state (locks, health)."""
+    """Lazily connected client for the shared fast state: the search cache and
+    its in-flight marks, poll-hint medians, embedding-core claims, health."""
 
     def __init__(self) -> None:
         self._client: redis.Redis | None = None

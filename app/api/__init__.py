@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import g
-
 from app.api.web_extensions import response_headers
 from app.config import API_PREFIX
 from app.models import Job
@@ -39,7 +37,4 @@ def poll_headers(status: str, job_type: str, created_at: datetime) -> dict[str, 
     """Retry-After and no caching while the job can still change."""
     if status not in ACTIVE:
         return {}
-    # Kept through the rate limiter, which otherwise writes its own window
-    # reset into Retry-After (app/__init__.py).
-    g.retry_after = str(retry_after_seconds(job_type, created_at))
-    return {"Retry-After": g.retry_after, "Cache-Control": "no-store"}
+    return {"Retry-After": str(retry_after_seconds(job_type, created_at)), "Cache-Control": "no-store"}

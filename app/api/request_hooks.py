@@ -1,6 +1,6 @@
 """What every request goes through besides its route: its id, read-only
-transactions for safe methods, the body and query checks, and the one
-Retry-After a response carries. create_app() registers them in order."""
+transactions for safe methods, and the body and query checks. create_app()
+registers them in order."""
 
 from __future__ import annotations
 
@@ -82,17 +82,3 @@ def _refuse_undeclared_query_parameters() -> Response | None:
         f"This route takes no query parameters: {', '.join(names)}.",
         errors=[{"field": name, "message": "Unknown field."} for name in names],
     )
-
-
-def settle_retry_after(response: Response) -> Response:
-    """Flask-Limiter writes its window's reset into Retry-After on every
-    response; outside a 429 the header is the answer's own (a poll hint on
-    202s and job reads, a back-off on 503s), which it saved in g."""
-    if not request.path.startswith("/api/"):
-        return response  # the limiter does not touch other routes
-    wanted = g.get("retry_after")
-    if wanted is not None:
-        response.headers["Retry-After"] = str(wanted)
-    elif response.status_code != 429:
-        response.headers.pop("Retry-After", None)
-    return response

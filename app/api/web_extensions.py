@@ -5,13 +5,14 @@ app/extensions.py."""
 from __future__ import annotations
 
 import logging
+import time
 from http import HTTPStatus
 
 import flask_smorest
 from apispec import BasePlugin
 from apispec_oneofschema import MarshmallowPlugin
 from apispec_oneofschema.plugin import OneofOpenAPIConverter
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_compress import Compress
 from flask_cors import CORS
 from flask_limiter import Limiter
@@ -250,7 +251,11 @@ limiter = Limiter(
     application_limits_exempt_when=_not_api_request,
     # A conditional poll answered 304 costs nothing: polling politely is free.
     application_limits_deduct_when=lambda response: response.status_code != 304,
-    headers_enabled=True,
+    # The X-RateLimit-* headers are written by rate_limit_headers(): Flask-
+    # Limiter's own would also overwrite every Retry-After with its window's
+    # reset, and on /api/v1 that header is the answer's own (a poll hint, a
+    # back-off).
+    headers_enabled=False,
     # If the limiter's Redis is down the API keeps answering, unlimited;
     # Flask-Limiter logs each failure (and limiter_errors counts them).
     swallow_errors=True,
@@ -276,11 +281,36 @@ compress = Compress()
 
 
 def init_limiter(app: Flask) -> None:
-    """The rate limits, and the count of the storage errors it swallows."""
+    """The rate limits, their headers, and the count of the storage errors
+    the limiter swallows."""
     limiter_logger = logging.getLogger("flask-limiter")
     if limiter_errors not in limiter_logger.handlers:
         limiter_logger.addHandler(limiter_errors)
+    # Registered first so that it runs after the limiter's own after_request
+    # (Flask runs them in reverse), which counts a request that was not a 304.
+    app.after_request(rate_limit_headers)
     limiter.init_app(app)
+
+
+def rate_limit_headers(response: Response) -> Response:
+    """X-RateLimit-* on every /api/v1 answer the limiter counted, and a 429's
+    Retry-After: when its window ends."""
+    current = limiter.current_limit
+    if current is None or not request.path.startswith("/api/"):
+        return response
+    try:
+        reset_at = current.reset_at
+        remaining = current.remaining
+    except Exception as exc:  # its storage is down: the request went through unlimited
+        limiter_errors.count += 1
+        logging.getLogger(__name__).warning("rate-limit headers unavailable: %s", exc)
+        return response
+    response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(remaining)
+    response.headers["X-RateLimit-Reset"] = str(int(reset_at))
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
+    return response
 
 
 def init_http_niceties(app: Flask, cors_origins: tuple[str, ...], compress_min_bytes: int) -> None:

@@ -74,7 +74,7 @@ def test_a_second_checkout_on_the_same_port_gets_a_redis_and_queues_of_its_own(t
         assert start_redis(first, QUARRY_REDIS_PORT=port) == (first_url, "")
         assert start_redis(second) == (second_url, "")
         configured = subprocess.run(
-            [sys.executable, "-c", "from app.config import settings; print(settings.redis_url)"],
+            [sys.executable, "-c", "from app.config import Settings; print(Settings.from_env().redis_url)"],
             cwd=PROJECT_ROOT, env=checkout_env(second), capture_output=True, text=True, timeout=60, check=True,
         )
         assert configured.stdout.strip() == second_url

@@ -2,9 +2,12 @@
 
 - kinds.py        the status vocabulary and the registry of job kinds
 - submit.py       submit(): admission, the job row, the message after commit
+- idempotency.py  Idempotency-Key records: a repeated submit replays its job
+- broker.py       the job's Celery message, priorities, queue depths
 - transitions.py  transition(): the only way a job's status changes
 - runner.py       claim, lease, checkpoint and run a job in a worker
 - batches.py      run jobs of one kind waiting together as one micro-batch
+- poll_hints.py   poll_after_ms and Retry-After from recent jobs' durations
 - queries.py      read, list and cancel jobs for a tenant
 - serialize.py    job_to_dict(): the job's JSON, for polls and webhooks
 - housekeeping.py recovery of lost messages, retention

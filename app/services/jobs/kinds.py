@@ -1,9 +1,11 @@
 """What a job can be: the status vocabulary and the registry of job kinds.
 
 Everything else derives from here: Celery task names, routes and queues
-(celeryconfig.py, workers/tasks.py), the schema enums (app/api/schemas.py),
-the poll hints, and the check of the Procfile's `-Q` list. Adding a job kind
-is one entry in KINDS and one handler function.
+(app/celery_config.py, workers/tasks.py), the schema enums
+(app/api/schemas.py), the poll hints, and the check of the Procfile's `-Q`
+list. Adding a job kind is one entry in KINDS, its handler in
+app/services/handlers/ (and a batch handler or on_finish if it has one), and
+the submit function of its web half (docs/architecture.md).
 """
 
 from __future__ import annotations
