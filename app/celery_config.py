@@ -11,7 +11,7 @@ from kombu import Queue
 
 from app.config import Settings
 from app.services.jobs.broker import NORMAL_PRIORITY, RECOVERY_PRIORITY
-from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, worker_queues
+from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, Task, worker_queues
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -83,8 +83,7 @@ def _routing() -> dict[str, Any]:
         "task_default_queue": MAINTENANCE_QUEUE,
         "task_routes": {
             **{kind.task: {"queue": kind.queue} for kind in KINDS.values()},
-            "quarry.maintenance.*": {"queue": MAINTENANCE_QUEUE},
-            "quarry.webhooks.*": {"queue": WEBHOOKS_QUEUE},
+            **{str(task): {"queue": task.queue} for task in Task},
         },
         "task_default_priority": NORMAL_PRIORITY,
     }
@@ -94,15 +93,15 @@ def _beat_schedule(settings: Settings) -> dict[str, Any]:
     recovery = {"priority": RECOVERY_PRIORITY}
     return {
         "recover-stuck-jobs": {
-            "task": "quarry.maintenance.recover_stuck_jobs",
+            "task": str(Task.RECOVER_STUCK_JOBS),
             "schedule": float(settings.recovery_interval_seconds),
             "options": recovery,
         },
         "sweep-webhook-deliveries": {
-            "task": "quarry.webhooks.sweep_due_deliveries",
+            "task": str(Task.SWEEP_WEBHOOK_DELIVERIES),
             "schedule": float(settings.webhook_sweep_interval_seconds),
             "options": recovery,
         },
-        "sweep-staged-uploads": {"task": "quarry.maintenance.sweep_staged_uploads", "schedule": 3600.0},
-        "purge-expired-jobs": {"task": "quarry.maintenance.purge_expired_jobs", "schedule": 3600.0},
+        "sweep-staged-uploads": {"task": str(Task.SWEEP_STAGED_UPLOADS), "schedule": 3600.0},
+        "purge-expired-jobs": {"task": str(Task.PURGE_EXPIRED_JOBS), "schedule": 3600.0},
     }

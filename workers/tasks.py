@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from app.extensions import PerProcess, celery, db, settings
 from app.services import jobs, staging
 from app.services.jobs.idempotency import purge_expired_keys
+from app.services.jobs.kinds import Task
 from app.services.webhooks import delivery as webhook_delivery
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,13 @@ def _job_task(kind: jobs.JobKind):
 JOB_TASKS = {name: _job_task(kind) for name, kind in jobs.KINDS.items()}
 
 
-@celery.task(name="quarry.maintenance.recover_stuck_jobs")
+@celery.task(name=Task.RECOVER_STUCK_JOBS)
 def recover_stuck_jobs() -> int:
     with db.session_scope() as session:
         return len(jobs.recover_stuck_jobs(session))
 
 
-@celery.task(name="quarry.maintenance.purge_expired_jobs")
+@celery.task(name=Task.PURGE_EXPIRED_JOBS)
 def purge_expired_jobs() -> int:
     with db.session_scope() as session:
         return (
@@ -53,7 +54,7 @@ def purge_expired_jobs() -> int:
         )
 
 
-@celery.task(name="quarry.maintenance.sweep_staged_uploads")
+@celery.task(name=Task.SWEEP_STAGED_UPLOADS)
 def sweep_staged_uploads() -> int:
     with db.session_scope() as session:
         return len(staging.sweep_staged_uploads(session))
@@ -64,7 +65,7 @@ delivery_threads = PerProcess(
 )
 
 
-@celery.task(name="quarry.webhooks.deliver")
+@celery.task(name=Task.DELIVER_WEBHOOK)
 def deliver_webhook(delivery_id: str) -> None:
     # An attempt may wait 15 s on a slow receiver: it waits in a thread, so
     # this pool process is free for jobs at once. If the process dies
@@ -80,7 +81,7 @@ def _deliver(delivery_id: str) -> None:
         log.exception("webhook delivery %s failed; the sweep will retry it", delivery_id)
 
 
-@celery.task(name="quarry.webhooks.sweep_due_deliveries")
+@celery.task(name=Task.SWEEP_WEBHOOK_DELIVERIES)
 def sweep_due_deliveries() -> int:
     with db.session_scope() as session:
         return webhook_delivery.sweep_due_deliveries(session)

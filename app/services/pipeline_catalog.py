@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,6 +13,7 @@ from app.models import Job
 from app.search.pipelines import DEFAULT_PIPELINE, PIPELINES
 from app.services.errors import NotFound
 from app.services.jobs import JobStatus
+from app.services.stats import percentile
 
 # The figures come from this many of the tenant's latest searches.
 STATS_WINDOW = 1000
@@ -42,8 +42,8 @@ def _describe(name: str, took_ms: list[float]) -> dict[str, Any]:
         "default": name == DEFAULT_PIPELINE,
         "stats": {
             "searches": len(took_ms),
-            "p50_took_ms": _percentile(took_ms, 50),
-            "p95_took_ms": _percentile(took_ms, 95),
+            "p50_took_ms": percentile(took_ms, 50, digits=2),
+            "p95_took_ms": percentile(took_ms, 95, digits=2),
             "window": f"this tenant's latest {STATS_WINDOW} succeeded searches",
         },
     }
@@ -63,7 +63,3 @@ def _recent_took_ms(session: Session, tenant_id: str) -> dict[str, list[float]]:
         if pipeline is not None and took_ms is not None:
             took.setdefault(pipeline, []).append(float(took_ms))
     return took
-
-
-def _percentile(values: list[float], q: int) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None

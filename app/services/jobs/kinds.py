@@ -108,6 +108,21 @@ MAINTENANCE_QUEUE = "search"
 WEBHOOKS_QUEUE = "webhooks"
 
 
+class Task(StrEnum):
+    """The Celery tasks that are not a job kind's: housekeeping on the fast
+    lane, webhook work on its own."""
+
+    RECOVER_STUCK_JOBS = "quarry.maintenance.recover_stuck_jobs"
+    PURGE_EXPIRED_JOBS = "quarry.maintenance.purge_expired_jobs"
+    SWEEP_STAGED_UPLOADS = "quarry.maintenance.sweep_staged_uploads"
+    DELIVER_WEBHOOK = "quarry.webhooks.deliver"
+    SWEEP_WEBHOOK_DELIVERIES = "quarry.webhooks.sweep_due_deliveries"
+
+    @property
+    def queue(self) -> str:
+        return WEBHOOKS_QUEUE if self.startswith("quarry.webhooks.") else MAINTENANCE_QUEUE
+
+
 def kind_of(job_type: str) -> JobKind:
     return KINDS[job_type]
 

@@ -23,7 +23,8 @@ from standardwebhooks.webhooks import Webhook
 from app import metrics
 from app.extensions import PerProcess, celery, db, settings
 from app.models import WebhookDelivery, WebhookEndpoint, execute_counted, utcnow
-from app.services.jobs.kinds import WEBHOOKS_QUEUE
+from app.services.jobs.kinds import Task
+from app.services.stats import percentile
 from app.services.webhooks.endpoints import tenant_secret
 from app.services.webhooks.network import UnsafeUrl, resolve
 
@@ -65,7 +66,9 @@ class Outcome:
 def dispatch(delivery_id: str, countdown: float = 0) -> None:
     if countdown > LONGEST_COUNTDOWN:
         return  # the sweep sends it when it is due
-    celery.send_task("quarry.webhooks.deliver", args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown or None)
+    celery.send_task(
+        Task.DELIVER_WEBHOOK, args=[delivery_id], queue=Task.DELIVER_WEBHOOK.queue, countdown=countdown or None
+    )
 
 
 def deliver(delivery_id: str) -> str:
@@ -136,11 +139,14 @@ def delivery_stats(session: Session, recent: int = 200) -> dict:
         .limit(recent)
     ).all()
     # (first is never None: the query leaves those rows out)
-    delays = sorted((first - created).total_seconds() * 1000 for created, first in rows if first is not None)
-    percentile = lambda q: round(delays[min(len(delays) - 1, int(q * len(delays)))], 1) if delays else None  # noqa: E731
+    delays = [(first - created).total_seconds() * 1000 for created, first in rows if first is not None]
     return {
         "deliveries": {state: states.get(state, 0) for state in ("pending", "succeeded", "failed")},
-        "first_attempt_delay_ms": {"p50": percentile(0.5), "p95": percentile(0.95), "of_last": len(delays)},
+        "first_attempt_delay_ms": {
+            "p50": percentile(delays, 50),
+            "p95": percentile(delays, 95),
+            "of_last": len(delays),
+        },
     }
 
 
