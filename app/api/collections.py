@@ -21,12 +21,12 @@ from app.api.schemas import (
     SearchBatchRequestSchema,
     SearchRequestSchema,
     as_error_messages,
-    unsafe_text,
 )
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import collections, documents, search, staging
 from app.services.errors import UnsupportedMediaType, ValidationFailed
+from app.services.storable import unstorable_values
 
 blp = Blueprint(
     "collections",
@@ -204,7 +204,7 @@ def _form_metadata() -> dict:
             "The `metadata` part must be a JSON object.",
             errors=[{"field": "metadata", "message": "Must be a JSON object."}],
         )
-    found = unsafe_text(metadata, ("metadata",))
+    found = unstorable_values(metadata, ("metadata",))
     if found:
         raise ma.ValidationError(as_error_messages(found))
     return metadata

@@ -1,0 +1,82 @@
+"""The upload route in this process, against the test database and Redis:
+what is refused at submit time (422 naming the field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+
+import pytest
+
+from app import create_app
+from app.config import settings
+from app.services.keys import create_key
+
+UPLOAD_LIMIT_MB = 1
+
+
+@pytest.fixture(scope="module")
+def client(runtime, database_url, redis_server):
+    limiter_url = redis_server.url.rsplit("/", 1)[0] + "/2"
+    app_settings = dataclasses.replace(
+        settings,
+        database_url=database_url,
+        redis_url=redis_server.url.rsplit("/", 1)[0] + "/1",
+        ratelimit_storage_url=limiter_url,
+        max_upload_mb=UPLOAD_LIMIT_MB,
+    )
+    app = create_app(app_settings)
+    with runtime.session_scope() as session:
+        _, key = create_key(session, "default", name="upload-api", scopes=["read", "write"], tier="enterprise")
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return test_client
+
+
+@pytest.fixture
+def collection():
+    return f"up-{uuid.uuid4().hex[:8]}"
+
+
+def post_raw_json(client, collection: str, body: str):
+    return client.post(
+        f"/api/v1/collections/{collection}/documents", data=body.encode(), content_type="application/json"
+    )
+
+
+def fields_of(response) -> set[str]:
+    return {error["field"] for error in response.get_json().get("errors", [])}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_non_finite_number_in_metadata_is_refused_naming_the_field(client, collection, number):
+    body = (
+        '{"documents": [{"id": "good-n", "text": "good neighbour owl"},'
+        f' {{"id": "nan2", "text": "x", "metadata": {{"x": {number}}}}}]}}'
+    )
+    response = post_raw_json(client, collection, body)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["code"] == "validation_error"
+    assert fields_of(response) == {"documents.1.metadata.x"}
+
+
+def test_a_non_finite_number_anywhere_in_a_json_body_is_refused(client, collection):
+    client.post("/api/v1/collections", json={"name": collection})
+    response = client.post(
+        f"/api/v1/collections/{collection}/search",
+        data=b'{"query": "owls", "filters": {"rank": [1, NaN]}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 422
+    assert fields_of(response) == {"filters.rank.1"}
+
+
+def test_a_non_finite_number_in_the_multipart_metadata_part_is_refused(client, collection):
+    response = client.post(
+        f"/api/v1/collections/{collection}/documents",
+        data={"files": (io.BytesIO(b"A good file."), "good.txt"), "metadata": '{"weight": Infinity}'},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 422
+    assert fields_of(response) == {"metadata.weight"}
