@@ -72,9 +72,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         pipelines,
         webhooks,
     )
-    from app.api.extensions import api, declares_query_arguments, init_http_niceties, limiter
+    from app.api.extensions import BoundedRequest, api, declares_query_arguments, init_http_niceties, limiter
     from app.extensions import db, init_runtime
 
+    app.request_class = BoundedRequest
     init_runtime(settings.normalized_database_url(), settings.redis_url)
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,10 +1,11 @@
 """The upload route in this process, against the test database and Redis:
-what is refused at submit time (422 naming the field)."""
+what is refused at submit time (422 naming the field, 413)."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import uuid
 
 import pytest
@@ -80,3 +81,30 @@ def test_a_non_finite_number_in_the_multipart_metadata_part_is_refused(client, c
     )
     assert response.status_code == 422
     assert fields_of(response) == {"metadata.weight"}
+
+
+def test_a_chunked_json_body_over_the_limit_is_413(client, collection):
+    text = "x" * (UPLOAD_LIMIT_MB * 1024 * 1024)
+    body = json.dumps({"documents": [{"text": text}]}).encode()
+    response = client.post(
+        f"/api/v1/collections/{collection}/documents",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        # What gunicorn sets: it ends a chunked body itself, with no Content-Length.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413, response.get_json()
+    assert response.get_json()["code"] == "payload_too_large"
+
+
+def test_a_chunked_json_body_within_the_limit_is_accepted(client, collection):
+    body = json.dumps({"documents": [{"id": "small", "text": "A small chunked upload."}]}).encode()
+    response = client.post(
+        f"/api/v1/collections/{collection}/documents",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 202, response.get_json()
