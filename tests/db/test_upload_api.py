@@ -1,5 +1,6 @@
 """The upload route in this process, against the test database and Redis:
-what is refused at submit time (422 naming the field, 413)."""
+what is refused at submit time (422 naming the field, 413), and what a
+multipart upload with a bad filename becomes once its job runs."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import json
 import uuid
 
 import pytest
+from sqlalchemy import select
 
 from app import create_app
 from app.config import settings
+from app.models import Job
+from app.services import jobs
 from app.services.keys import create_key
 
 UPLOAD_LIMIT_MB = 1
@@ -108,3 +112,25 @@ def test_a_chunked_json_body_within_the_limit_is_accepted(client, collection):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert response.status_code == 202, response.get_json()
+
+
+def test_a_filename_holding_nul_is_cleaned_and_the_good_file_is_ingested(client, collection, runtime):
+    response = client.post(
+        f"/api/v1/collections/{collection}/documents",
+        data={
+            "files": [
+                (io.BytesIO(b"A good file about owls."), "good.txt"),
+                (io.BytesIO(b"A file about herons."), "nul\x00name.txt"),
+            ]
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["id"]
+    assert jobs.run(job_id) == "succeeded"
+    with runtime.session_scope() as session:
+        result = session.scalars(select(Job.result).where(Job.id == job_id)).one()
+    assert (result["documents"], result["failed"]) == (2, [])
+    assert client.get(f"/api/v1/collections/{collection}/documents/good.txt").status_code == 200
+    cleaned = client.get(f"/api/v1/collections/{collection}/documents/nul_name.txt")
+    assert cleaned.status_code == 200 and cleaned.get_json()["metadata"]["filename"] == "nul_name.txt"
