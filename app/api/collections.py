@@ -117,10 +117,12 @@ def upload_documents(name: str):
 
     Files may be txt, md, html (visible text), pdf, docx, json or jsonl
     (objects with `text` and optional `id` and `metadata`); the type is
-    checked against the content, and a mismatch is 415. A file that cannot be
-    read fails alone, in the job's `result.failed`. A document sent again
-    with the same id and new content replaces the old version. Creates the
-    collection if absent. Answers at once with an ingest job.
+    checked against the content, and a mismatch is 415. A file, JSON record
+    or document that cannot be read or stored fails alone, in the job's
+    `result.failed`. A document sent again with the same id and new content
+    replaces the old version; a new id for a text already stored is kept
+    (`result.same_text`). Creates the collection if absent. Answers at once
+    with an ingest job.
     """
     principal = current_principal()
     if request.mimetype == "multipart/form-data":
