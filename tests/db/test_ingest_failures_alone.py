@@ -140,7 +140,9 @@ def test_a_queued_filename_holding_nul_is_cleaned_and_the_good_file_ingested(run
 
 
 def test_a_filename_holding_control_characters_is_cleaned_at_upload(runtime, collection):
-    result = run_files(runtime, collection, {"good.txt": b"Owls hunt at night.", "nul\x00na\x1bme.txt": b"Herons wade."})
+    result = run_files(
+        runtime, collection, {"good.txt": b"Owls hunt at night.", "nul\x00na\x1bme.txt": b"Herons wade."}
+    )
     assert (result["documents"], result["failed"]) == (2, [])
     assert stored_ids(runtime, collection) == {"good.txt", "nul_na_me.txt"}
 
@@ -185,7 +187,9 @@ def chunk_count(runtime, collection) -> int:
 
 def test_a_new_id_whose_text_is_stored_keeps_its_id_and_metadata(runtime, collection):
     run_documents(runtime, collection, [{"id": "owl", "text": "good neighbour owl", "metadata": {"v": 1}}])
-    result = run_documents(runtime, collection, [{"id": "owl-copy", "text": "good neighbour owl", "metadata": {"v": 2}}])
+    result = run_documents(
+        runtime, collection, [{"id": "owl-copy", "text": "good neighbour owl", "metadata": {"v": 2}}]
+    )
     assert (result["documents"], result["chunks"], result["skipped_duplicates"]) == (1, 1, 0)
     assert result["same_text"] == [{"id": "owl-copy", "same_text_as": "owl"}]
     assert get_document(runtime, collection, "owl-copy") == ({"v": 2}, 1)
