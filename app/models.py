@@ -142,8 +142,8 @@ class Document(Base):
     __tablename__ = "documents"
     __table_args__ = (
         UniqueConstraint("collection_id", "external_id", name="uq_documents_collection_external"),
-        # Ingest is keyed by content hash: the same text is stored once per collection.
-        UniqueConstraint("collection_id", "content_hash", name="uq_documents_collection_hash"),
+        # Ingest finds a text already stored by its hash; two ids may hold the same text (migration 0008).
+        Index("ix_documents_collection_hash", "collection_id", "content_hash"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

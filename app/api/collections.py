@@ -20,13 +20,13 @@ from app.api.schemas import (
     SearchBatchRequestSchema,
     SearchRequestSchema,
     as_error_messages,
-    unsafe_text,
 )
 from app.api.web_extensions import Blueprint
 from app.auth import current_principal, current_tenant_id
 from app.extensions import db
 from app.services import collections, documents, search_jobs, staging
 from app.services.errors import UnsupportedMediaType, ValidationFailed
+from app.services.storable import unstorable_values
 
 blp = Blueprint(
     "collections",
@@ -117,10 +117,12 @@ def upload_documents(name: str):
 
     Files may be txt, md, html (visible text), pdf, docx, json or jsonl
     (objects with `text` and optional `id` and `metadata`); the type is
-    checked against the content, and a mismatch is 415. A file that cannot be
-    read fails alone, in the job's `result.failed`. A document sent again
-    with the same id and new content replaces the old version. Creates the
-    collection if absent. Answers at once with an ingest job.
+    checked against the content, and a mismatch is 415. A file, JSON record
+    or document that cannot be read or stored fails alone, in the job's
+    `result.failed`. A document sent again with the same id and new content
+    replaces the old version; a new id for a text already stored is kept
+    (`result.same_text`). Creates the collection if absent. Answers at once
+    with an ingest job.
     """
     principal = current_principal()
     if request.mimetype == "multipart/form-data":
@@ -204,7 +206,7 @@ def _form_metadata() -> dict:
             "The `metadata` part must be a JSON object.",
             errors=[{"field": "metadata", "message": "Must be a JSON object."}],
         )
-    found = unsafe_text(metadata, ("metadata",))
+    found = unstorable_values(metadata, ("metadata",))
     if found:
         raise ma.ValidationError(as_error_messages(found))
     return metadata

@@ -113,16 +113,36 @@ class IngestFailureSchema(ma.Schema):
     error = fields.String(required=True, metadata=_doc("Why it could not be read", "the document holds no text"))
 
 
+class IngestSameTextSchema(ma.Schema):
+    id = fields.String(required=True, metadata=_doc("The document's id", "owl-copy"))
+    same_text_as = fields.String(
+        required=True, metadata=_doc("A document of the collection that holds the same text", "owl")
+    )
+
+
 class IngestResultSchema(ma.Schema):
     documents = fields.Integer(required=True, metadata=_doc("Documents added or replaced", 2))
     chunks = fields.Integer(required=True, metadata=_doc("Chunks written and indexed", 2))
     skipped_duplicates = fields.Integer(
-        required=True, metadata=_doc("Documents already stored with the same content: nothing written", 0)
+        required=True,
+        metadata=_doc(
+            "Documents already stored with the same content under the same id (or, without an id of their "
+            "own, under any id): nothing written",
+            0,
+        ),
     )
     failed = fields.List(
         fields.Nested(IngestFailureSchema),
         required=True,
         metadata=_doc("Files or documents that failed alone; the others were ingested", []),
+    )
+    same_text = fields.List(
+        fields.Nested(IngestSameTextSchema),
+        metadata=_doc(
+            "Documents stored under their own id whose text another document of the collection holds "
+            "(counted in `documents`; the stored vectors are reused)",
+            [],
+        ),
     )
     index_generation = fields.Integer(
         required=True,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from datetime import UTC
-from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -15,28 +13,8 @@ from app.search.pipelines import COLLAPSE_MODES, DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
 from app.services.jobs import JOB_TYPES, STATUSES
 from app.services.keys import SCOPES, TIERS
+from app.services.storable import unstorable_values
 from app.services.webhooks.events import JOB_EVENTS
-
-# Text no database stores faithfully: NUL (PostgreSQL refuses it) and
-# unpaired UTF-16 surrogates (no UTF-8 encoding exists for them).
-_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
-def unsafe_text(value: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
-    """(path, message) for every string, key or value, anywhere in `value`
-    that holds a NUL byte or an unpaired surrogate."""
-    found = []
-    if isinstance(value, str):
-        if _UNSAFE_TEXT.search(value):
-            found.append((path, "Must not contain NUL characters or unpaired surrogates."))
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            found += unsafe_text(key, path + (key,)) if isinstance(key, str) else []
-            found += unsafe_text(item, path + (key,))
-    elif isinstance(value, (list, tuple)):
-        for position, item in enumerate(value):
-            found += unsafe_text(item, path + (position,))
-    return found
 
 
 def as_error_messages(found: list[tuple[tuple, str]]) -> dict:
@@ -51,15 +29,16 @@ def as_error_messages(found: list[tuple[tuple, str]]) -> dict:
 
 
 class StrictSchema(ma.Schema):
-    """Request input: unknown fields are refused, and so is text that cannot
-    be stored, before any of it reaches a service or SQL."""
+    """Request input: unknown fields are refused, and so are text and numbers
+    that cannot be stored (app/services/storable.py), before any of it
+    reaches a service or SQL."""
 
     class Meta:
         unknown = ma.RAISE
 
     @ma.pre_load
-    def _refuse_unsafe_text(self, data, **_kwargs):
-        found = unsafe_text(data)
+    def _refuse_unstorable_values(self, data, **_kwargs):
+        found = unstorable_values(data)
         if found:
             raise ma.ValidationError(as_error_messages(found))
         return data
@@ -318,7 +297,7 @@ class DocumentListArgsSchema(ListArgsSchema):
             parsed = None
         if (
             not isinstance(parsed, dict)
-            or unsafe_text(parsed)
+            or unstorable_values(parsed)
             or not all(
                 _FILTER_KEY.fullmatch(k) and (isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and v))
                 for k, v in parsed.items()

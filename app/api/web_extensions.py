@@ -12,12 +12,14 @@ import flask_smorest
 from apispec import BasePlugin
 from apispec_oneofschema import MarshmallowPlugin
 from apispec_oneofschema.plugin import OneofOpenAPIConverter
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from flask_compress import Compress
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
 from app.extensions import settings
 
@@ -128,6 +130,22 @@ def _document_response(status: str, response: dict, api_route: bool) -> None:
         headers.setdefault(name, name)
     if status[0] in "45" and "content" not in response:
         response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": "Problem"}}
+
+
+class BoundedRequest(Request):
+    """A request whose body over MAX_CONTENT_LENGTH is refused (413) however
+    it was sent. A body with Content-Length is checked up front; a chunked
+    one is read only up to the limit and would otherwise reach the parser cut
+    short, so it would be answered as malformed JSON (400)."""
+
+    def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False):
+        data = super().get_data(cache, as_text, parse_form_data)  # type: ignore[call-overload]
+        stream = self.stream
+        if isinstance(stream, LimitedStream) and stream.is_exhausted and self.content_length is None:
+            # The stream stops at the limit without a word: one more byte means the body was longer.
+            if self.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()
+        return data
 
 
 class _Parser(FlaskParser):

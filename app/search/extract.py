@@ -42,6 +42,7 @@ class ExtractedText:
     text: str
     external_id: str | None = None  # a JSON record's "id"
     metadata: dict = field(default_factory=dict)  # a JSON record's "metadata"
+    error: str | None = None  # why this JSON record cannot be read; the file's other records can
 
 
 _TYPES = {
@@ -100,7 +101,8 @@ def check_type(filename: str, head: bytes) -> str:
 
 
 def extract(filename: str, data: bytes, *, max_chars: int) -> list[ExtractedText]:
-    """All texts in the file: one for a document, one per record for JSON / JSONL."""
+    """All texts in the file: one for a document, one per record for JSON / JSONL
+    (a record that cannot be read comes with its `error` instead of text)."""
     if not data or data.isspace():  # isspace: no copy of a large upload
         raise ExtractionError(_NO_TEXT)
     try:
@@ -113,7 +115,7 @@ def extract(filename: str, data: bytes, *, max_chars: int) -> list[ExtractedText
         text = _EXTRACTORS[kind](data, max_chars)
         _check_length(len(text), max_chars)
         texts = [ExtractedText(filename, text)]
-    if not any(t.text.strip() for t in texts):
+    if not any(t.text.strip() or t.error for t in texts):
         raise ExtractionError(_NO_TEXT)
     return texts
 
@@ -320,22 +322,30 @@ _EXTRACTORS = {
 
 
 def _json_records(filename: str, text: str, kind: str, max_chars: int) -> list[ExtractedText]:
+    """One text per record. A record that cannot be read fails alone (its
+    `error` says why) unless it is the whole file: a single .json object."""
     if kind == "json":
         value = _parse_json(text, "")
         if isinstance(value, dict):
-            numbered = [(filename, "", value)]
+            records = [_record(filename, "", value)]
         elif isinstance(value, list):
-            numbered = [(f"{filename}[{i}]", f"{filename}[{i}]: ", v) for i, v in enumerate(value)]
+            records = [_alone(f"{filename}[{i}]", "", item) for i, item in enumerate(value)]
         else:
             raise ExtractionError("a .json file must hold an object or an array of objects")
     else:
         lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
-        numbered = [
-            (f"{filename}[{i}]", f"line {n}: ", _parse_json(line, f"line {n}: ")) for i, (n, line) in enumerate(lines)
-        ]
-    records = [_record(source, where, value) for source, where, value in numbered]
+        records = [_alone(f"{filename}[{i}]", f"line {n}: ", line, raw=True) for i, (n, line) in enumerate(lines)]
     _check_length(sum(len(r.text) for r in records), max_chars)
     return records
+
+
+def _alone(source: str, where: str, value: Any, *, raw: bool = False) -> ExtractedText:
+    """The record, or the reason it cannot be read (`raw`: `value` is the
+    record's JSON text, still to parse)."""
+    try:
+        return _record(source, where, _parse_json(value, where) if raw else value)
+    except ExtractionError as exc:
+        return ExtractedText(source, "", error=str(exc))
 
 
 def _parse_json(text: str, where: str) -> Any:

@@ -36,6 +36,7 @@ from app.services.errors import PayloadTooLarge, UnsupportedMediaType, Validatio
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.staging_area import staging_area
+from app.services.storable import clean_filename
 
 _COPY_BUFFER = 1024 * 1024
 
@@ -73,6 +74,8 @@ def submit_files(
     callback: dict[str, Any] | None = None,
     idempotency: Idempotency | None = None,
 ) -> Job:
+    # The name becomes the document's id and metadata: only its last part, storable.
+    uploads = [Upload(clean_filename(upload.filename), upload.stream) for upload in uploads]
     for upload in uploads:  # refuse the whole request before writing anything
         if not upload.filename:
             raise ValidationFailed(
@@ -98,7 +101,7 @@ def submit_files(
                     {
                         "kind": "file",
                         "path": relative,
-                        "filename": Path(upload.filename).name,
+                        "filename": upload.filename,
                         "metadata": metadata or {},
                     }
                 )

@@ -95,6 +95,20 @@ def test_file_over_the_limit_is_413(service, collection):
     assert service.get("/health/live").status_code == 200
 
 
+def test_a_chunked_json_body_over_the_limit_is_413(service, collection):
+    """gunicorn ends a chunked body itself (no Content-Length): the limit is
+    enforced while it is read, and the answer says so, not "malformed JSON"."""
+    head = b'{"documents": [{"text": "'
+    body = [head, b"word " * (1024 * 1024 // 5 + 1000), b'"}]}']
+    response = service.post(
+        f"/api/v1/collections/{collection}/documents",
+        data=iter(body),  # an iterator: requests sends it chunked
+        headers={"Content-Type": "application/json"},
+    )
+    assert "Content-Length" not in response.request.headers
+    assert_problem(response, 413, "payload_too_large")
+
+
 def test_wrong_method_is_405_problem(service):
     response = service.http.delete(service.url("/api/v1/jobs"))
     assert_problem(response, 405, "method_not_allowed")

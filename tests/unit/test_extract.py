@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import pypdf
@@ -162,20 +163,39 @@ def test_jsonl_records_skip_blank_lines():
 @pytest.mark.parametrize(
     "filename, data, reason",
     [
-        ("d.jsonl", b'{"text": "ok"}\n{"text": \n', "line 2"),
-        ("d.jsonl", b'{"text": "ok"}\n\n["not", "an object"]\n', "line 3"),
-        ("d.json", b'[{"text": "ok"}, {"text": "   "}]', r"d\.json\[1\]"),
-        ("d.json", b'[{"text": "ok"}, {"body": "no text"}]', r"d\.json\[1\].*text"),
-        ("d.json", b'[{"text": "ok", "id": 7}]', r"d\.json\[0\].*id"),
-        ("d.json", b'[{"text": "ok", "metadata": [1]}]', r"d\.json\[0\].*metadata"),
-        ("d.json", b'{"text": "ok",', "not valid JSON"),
-        ("d.json", b"[1, 2]", r"d\.json\[0\].*object"),
-        ("d.json", b"[]", "no text"),
+        ("d.jsonl", b'{"text": "ok"}\n{"text": \n', "^line 2: not valid JSON"),
+        ("d.jsonl", b'{"text": "ok"}\n\n["not", "an object"]\n', "^line 3: .*object"),
+        ("d.json", b'[{"text": "ok"}, {"text": "   "}]', "text"),
+        ("d.json", b'[{"text": "ok"}, {"body": "no text"}]', "text"),
+        ("d.json", b'[{"text": "ok"}, {"text": "ok", "id": 7}]', "id"),
+        ("d.json", b'[{"text": "ok"}, {"text": "ok", "metadata": [1]}]', "metadata"),
+        ("d.json", b'[{"text": "ok"}, 2]', "object"),
     ],
 )
-def test_bad_json_records_are_named(filename, data, reason):
+def test_a_bad_record_fails_alone_beside_the_good_one(filename, data, reason):
+    good, bad = extract(filename, data, max_chars=LIMIT)
+    assert good == ExtractedText(f"{filename}[0]", "ok")
+    assert (bad.source, bad.text) == (f"{filename}[1]", "") and re.search(reason, bad.error)
+
+
+@pytest.mark.parametrize(
+    "filename, data, reason",
+    [
+        ("d.json", b'{"text": "ok",', "not valid JSON"),
+        ("d.json", b'{"body": "no text"}', "text"),
+        ("d.json", b"7", "JSON records"),
+        ("d.json", b"[]", "no text"),
+        ("d.jsonl", b"\n\n", "no text"),
+    ],
+)
+def test_a_json_file_that_cannot_be_read_at_all_fails_as_a_file(filename, data, reason):
     with pytest.raises(ExtractionError, match=reason):
         extract(filename, data, max_chars=LIMIT)
+
+
+def test_a_file_of_bad_records_reports_each():
+    texts = extract("d.jsonl", b'{"text": 1}\n[]\n', max_chars=LIMIT)
+    assert [(t.source, t.error is not None) for t in texts] == [("d.jsonl[0]", True), ("d.jsonl[1]", True)]
 
 
 def test_json_records_over_the_limit_are_refused():

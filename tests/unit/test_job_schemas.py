@@ -19,6 +19,7 @@ RESULTS = {
     "ingest": {
         "documents": 1, "chunks": 2, "skipped_duplicates": 1,
         "failed": [{"source": "scan.pdf", "error": "the document holds no text"}], "index_generation": 3,
+        "same_text": [{"id": "owl-copy", "same_text_as": "owl"}],
     },
     "search": {
         "hits": [HIT], "answer": ANSWER, "pipeline": "hybrid", "took_ms": 12.5, "index_generation": 3, "cached": True,
