@@ -54,6 +54,12 @@ def execute_counted(session: Session, statement: UpdateBase) -> int:
     return cast(CursorResult, session.execute(statement)).rowcount
 
 
+# A document's id (the client's, or its file's name) and where it came from:
+# the API, the ingest worker and the columns below keep to the same lengths.
+DOCUMENT_ID_MAX_LENGTH = 256
+DOCUMENT_SOURCE_MAX_LENGTH = 512
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
 
@@ -149,10 +155,10 @@ class Document(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TENANT)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
-    external_id: Mapped[str] = mapped_column(String(256))
+    external_id: Mapped[str] = mapped_column(String(DOCUMENT_ID_MAX_LENGTH))
     content_hash: Mapped[str] = mapped_column(String(64))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    source: Mapped[str | None] = mapped_column(String(512))
+    source: Mapped[str | None] = mapped_column(String(DOCUMENT_SOURCE_MAX_LENGTH))
     status: Mapped[str] = mapped_column(String(16), default="ready")
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     # The job that wrote this row: a re-run of the same job after a crash

@@ -9,6 +9,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.models import DOCUMENT_ID_MAX_LENGTH
 from app.search.pipelines import COLLAPSE_MODES, DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
 from app.services.jobs import JOB_TYPES, STATUSES
@@ -136,7 +137,7 @@ CollectionPageSchema = page_schema(CollectionSchema, "CollectionPage")
 
 
 class DocumentInSchema(StrictSchema):
-    id = fields.String(validate=validate.Length(min=1, max=256))
+    id = fields.String(validate=validate.Length(min=1, max=DOCUMENT_ID_MAX_LENGTH))
     text = fields.String(required=True, validate=validate.Length(min=1))
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
 

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import String, cast, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Collection, Document, Job
+from app.models import DOCUMENT_ID_MAX_LENGTH, Collection, Document, Job
 from app.services import jobs
 from app.services.collections import get_collection
 from app.services.errors import NotFound
 from app.services.jobs.idempotency import Idempotency
 from app.services.keys import Principal
 from app.services.pagination import paginate
+from app.services.storable import unstorable_values
 
 
 def list_documents(
@@ -51,7 +52,7 @@ def get_document(session: Session, tenant_id: str, collection_name: str, documen
     # An id no document could have (too long, NUL) is not looked up at all.
     document = (
         None
-        if len(document_id) > 256 or "\x00" in document_id
+        if len(document_id) > DOCUMENT_ID_MAX_LENGTH or unstorable_values(document_id)
         else session.scalars(
             select(Document).where(Document.collection_id == collection.id, Document.external_id == document_id)
         ).first()

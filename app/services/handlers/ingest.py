@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app.extensions import db, settings
-from app.models import Chunk, Collection, Document
+from app.models import DOCUMENT_ID_MAX_LENGTH, DOCUMENT_SOURCE_MAX_LENGTH, Chunk, Collection, Document
 from app.search.chunking import TextChunk, chunk_text
 from app.search.embedding import Embedder
 from app.search.extract import ExtractedText, ExtractionError, extract
@@ -197,20 +197,15 @@ def _incoming(text: ExtractedText, file_metadata: dict[str, Any], default_id: st
     return IncomingDocument(text.source, external_id, text.text if text.error is None else None, metadata, text.error)
 
 
-# The lengths of documents.external_id and documents.source.
-MAX_ID_LENGTH = 256
-MAX_SOURCE_LENGTH = 512
-
-
 def _checked(doc: IncomingDocument) -> IncomingDocument:
     """The document, or why no database can store it: the same reason on
     SQLite and PostgreSQL, found before any SQL sees it."""
     if doc.error is not None:
         return doc
-    if doc.external_id is not None and len(doc.external_id) > MAX_ID_LENGTH:
-        return dataclasses.replace(doc, error=f"the id is longer than {MAX_ID_LENGTH} characters")
-    if len(doc.source) > MAX_SOURCE_LENGTH:
-        return dataclasses.replace(doc, error=f"the name is longer than {MAX_SOURCE_LENGTH} characters")
+    if doc.external_id is not None and len(doc.external_id) > DOCUMENT_ID_MAX_LENGTH:
+        return dataclasses.replace(doc, error=f"the id is longer than {DOCUMENT_ID_MAX_LENGTH} characters")
+    if len(doc.source) > DOCUMENT_SOURCE_MAX_LENGTH:
+        return dataclasses.replace(doc, error=f"the name is longer than {DOCUMENT_SOURCE_MAX_LENGTH} characters")
     found = unstorable_values({"id": doc.external_id or "", "text": doc.text, "metadata": doc.metadata})
     if found:
         path, message = found[0]
