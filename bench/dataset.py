@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.parameters import TOP_K
+from bench.common import TOP_K
 
 
 @dataclass
@@ -60,6 +60,13 @@ def document_text(doc: dict) -> str:
     """What both paths embed: title and abstract joined with ". "."""
     title, text = (doc.get("title") or "").strip(), (doc.get("text") or "").strip()
     return f"{title}. {text}" if title and text else (title or text)
+
+
+def api_documents(documents: list[dict]) -> list[dict]:
+    """SciFact documents as the ingest API takes them."""
+    return [
+        {"id": str(d["_id"]), "text": document_text(d), "metadata": {"title": d.get("title") or ""}} for d in documents
+    ]
 
 
 def document_ranking(chunk_owners: list[str]) -> list[str]:
