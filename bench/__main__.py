@@ -17,8 +17,6 @@ from bench.measure import machine_info
 
 
 def parser() -> argparse.ArgumentParser:
-    from app.config import settings
-
     top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     top.add_argument("--results", type=Path, default=RESULTS, help="the results file (JSON)")
     top.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="benchmarks.md to render")
@@ -43,12 +41,9 @@ def parser() -> argparse.ArgumentParser:
     hooks.add_argument("--searches", type=int, default=100)
     hooks.add_argument("--pings", type=int, default=500)
     hooks.set_defaults(module="webhooks")
-    hnsw = suites.add_parser("hnsw", help="random vectors in an hnsw index: build, memory, latency, recall")
+    hnsw = suites.add_parser("hnsw", help="random vectors in an hnsw index (HNSW_* settings)")
     hnsw.add_argument("--vectors", type=int, default=1_000_000)
     hnsw.add_argument("--hnsw-queries", type=int, default=1000, help="queries per set")
-    hnsw.add_argument("--m", type=int, default=settings.hnsw_m)
-    hnsw.add_argument("--ef-construction", type=int, default=settings.hnsw_ef_construction)
-    hnsw.add_argument("--ef-search", type=int, default=settings.hnsw_ef_search, help="the configured value")
     hnsw.add_argument("--sweep", default="64,128,256,512,1024,2048,4096", help="efSearch values")
     hnsw.add_argument("--build-limit-min", type=float, default=60.0, help="stop adding vectors after this")
     hnsw.set_defaults(module="hnsw")

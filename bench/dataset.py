@@ -3,6 +3,7 @@ scored against the judgements (nDCG@10, Recall@10 by document)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
@@ -47,12 +48,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as lines:
-        header = lines.readline().split("\t")
-        assert header[0].strip() == "query-id", header
-        for line in lines:
-            if line.strip():
-                qid, doc_id, score = line.rstrip("\n").split("\t")
-                qrels.setdefault(qid.strip(), {})[doc_id.strip()] = int(score)
+        for row in csv.DictReader(lines, delimiter="\t"):
+            qrels.setdefault(row["query-id"].strip(), {})[row["corpus-id"].strip()] = int(row["score"])
     return qrels
 
 

@@ -48,7 +48,7 @@ def run(options: dict, log: Log) -> dict:
             out["peer"] = optional_phase("peer", lambda: peer.run(data, workdir / "peer", CLIENT_THREADS, log))
             out["other_load"]["peer"], phase = phase.measure(), OtherLoad()
         if not options["no_memory"]:
-            out["memory"] = optional_phase("memory", lambda: memory.measure_both(log))
+            out["memory"] = optional_phase("memory", lambda: memory.run({}, log))
             out["other_load"]["memory"] = phase.measure()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

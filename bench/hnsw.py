@@ -13,6 +13,7 @@ import time
 import faiss
 import numpy as np
 
+from app.config import settings
 from app.search.vector_index import HnswParams, VectorIndex
 from bench.common import Log
 from bench.measure import OtherLoad, latency_stats, memory_kb, usable_cores
@@ -30,11 +31,11 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 def run(options: dict, log: Log) -> dict:
-    params = HnswParams(m=options["m"], ef_construction=options["ef_construction"], ef_search=options["ef_search"])
-    sweep, vectors, queries = (
-        [int(ef) for ef in options["sweep"].split(",")],
+    params = HnswParams(settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
+    vectors, queries, sweep = (
         options["vectors"],
         options["hnsw_queries"],
+        [int(ef) for ef in options["sweep"].split(",")],
     )
     build_limit_s = options["build_limit_min"] * 60
     data = normalize(np.random.default_rng(SEED).standard_normal((vectors, DIM), dtype=np.float32))

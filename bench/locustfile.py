@@ -74,9 +74,6 @@ def check_succeeded(job: dict) -> None:
         raise JobNotFinal(f"{job['type']} job {job['id']} {job['status']}: {job.get('error')}")
 
 
-# --- the users --------------------------------------------------------------------
-
-
 class QuarryUser(HttpUser):
     host = DEFAULT_HOST
     # A person reads what came back before the next action; at 64 users this
@@ -90,38 +87,43 @@ class QuarryUser(HttpUser):
     def search(self) -> None:
         body = {"query": random.choice(workload.queries), "top_k": TOP_K}
         path = f"/api/v1/collections/{workload.search_collection}/search"
-        outcome = self.submit_and_wait(names.SEARCH_ROUTE, path, body)
-        if outcome is not None:
-            job, elapsed_ms, error = outcome
-            cached = bool((job.get("result") or {}).get("cached"))
-            self.record_job(names.CACHED_SEARCH_JOB if cached else names.SEARCH_JOB, elapsed_ms, error)
+        cached = lambda job: bool((job.get("result") or {}).get("cached"))  # noqa: E731
+        self.submit_and_wait(
+            names.SEARCH_ROUTE, path, body, lambda job: names.CACHED_SEARCH_JOB if cached(job) else names.SEARCH_JOB
+        )
 
     @task(1)
     def ingest(self) -> None:
         path = f"/api/v1/collections/{workload.ingest_collection}/documents"
-        outcome = self.submit_and_wait(names.INGEST_ROUTE, path, {"documents": short_documents(workload.queries)})
-        if outcome is not None:
-            _job, elapsed_ms, error = outcome
-            self.record_job(names.INGEST_JOB, elapsed_ms, error)
+        body = {"documents": short_documents(workload.queries)}
+        self.submit_and_wait(names.INGEST_ROUTE, path, body, lambda _job: names.INGEST_JOB)
 
     @task(2)
     def list_jobs(self) -> None:
         self.client.get(names.JOB_LIST, name=names.JOB_LIST)
 
-    def submit_and_wait(self, route: str, path: str, body: dict) -> tuple[dict, float, Exception | None] | None:
-        """(the last job read, ms from submit to then, why it did not
-        succeed); None when the submit was not accepted (a failed request)."""
+    def submit_and_wait(self, route: str, path: str, body: dict, job_name) -> None:
+        """Submit, poll until final, and record the whole job (submit to the
+        poll that saw it final) as a JOB row named job_name(job); a job that
+        did not succeed is its failure. A refused submit is a failed request."""
         started = time.perf_counter()
-        submitted = self.submit(route, path, body)
-        if submitted is None:
-            return None
+        if (submitted := self.submit(route, path, body)) is None:
+            return
         job, error = submitted.json(), None
         try:
             job, _polls = poll_until_final(self.poll, job, JOB_TIMEOUT_S)
             check_succeeded(job)
         except JobNotFinal as exc:
             error = exc
-        return job, (time.perf_counter() - started) * 1000, error
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.environment.events.request.fire(
+            request_type="JOB",
+            name=job_name(job),
+            response_time=elapsed_ms,
+            response_length=0,
+            exception=error,
+            context={},
+        )
 
     def submit(self, route: str, path: str, body: dict) -> requests.Response | None:
         """The 202 answer; anything else is a failure, and a refused user
@@ -137,11 +139,6 @@ class QuarryUser(HttpUser):
     def poll(self, path: str, headers: dict) -> requests.Response:
         return self.client.get(path, headers=headers, name=names.JOB_ROUTE)
 
-    def record_job(self, name: str, elapsed_ms: float, error: Exception | None) -> None:
-        self.environment.events.request.fire(
-            request_type="JOB", name=name, response_time=elapsed_ms, response_length=0, exception=error, context={}
-        )
-
 
 def short_documents(texts: list[str]) -> list[dict]:
     """1-3 short documents, each with text of its own so every ingest has
@@ -152,9 +149,6 @@ def short_documents(texts: list[str]) -> list[dict]:
         text = f"{random.choice(texts)} Noted in load-test {doc_id}."
         documents.append({"id": doc_id, "text": text, "metadata": {"source": "load-test"}})
     return documents
-
-
-# --- before the users start, and after they stop -----------------------------------
 
 
 @events.init_command_line_parser.add_listener

@@ -23,10 +23,7 @@ WORDS = "people place time water city river school music market garden science h
 
 
 def run(options: dict, log: Log) -> dict:
-    return measure_both(log, options["documents"], options["searches"])
-
-
-def measure_both(log: Log, documents: int = DOCUMENTS, searches: int = SEARCHES) -> dict:
+    documents, searches = options.get("documents", DOCUMENTS), options.get("searches", SEARCHES)
     out = {"documents": documents, "searches": searches, "concurrency": settings.worker_concurrency}
     for preload in ("0", "1"):
         workdir = Path(tempfile.mkdtemp(prefix="quarry-bench-memory-"))

@@ -142,6 +142,7 @@ def quality(r: dict, targets: dict[str, float]) -> list[str]:
             ["Data", f"SciFact, {r['documents']:,} of {r['corpus_documents']:,} documents, {r['queries']} of {r['judged_queries']} judged test queries"],
             ["Chunks: service / in process", f"{r['service']['chunks']:,} / {r['inprocess']['chunks']:,}"],
             ["Hybrid: RRF k; first-stage depth", f"{r['rrf_k']}; max({r['first_stage_depth']}, requested)"],
+            ["Aim: nDCG@10 ≥ 0.70 through the service", ", ".join(f"`{n}`" for n, p in r["pipelines"].items() if p["service"]["ndcg@10"] >= 0.7) or "not reached"],
             ["Pipelines not evaluated", "; ".join(f"`{k}`: {v}" for k, v in r["service"]["unavailable"].items()) or "none"],
         ]),
         *table(["Pipeline", "nDCG@10 service", "nDCG@10 in process", "Recall@100 service", "Recall@100 in process",
