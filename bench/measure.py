@@ -83,10 +83,6 @@ def own_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def load_average() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
-
-
 class OtherLoad:
     """CPU that processes outside the benchmark used since this was made:
     the machine's busy time minus the benchmark's own (with reaped children)."""
@@ -173,7 +169,7 @@ def machine_info() -> dict:
         "ram_gb": round(next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")) / 2**20, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "load_average_at_start": load_average(),
+        "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "versions": library_versions(),
         "code": code_state(),
     }
