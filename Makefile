@@ -42,29 +42,26 @@ lint: install
 	$(BIN)/ruff format --check app workers
 	$(BIN)/mypy
 
+# Each bench target runs one suite of `python -m bench`, records its figures
+# in docs/benchmarks.json and renders docs/benchmarks.md (and docs/quality.md)
+# from it as tables; see bench/README.md.
 bench: install redis-server
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench all
 
-# Webhook delay (job finished -> first attempt) and deliveries/s: its own
-# section of docs/benchmarks.md.
 bench-webhooks: install redis-server
-	$(BIN)/python bench/webhooks.py
+	$(BIN)/python -m bench webhooks
 
-# 1M random vectors in an hnsw index (build, memory, latency, recall): its own section of docs/benchmarks.md.
 bench-hnsw: install
-	$(BIN)/python bench/hnsw_scale.py
+	$(BIN)/python -m bench hnsw
 
-# Flat vs hnsw search jobs through the service on 200k chunks (rows written directly): its own section of docs/benchmarks.md.
 bench-scale: install redis-server
-	$(BIN)/python bench/scale_service.py
+	$(BIN)/python -m bench scale
 
-# A worker's total PSS with the model loaded before the pool forks, and without: its own section of docs/benchmarks.md.
 bench-memory: install redis-server
-	$(BIN)/python bench/worker_memory.py
+	$(BIN)/python -m bench memory
 
-# nDCG@10 and recall@100 per pipeline on SciFact, through the service and in process: docs/quality.md.
 eval: install redis-server
-	$(BIN)/python bench/eval.py
+	$(BIN)/python -m bench eval
 
 # Load test of a running `make run` (bench/locustfile.py): locust, headless, then
 # one summary line; exits non-zero on any error. HOST is the web's URL here (for

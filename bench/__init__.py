@@ -1,1 +1,1 @@
-"""The Quarry benchmark: `bench/run.py` is the entry point; see bench/README.md for the layout."""
+"""Quarry's benchmarks: `python -m bench <suite>`; see bench/README.md."""

@@ -3,12 +3,13 @@ scored against the judgements (nDCG@10, Recall@10 by document)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.parameters import TOP_K
+from bench.common import TOP_K
 
 
 @dataclass
@@ -47,12 +48,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as lines:
-        header = lines.readline().split("\t")
-        assert header[0].strip() == "query-id", header
-        for line in lines:
-            if line.strip():
-                qid, doc_id, score = line.rstrip("\n").split("\t")
-                qrels.setdefault(qid.strip(), {})[doc_id.strip()] = int(score)
+        for row in csv.DictReader(lines, delimiter="\t"):
+            qrels.setdefault(row["query-id"].strip(), {})[row["corpus-id"].strip()] = int(row["score"])
     return qrels
 
 
@@ -60,6 +57,13 @@ def document_text(doc: dict) -> str:
     """What both paths embed: title and abstract joined with ". "."""
     title, text = (doc.get("title") or "").strip(), (doc.get("text") or "").strip()
     return f"{title}. {text}" if title and text else (title or text)
+
+
+def api_documents(documents: list[dict]) -> list[dict]:
+    """SciFact documents as the ingest API takes them."""
+    return [
+        {"id": str(d["_id"]), "text": document_text(d), "metadata": {"title": d.get("title") or ""}} for d in documents
+    ]
 
 
 def document_ranking(chunk_owners: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
-"""The load test in make bench's run: bench/locustfile.py, headless, against
-the benchmark's own service, as `make load` runs it against `make run`
-(LOAD_USERS users for LOAD_SECONDS). Its statistics come back from locust's
-CSV files."""
+"""The load test in the `all` suite: bench/locustfile.py, headless, against
+the suite's own service, as `make load` runs it against `make run`. Its
+figures come back from locust's CSV files, and the submits' own durations
+from the web's access log."""
 
 from __future__ import annotations
 
@@ -13,113 +13,74 @@ import sys
 from pathlib import Path
 
 # Not bench.locustfile itself: importing locust monkey-patches this process for gevent.
-from bench.parameters import (
-    INGEST_JOB,
-    JOB_ROUTE,
-    LOAD_SECONDS,
-    LOAD_SPAWN_RATE,
-    LOAD_USERS,
-    ROOT,
-    SEARCH_JOB,
-    SEARCH_ROUTE,
-)
-from bench.timing import latency_stats
+from bench.measure import ROOT, latency_stats
 
-# Setup (a SciFact slice ingested for the users to search) comes before the timed run.
+USERS, SPAWN_RATE, SECONDS = 64, 16, 60
+# The locustfile ingests a SciFact slice before the timed run starts.
 SETUP_ALLOWANCE_S = 900
+# Locust's names for what bench/locustfile.py times: requests by route, and whole jobs.
+SEARCH_ROUTE, INGEST_ROUTE = "/api/v1/collections/[name]/search", "/api/v1/collections/[name]/documents"
+JOB_ROUTE, JOB_LIST = "/api/v1/jobs/[id]", "/api/v1/jobs?limit=20"
+SEARCH_JOB, CACHED_SEARCH_JOB = "search job (submit→result)", "search job, cached (submit→result)"
+INGEST_JOB = "ingest job (submit→result)"
+ROWS = {"submit": ("POST", SEARCH_ROUTE), "poll": ("GET", JOB_ROUTE), "search_job": ("JOB", SEARCH_JOB),
+        "ingest_job": ("JOB", INGEST_JOB)}  # fmt: skip
 
 
-def run_load_test(base_url: str, api_key: str, workdir: Path, web_log: Path) -> dict:
-    """Locust's numbers for the search submit, the poll and whole jobs, and
-    its error count, with the web's own timing of the same submits (from its
-    access log); {"skipped": why} when locust could not run."""
-    prefix = workdir / "load"
+def run(base_url: str, api_key: str, workdir: Path, seconds: int = SECONDS) -> dict:
+    """Locust's figures per row, its error count, and the app's own timing of the submits."""
+    prefix, web_log = workdir / "load", workdir / "web.log"
     log_offset = web_log.stat().st_size
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless", "--only-summary",
-        "--users", str(LOAD_USERS), "--spawn-rate", str(LOAD_SPAWN_RATE), "--run-time", f"{LOAD_SECONDS}s",
+        "--users", str(USERS), "--spawn-rate", str(SPAWN_RATE), "--run-time", f"{seconds}s",
         "--host", base_url, "--csv", str(prefix),
     ]  # fmt: skip
+    env = {**os.environ, "QUARRY_KEY": api_key}
     try:
-        ran = subprocess.run(
-            command,
-            env={**os.environ, "QUARRY_KEY": api_key},
-            capture_output=True,
-            text=True,
-            timeout=LOAD_SECONDS + SETUP_ALLOWANCE_S,
-        )
+        ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + SETUP_ALLOWANCE_S)
     except subprocess.TimeoutExpired:
-        return {"skipped": f"locust did not finish within {LOAD_SECONDS + SETUP_ALLOWANCE_S} s"}
-    stats_file = prefix.with_name("load_stats.csv")
-    if not stats_file.exists():
+        return {"skipped": f"locust did not finish within {seconds + SETUP_ALLOWANCE_S} s"}
+    rows = {(row["Type"], row["Name"]): row for row in csv_rows(workdir / "load_stats.csv")}
+    if not rows:
         return {"skipped": f"locust exited {ran.returncode} without statistics: {ran.stderr[-500:]}"}
-    with stats_file.open() as f:
-        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
-    summary = [line for line in ran.stdout.splitlines() if line.startswith("Load test,")]
+    failures = [
+        f"{r['Method']} {r['Name']}: {r['Error']} (×{r['Occurrences']})"
+        for r in csv_rows(workdir / "load_failures.csv")
+    ]
+    exceptions = [f"{r['Message']} (×{r['Count']})" for r in csv_rows(workdir / "load_exceptions.csv")]
+    total = rows[("", "Aggregated")]
     return {
-        "users": LOAD_USERS,
-        "seconds": LOAD_SECONDS,
-        "submit": _stats(rows.get(("POST", SEARCH_ROUTE))),
-        "submit_in_app": _submits_in_app(web_log, log_offset),
-        "poll": _stats(rows.get(("GET", JOB_ROUTE))),
-        "search_job": _stats(rows.get(("JOB", SEARCH_JOB))),
-        "ingest_job": _stats(rows.get(("JOB", INGEST_JOB))),
-        "requests_per_s": float(rows[("", "Aggregated")]["Requests/s"]),
-        "errors": int(rows[("", "Aggregated")]["Failure Count"]) + sum(e["count"] for e in _exceptions(prefix)),
-        "failures": _failures(prefix) + _exceptions(prefix),
-        "exit_code": ran.returncode,
-        "summary": summary[-1] if summary else "",
-    }
+        "users": USERS, "seconds": seconds, "exit_code": ran.returncode,
+        "requests_per_s": float(total["Requests/s"]),
+        "errors": int(total["Failure Count"]) + sum(int(r["Count"]) for r in csv_rows(workdir / "load_exceptions.csv")),
+        "failures": failures + exceptions,
+        "submit_in_app": submits_in_app(web_log, log_offset),
+        **{name: stats(rows.get(key)) for name, key in ROWS.items()},
+    }  # fmt: skip
 
 
-def _stats(row: dict | None) -> dict | None:
+def stats(row: dict | None) -> dict:
     if row is None:
-        return None
-    return {
-        "requests": int(row["Request Count"]),
-        "failures": int(row["Failure Count"]),
-        "p50": float(row["50%"]),
-        "p95": float(row["95%"]),
-        "p99": float(row["99%"]),
-    }
+        return {"n": 0}
+    return {"n": int(row["Request Count"]), "failures": int(row["Failure Count"]),
+            **{p: float(row[f"{p[1:]}%"]) for p in ("p50", "p95", "p99")}}  # fmt: skip
 
 
-def _submits_in_app(web_log: Path, offset: int) -> dict:
-    """p50/p95 of the search submits as the app timed them (quarry.access
-    `duration_ms`: from the request reaching Flask to its response), logged
-    since `offset`."""
+def submits_in_app(web_log: Path, offset: int) -> dict:
+    """The search submits as the app timed them (quarry.access `duration_ms`), logged since `offset`."""
     durations = []
     with web_log.open() as f:
         f.seek(offset)
         for line in f:
-            if not line.startswith("{"):
-                continue
-            entry = json.loads(line)
-            if entry.get("logger") == "quarry.access" and entry.get("method") == "POST" and str(
-                entry.get("route", "")
-            ).endswith("/search"):
-                durations.append(entry["duration_ms"])
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("logger") == "quarry.access" and entry.get("method") == "POST":
+                if str(entry.get("route", "")).endswith("/search"):
+                    durations.append(entry["duration_ms"])
     return latency_stats(durations)
 
 
-def _failures(prefix: Path) -> list[dict]:
-    """Each failed request or job: what, why, how often."""
-    return [
-        {"what": f"{row['Method']} {row['Name']}", "error": row["Error"], "count": int(row["Occurrences"])}
-        for row in _rows(prefix.with_name("load_failures.csv"))
-    ]
-
-
-def _exceptions(prefix: Path) -> list[dict]:
-    """Errors raised in the users' code (not failed requests)."""
-    return [
-        {"what": row["Traceback"].strip().splitlines()[-1] if row["Traceback"].strip() else "", "error": row["Message"],
-         "count": int(row["Count"])}
-        for row in _rows(prefix.with_name("load_exceptions.csv"))
-    ]
-
-
-def _rows(path: Path) -> list[dict]:
+def csv_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as f:

@@ -1,20 +1,14 @@
-"""Load test of a running Quarry (`make run`): many users doing what users do.
+"""Load test of a running Quarry (`make load`, or `.venv/bin/python -m
+locust -f bench/locustfile.py --host URL` for locust's web UI on :8089).
 
-    make load                                   # 64 users, 16 started/s, 60 s, http://127.0.0.1:8000
-    .venv/bin/python -m locust -f bench/locustfile.py --host http://127.0.0.1:8000   # web UI on :8089
-
-Each user, pausing 1-5 s between actions, searches (weight 8: submit a
-SciFact test query, then poll the job until it is final), ingests 1-3 short
-documents (weight 1, polled the same way) or lists its recent jobs (weight
-2). Polls honour `poll_after_ms` and send the last `ETag` in `If-None-Match`.
-A job's whole time, submit to the poll that saw it final, is recorded as a
-request of type JOB; a job that ends other than `succeeded` is a failure.
-
-Before any user starts (locust's init event, outside the timed run and the
-statistics), the run gets collections of its own: one holding a slice of
-SciFact (built-in texts when the dataset is absent) for the searches, one
-for the small ingests. Both are deleted when locust quits. The API key is
-QUARRY_KEY, else the one `make run` keeps in var/local-admin-key.
+Each user, pausing 1-5 s between actions, searches (weight 8: a SciFact
+test query, then polls the job as the API asks), ingests 1-3 short documents
+(weight 1) or lists its recent jobs (weight 2). A job's time from submit to
+the poll that saw it final is a request of type JOB; a job that does not
+succeed is a failure. Before the users start, the run ingests a SciFact
+slice (built-in texts without the dataset) into collections of its own,
+deleted when locust quits. The API key is QUARRY_KEY, else `make run`'s
+var/local-admin-key.
 """
 
 from __future__ import annotations
@@ -25,7 +19,6 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,20 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.services.jobs import TERMINAL, JobStatus  # noqa: E402
-from bench.dataset import document_text, load_scifact  # noqa: E402
-from bench.parameters import (  # noqa: E402
-    CACHED_SEARCH_JOB,
-    DEFAULT_DATASET,
-    INGEST_JOB,
-    INGEST_ROUTE,
-    JOB_LIST,
-    JOB_ROUTE,
-    SEARCH_JOB,
-    SEARCH_ROUTE,
-    TOP_K,
-)
-from devstack.client import Client  # noqa: E402
+from app.services.jobs import JobStatus  # noqa: E402
+from bench import load as names  # noqa: E402  (locust's names for what it times)
+from bench.common import DATASET, TOP_K  # noqa: E402
+from bench.dataset import api_documents, load_scifact  # noqa: E402
+from devstack.client import REFUSALS, Client, JobNotFinal, poll_until_final  # noqa: E402
 
 log = logging.getLogger("quarry.load")
 
@@ -61,20 +45,14 @@ JOB_TIMEOUT_S = 120.0
 SETUP_JOB_TIMEOUT_S = 900.0
 # More than the worker has processes on a 2-core machine.
 WARM_UP_SEARCHES = 4
-# Answers that refuse a request for now and say, in Retry-After, when to retry.
-REFUSALS = (429, 503)
 
 
 # What the run searches and ingests when SciFact is not on this machine.
 BUILT_IN_TEXTS = (
     "Vitamin D supplementation lowers the risk of respiratory infections in older adults.",
     "Regular aerobic exercise improves insulin sensitivity in people with type 2 diabetes.",
-    "Statins reduce the incidence of major cardiovascular events in high-risk patients.",
-    "Gut microbiota composition influences the response to cancer immunotherapy.",
     "Sleep deprivation impairs memory consolidation in the hippocampus.",
-    "Antibiotic overuse drives the spread of resistant bacterial strains in hospitals.",
     "Mediterranean diets are associated with lower rates of cognitive decline.",
-    "CRISPR gene editing corrects a sickle cell mutation in human stem cells.",
 )
 
 
@@ -91,47 +69,9 @@ class Workload:
 workload: Workload  # set by prepare_workload (locust's init event)
 
 
-class JobNotSucceeded(Exception):
-    """A job that failed, was cancelled, or was not final in time."""
-
-
-# --- polling, as the API asks a client to poll ------------------------------------
-
-
-def poll_wait_s(response: requests.Response, job: dict, previous_s: float) -> float:
-    """Seconds until a poll is worth making: the latest `poll_after_ms`, or
-    Retry-After when the request was refused (or no hint is known)."""
-    if response.status_code not in REFUSALS and job.get("poll_after_ms") is not None:
-        return job["poll_after_ms"] / 1000
-    return float(response.headers.get("Retry-After", previous_s))
-
-
-def wait_for_job(get: Callable[..., requests.Response], submitted: requests.Response, timeout_s: float) -> dict:
-    """Poll a submitted job until it is final: `get(path, headers=...)`
-    after each wait, with the last ETag in If-None-Match (a 304 keeps the job as
-    last read)."""
-    job, etag = submitted.json(), None
-    deadline = time.monotonic() + timeout_s
-    wait_s = poll_wait_s(submitted, job, previous_s=1.0)
-    while job["status"] not in TERMINAL:
-        if time.monotonic() + wait_s > deadline:
-            raise JobNotSucceeded(f"job {job['id']} still {job['status']} after {timeout_s:.0f} s")
-        time.sleep(wait_s)
-        response = get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": etag} if etag else {})
-        if response.status_code == 200:
-            job, etag = response.json(), response.headers.get("ETag")
-        elif response.status_code != 304 and response.status_code not in REFUSALS:
-            raise JobNotSucceeded(f"polling job {job['id']} answered {response.status_code}")
-        wait_s = poll_wait_s(response, job, wait_s)
-    return job
-
-
 def check_succeeded(job: dict) -> None:
     if job["status"] != JobStatus.SUCCEEDED:
-        raise JobNotSucceeded(f"{job['type']} job {job['id']} {job['status']}: {job.get('error')}")
-
-
-# --- the users --------------------------------------------------------------------
+        raise JobNotFinal(f"{job['type']} job {job['id']} {job['status']}: {job.get('error')}")
 
 
 class QuarryUser(HttpUser):
@@ -147,38 +87,43 @@ class QuarryUser(HttpUser):
     def search(self) -> None:
         body = {"query": random.choice(workload.queries), "top_k": TOP_K}
         path = f"/api/v1/collections/{workload.search_collection}/search"
-        outcome = self.submit_and_wait(SEARCH_ROUTE, path, body)
-        if outcome is not None:
-            job, elapsed_ms, error = outcome
-            cached = bool((job.get("result") or {}).get("cached"))
-            self.record_job(CACHED_SEARCH_JOB if cached else SEARCH_JOB, elapsed_ms, error)
+        cached = lambda job: bool((job.get("result") or {}).get("cached"))  # noqa: E731
+        self.submit_and_wait(
+            names.SEARCH_ROUTE, path, body, lambda job: names.CACHED_SEARCH_JOB if cached(job) else names.SEARCH_JOB
+        )
 
     @task(1)
     def ingest(self) -> None:
         path = f"/api/v1/collections/{workload.ingest_collection}/documents"
-        outcome = self.submit_and_wait(INGEST_ROUTE, path, {"documents": short_documents(workload.queries)})
-        if outcome is not None:
-            _job, elapsed_ms, error = outcome
-            self.record_job(INGEST_JOB, elapsed_ms, error)
+        body = {"documents": short_documents(workload.queries)}
+        self.submit_and_wait(names.INGEST_ROUTE, path, body, lambda _job: names.INGEST_JOB)
 
     @task(2)
     def list_jobs(self) -> None:
-        self.client.get(JOB_LIST, name=JOB_LIST)
+        self.client.get(names.JOB_LIST, name=names.JOB_LIST)
 
-    def submit_and_wait(self, route: str, path: str, body: dict) -> tuple[dict, float, Exception | None] | None:
-        """(the last job read, ms from submit to then, why it did not
-        succeed); None when the submit was not accepted (a failed request)."""
+    def submit_and_wait(self, route: str, path: str, body: dict, job_name) -> None:
+        """Submit, poll until final, and record the whole job (submit to the
+        poll that saw it final) as a JOB row named job_name(job); a job that
+        did not succeed is its failure. A refused submit is a failed request."""
         started = time.perf_counter()
-        submitted = self.submit(route, path, body)
-        if submitted is None:
-            return None
+        if (submitted := self.submit(route, path, body)) is None:
+            return
         job, error = submitted.json(), None
         try:
-            job = wait_for_job(self.poll, submitted, JOB_TIMEOUT_S)
+            job, _polls = poll_until_final(self.poll, job, JOB_TIMEOUT_S)
             check_succeeded(job)
-        except JobNotSucceeded as exc:
+        except JobNotFinal as exc:
             error = exc
-        return job, (time.perf_counter() - started) * 1000, error
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.environment.events.request.fire(
+            request_type="JOB",
+            name=job_name(job),
+            response_time=elapsed_ms,
+            response_length=0,
+            exception=error,
+            context={},
+        )
 
     def submit(self, route: str, path: str, body: dict) -> requests.Response | None:
         """The 202 answer; anything else is a failure, and a refused user
@@ -188,16 +133,11 @@ class QuarryUser(HttpUser):
                 return response
             response.failure(f"answered {response.status_code}: {response.text[:200]}")
         if response.status_code in REFUSALS:
-            time.sleep(poll_wait_s(response, {}, previous_s=1.0))
+            time.sleep(float(response.headers.get("Retry-After", 1)))
         return None
 
     def poll(self, path: str, headers: dict) -> requests.Response:
-        return self.client.get(path, headers=headers, name=JOB_ROUTE)
-
-    def record_job(self, name: str, elapsed_ms: float, error: Exception | None) -> None:
-        self.environment.events.request.fire(
-            request_type="JOB", name=name, response_time=elapsed_ms, response_length=0, exception=error, context={}
-        )
+        return self.client.get(path, headers=headers, name=names.JOB_ROUTE)
 
 
 def short_documents(texts: list[str]) -> list[dict]:
@@ -211,15 +151,10 @@ def short_documents(texts: list[str]) -> list[dict]:
     return documents
 
 
-# --- before the users start, and after they stop -----------------------------------
-
-
 @events.init_command_line_parser.add_listener
 def add_arguments(parser) -> None:
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
-                        help="BEIR SciFact directory (built-in texts when it is absent)")
-    parser.add_argument("--corpus-docs", type=int, default=CORPUS_DOCS,
-                        help="SciFact documents ingested into the run's search collection")
+    parser.add_argument("--dataset", type=Path, default=DATASET, help="SciFact (built-in texts when absent)")
+    parser.add_argument("--corpus-docs", type=int, default=CORPUS_DOCS, help="SciFact documents the users search")
 
 
 @events.init.add_listener
@@ -256,13 +191,9 @@ def check_stack(base_url: str) -> None:
     try:
         health = Client(base_url).get("/health")
     except requests.ConnectionError:
-        raise SystemExit(
-            f"No Quarry answers at {base_url}: start it with `make run` in another terminal "
-            "(or point --host / HOST at a running one)."
-        ) from None
+        raise SystemExit(f"No Quarry answers at {base_url}: start it with `make run` (or set --host / HOST).") from None
     if health.status_code != 200:
-        raise SystemExit(f"Quarry at {base_url} is not healthy: /health answered {health.status_code}: "
-                         f"{health.text[:300]}")
+        raise SystemExit(f"Quarry at {base_url} is not healthy: /health answered {health.status_code}")
 
 
 def corpus_and_queries(dataset: Path, n_docs: int) -> tuple[list[dict], list[str]]:
@@ -273,29 +204,17 @@ def corpus_and_queries(dataset: Path, n_docs: int) -> tuple[list[dict], list[str
         documents = [{"id": f"builtin-{n}", "text": text} for n, text in enumerate(BUILT_IN_TEXTS)]
         return documents, list(BUILT_IN_TEXTS)
     scifact = load_scifact(dataset, n_docs=n_docs)
-    documents = [
-        {"id": str(doc["_id"]), "text": document_text(doc), "metadata": {"title": doc.get("title", "")}}
-        for doc in scifact.documents
-    ]
-    return documents, [text for _qid, text in scifact.queries]
+    return api_documents(scifact.documents), [text for _qid, text in scifact.queries]
 
 
 def run_setup_jobs(client: Client, submits: list[tuple[str, dict]], key_source: str) -> None:
     """Submits every (path, body) at once, then waits for each job; ends
     locust, saying why, when one is refused or does not succeed."""
-    accepted = []
-    for path, body in submits:
-        response = client.post(path, json=body)
-        if response.status_code != 202:
-            raise SystemExit(
-                f"POST {path} answered {response.status_code} (key from {key_source}): {response.text[:300]}"
-            )
-        accepted.append(response)
     try:
-        for response in accepted:
-            check_succeeded(wait_for_job(client.get, response, SETUP_JOB_TIMEOUT_S))
-    except JobNotSucceeded as exc:
-        raise SystemExit(f"Setup failed: {exc}") from None
+        for job in [client.submit(path, body) for path, body in submits]:
+            check_succeeded(poll_until_final(client.get, job, SETUP_JOB_TIMEOUT_S)[0])
+    except RuntimeError as exc:  # a refused submit, or JobNotFinal
+        raise SystemExit(f"Setup failed (key from {key_source}): {exc}") from None
 
 
 def warm_up_searches(collection: str) -> list[tuple[str, dict]]:
@@ -316,9 +235,9 @@ def delete_collections(client: Client, run: Workload) -> None:
 def print_summary(environment) -> None:
     """One line after locust's tables: the numbers the load test is for."""
     stats, options = environment.stats, environment.parsed_options
-    submit = stats.get(SEARCH_ROUTE, "POST")
-    searches = stats.get(SEARCH_JOB, "JOB")
-    cached = stats.get(CACHED_SEARCH_JOB, "JOB")
+    submit = stats.get(names.SEARCH_ROUTE, "POST")
+    searches = stats.get(names.SEARCH_JOB, "JOB")
+    cached = stats.get(names.CACHED_SEARCH_JOB, "JOB")
     errors = stats.total.num_failures + sum(e["count"] for e in environment.runner.exceptions.values())
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
@@ -333,10 +252,6 @@ def print_summary(environment) -> None:
 
 
 def http_requests_per_s(stats) -> float:
-    """HTTP requests (not the JOB rows, which time several of them) per
-    second of the run."""
-    total = stats.total
-    if not total.last_request_timestamp:
-        return 0.0
+    """HTTP requests (not the JOB rows, which time several of them) per second of the run."""
     http = sum(entry.num_requests for entry in stats.entries.values() if entry.method != "JOB")
-    return http / max(total.last_request_timestamp - total.start_time, 1e-9)
+    return http / max((stats.total.last_request_timestamp or stats.total.start_time) - stats.total.start_time, 1e-9)

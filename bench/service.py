@@ -1,96 +1,47 @@
-"""The service run: start Quarry's real processes (devstack), drive the
-ingest and search phases over HTTP (bench.client), and record what each
-process used."""
+"""A private Quarry for a suite (its real processes, started with devstack,
+on a temp SQLite database and a private Redis), and what the suites measure
+of it over HTTP: timed search jobs, one at a time or from closed-loop
+client threads, and corpus ingest jobs."""
 
 from __future__ import annotations
 
-import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import cycle
 from pathlib import Path
 
-from app.config import settings
-from bench import client as driver
-from bench import ingest_probe as probes
-from bench.dataset import SciFact
-from bench.formatting import fmt
-from bench.load import run_load_test
-from bench.parameters import (
-    BENCH_SERVICE_ENV,
-    BENCH_TIER,
-    CLIENT_THREADS,
-    COLLECTION,
-    LOAD_SECONDS,
-    LOAD_USERS,
-    WORKER_CONCURRENCY,
-)
-from bench.system import CpuMeter, MemorySampler
-from devstack.client import Client
+from app.services.jobs import TERMINAL, JobStatus
+from bench.common import BENCH_LIMITS, BENCH_TIER, SEARCH_TIMEOUT, WORKER_CONCURRENCY, Log
+from bench.dataset import api_documents
+from bench.measure import epoch_seconds, latency_stats
+from devstack.client import Client, JobNotFinal
 from devstack.processes import RedisServer, Stack, create_database
 
-Log = Callable[[str], None]
+# The shortest wait between polls of a search, whatever its hint says.
+SEARCH_POLL_MIN_S = 0.020
+INGEST_POLL_S = 1.0
 
 
 class StackDied(RuntimeError):
-    """A service process exited while the benchmark was using it."""
+    """A service process exited while the suite was using it."""
 
 
 def check_alive(stack: Stack) -> None:
     for process in stack.processes:
-        code = process.poll()
-        if code is not None:
-            raise StackDied(
-                f"service process {process.pid} ({' '.join(map(str, process.args[:3]))} ...) "
-                f"exited with {code} at {dt.datetime.now().strftime('%H:%M:%S')} without being asked to"
-            )
-
-
-def run_service_with_retries(data: SciFact, workdir: Path, ingest_timeout: float, attempts: int,
-                             retry_wait: float, log: Log, load_test: bool = True) -> dict:
-    """The service run, started over from scratch when something outside the
-    benchmark kills its processes (seen: a broad `pkill` of every
-    gunicorn/celery of this project when a developer's local service
-    restarts)."""
-    interruptions = []
-    for attempt in range(1, attempts + 1):
-        try:
-            out = run_service(data, workdir / f"service-{attempt}", ingest_timeout, log, load_test)
-            return {**out, "interruptions": interruptions}
-        except StackDied as exc:
-            interruptions.append(str(exc))
-            log(f"service phase interrupted: {exc}")
-            if attempt == attempts:
-                raise
-            log(f"starting the service phase again in {retry_wait:.0f} s")
-            time.sleep(retry_wait)
-    raise ValueError(f"attempts must be at least 1, not {attempts}")
-
-
-def run_service(data: SciFact, workdir: Path, ingest_timeout: float, log: Log, load_test: bool = True) -> dict:
-    with private_service(workdir) as (stack, api_key):
-        try:
-            out = measure_service(stack, api_key, data, ingest_timeout, log, load_test)
-        except StackDied:
-            raise
-        except Exception:
-            check_alive(stack)  # a dead process explains the failure: say so
-            raise
-    out["log_findings"] = log_findings(stack.workdir)
-    return out
+        if (code := process.poll()) is not None:
+            raise StackDied(f"service process {process.pid} ({' '.join(map(str, process.args[:3]))}) exited {code}")
 
 
 @contextmanager
-def private_service(workdir: Path) -> Iterator[tuple[Stack, str]]:
-    """Redis, a migrated SQLite database and the (not yet started) web and
-    worker processes, with an API key made the operator's way (the CLI);
-    all stopped and removed on the way out."""
+def private_service(workdir: Path, **env: str) -> Iterator[tuple[Stack, str]]:
+    """Redis, a migrated database and a (not yet started) stack, with an API
+    key made the operator's way (the CLI); all stopped on the way out."""
     redis = RedisServer(workdir / "redis").start()
     database_url, drop_database = create_database(workdir / "db")
-    stackdir = workdir / "stack"
-    stackdir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(stackdir, database_url, redis, **BENCH_SERVICE_ENV)
+    (workdir / "stack").mkdir(parents=True, exist_ok=True)
+    stack = Stack(workdir / "stack", database_url, redis, **{**BENCH_LIMITS, **env})
     try:
         api_key = stack.create_key("bench", scopes="read,write", tier=BENCH_TIER, name="bench")
         stack.authenticate(api_key)
@@ -101,116 +52,131 @@ def private_service(workdir: Path) -> Iterator[tuple[Stack, str]]:
         drop_database()
 
 
-def measure_service(stack: Stack, api_key: str, data: SciFact, ingest_timeout: float, log: Log,
-                    load_test: bool = True) -> dict:
-    started = time.perf_counter()
-    stack.start_web(processes=settings.web_concurrency, threads=settings.web_threads)  # as deployed
-    worker = stack.start_worker(concurrency=WORKER_CONCURRENCY)
-    web = stack.processes[0]
-    out: dict = {"startup_s": time.perf_counter() - started}
-    log(f"service up in {out['startup_s']:.1f} s (web pid {web.pid}, worker pgid {worker.pid})")
-    sampler = MemorySampler({"worker": worker.pid, "web": web.pid}).start()
+def with_retries(run: Callable[[int], dict], attempts: int, log: Log) -> dict:
+    """run(attempt), started over when something outside the suite kills a
+    service process (other people's tooling shares the machine)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run(attempt)
+        except StackDied as exc:
+            log(f"service interrupted: {exc}")
+            if attempt == attempts:
+                raise
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+def tracebacks(stackdir: Path) -> int:
+    """Tracebacks in the service's logs."""
+    return sum(log.read_text(errors="replace").count("Traceback (most recent") for log in stackdir.glob("*.log"))
+
+
+def warm_up_worker(client: Client) -> None:
+    """One tiny ingest job per pool process: the worker says "ready" before
+    its children have loaded the model, and a measurement should not wait for that."""
+    jobs = [client.submit("/api/v1/collections/warmup/documents", {"documents": [{"text": f"warm-up {n}"}]})
+            for n in range(WORKER_CONCURRENCY)]  # fmt: skip
+    for job in jobs:
+        if (final := client.wait_job(job["id"], timeout=300))["status"] != JobStatus.SUCCEEDED:
+            raise RuntimeError(f"warm-up ingest {job['id']} ended {final['status']}: {final['error']}")
+
+
+def timed_search(client: Client, collection: str, body: dict) -> dict:
+    """POST a search job and poll it as its hints say until final, timed as
+    the client sees it; {"error": ...} when it did not succeed."""
+    posted_wall, t0 = time.time(), time.perf_counter()
     try:
-        started = time.perf_counter()
-        driver.warm_up_worker(stack)
-        out["warmup_ingest_s"] = time.perf_counter() - started
-        log(f"worker warm (model loaded in its children) {out['warmup_ingest_s']:.1f} s after 'ready'")
-        meter = CpuMeter({"web": web.pid, "worker": worker.pid}, redis_pid=stack.redis.process.pid)
-        alive = lambda: check_alive(stack)  # noqa: E731
-        texts = cycle(text for _, text in data.queries)
-        idle = probes.idle_probes(stack, data.documents, texts, ingest_timeout, alive)
-        log(f"searches on the idle service: client p50 {fmt(idle['latency'].get('p50'))} ms")
-        meter.phase("idle probes")
-        out["ingest"], during = probes.ingest_with_probes(stack, data.documents, texts, ingest_timeout, alive)
-        out["search_during_ingest"] = probes.during_ingest_summary(idle, during)
-        log(f"searches during the ingest: client p50 {fmt(during['latency'].get('p50'))} ms")
-        log_ingest(out["ingest"], log)
-        check_alive(stack)
-        out["collection"] = stack.get(f"/api/v1/collections/{COLLECTION}").json()
-        meter.phase("ingest")
-        out.update(measure_searches(stack, lambda: stack.client(api_key), data.queries, meter, log))
-        if load_test:
-            log(f"load test: {LOAD_USERS} locust users for {LOAD_SECONDS} s")
-            out["load"] = run_load_test(stack.base_url, api_key, stack.workdir, stack.workdir / "web.log")
-            log(f"load test: {out['load'].get('summary') or out['load']}")
-            check_alive(stack)
-            meter.phase("load test")
-        else:
-            out["load"] = {"skipped": "`--no-load` was given"}
-        out["cpu_by_phase"] = meter.phases
-    finally:
-        out["memory"] = sampler.stop()
-    return out
-
-
-def measure_searches(stack: Stack, new_client: Callable[[], Client], queries: list[tuple[str, str]],
-                     meter: CpuMeter, log: Log) -> dict:
-    """Warm-up, then every query sequentially, then from CLIENT_THREADS
-    clients at once; one CPU phase each."""
-    driver.warm_up_searches(new_client, queries)
-    meter.phase("warm-up")
-
-    started = time.perf_counter()
-    sequential = driver.run_sequentially(new_client(), queries, log)
-    sequential_summary = driver.summarize_searches(sequential, time.perf_counter() - started)
-    log_searches("sequential", sequential_summary, log)
-    meter.phase("sequential")
-
-    started = time.perf_counter()
-    concurrent = driver.run_concurrently(new_client, queries)
-    concurrent_summary = driver.summarize_searches(concurrent, time.perf_counter() - started)
-    check_alive(stack)
-    meter.phase("concurrent")
-    log_searches(f"concurrent x{CLIENT_THREADS}", concurrent_summary, log)
-
-    rankings = driver.rankings(sequential)
-    concurrent_rankings = driver.rankings(concurrent)
-    concurrent_summary["clients"] = CLIENT_THREADS
-    concurrent_summary["same_rankings_as_sequential"] = sum(
-        1 for qid, ranked in concurrent_rankings.items() if ranked == rankings.get(qid)
-    )
+        accepted = client.submit(f"/api/v1/collections/{collection}/search", body)
+        job, polls = client.poll(accepted, SEARCH_TIMEOUT, min_wait=SEARCH_POLL_MIN_S)
+    except (RuntimeError, OSError) as exc:  # JobNotFinal, a refused POST, a dropped connection
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    seen = time.perf_counter()
+    if job["status"] != JobStatus.SUCCEEDED:
+        return {"error": f"job {job['id']} {job['status']}: {job['error']}"}
+    created, started, finished = (epoch_seconds(job[k]) for k in ("created_at", "started_at", "finished_at"))
+    seen_wall = posted_wall + (seen - t0)
+    phases = {"post_to_row": created - posted_wall, "queue": started - created, "run": finished - started,
+              "notice": seen_wall - finished, "created_to_finished": finished - created}  # fmt: skip
     return {
-        "sequential": sequential_summary,
-        "concurrent": concurrent_summary,
-        "rankings": rankings,
-        "errors": [r["error"] for r in sequential + concurrent if r.get("error")],
-    }
+        "latency_ms": (seen - t0) * 1000, "took_ms": job["result"]["took_ms"], "polls": polls,
+        "attempts": job["attempts"], "hits": job["result"]["hits"], "cached": bool(job["result"].get("cached")),
+        "phases_ms": {name: seconds * 1000 for name, seconds in phases.items()},
+    }  # fmt: skip
 
 
-def log_ingest(ingest: dict, log: Log) -> None:
-    log(
-        f"ingest: {ingest['documents']} docs, {ingest['chunks']} chunks in {ingest['wall_s']:.1f} s "
-        f"({ingest['docs_per_s']:.1f} docs/s, {ingest['chunks_per_s']:.1f} chunks/s); "
-        f"statuses {sorted(set(ingest['statuses']))}"
-    )
+def run_concurrently(new_client: Callable[[], Client], queries: list, clients: int, search: Callable) -> list[dict]:
+    """search(client, query) for every (query id, query) once, from `clients`
+    closed-loop threads with an HTTP session each: a thread sends its next
+    search when its last one is final."""
+    local = threading.local()
+
+    def one(item: tuple[str, str]) -> dict:
+        local.client = getattr(local, "client", None) or new_client()
+        try:
+            return {**search(local.client, item[1]), "qid": item[0]}
+        except Exception as exc:  # noqa: BLE001 - counted as a failed search, not raised
+            return {"error": f"{type(exc).__name__}: {exc}", "qid": item[0]}
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, queries))
 
 
-def log_searches(name: str, summary: dict, log: Log) -> None:
-    log(
-        f"{name}: {summary['latency']['n']} ok, {summary['failed']} failed, {summary['qps']:.2f} q/s, "
-        f"p50 {summary['latency'].get('p50', float('nan')):.1f} ms, "
-        f"p95 {summary['latency'].get('p95', float('nan')):.1f} ms"
-    )
+def summarize_searches(results: list[dict], wall_s: float) -> dict:
+    """Throughput and percentiles of the searches that succeeded; counts of the rest."""
+    ok = [r for r in results if "error" not in r]
+    summary = {"n": len(results), "failed": len(results) - len(ok), "wall_s": wall_s,
+               "qps": len(ok) / wall_s if wall_s else 0, "latency": latency_stats([r["latency_ms"] for r in ok]),
+               "errors": [r["error"] for r in results if "error" in r][:5]}  # fmt: skip
+    if ok and "took_ms" in ok[0]:  # a Quarry search job, not the peer's plain request
+        summary.update(
+            took=latency_stats([r["took_ms"] for r in ok]),
+            polls_mean=sum(r["polls"] for r in ok) / len(ok),
+            retried=sum(1 for r in ok if r["attempts"] > 1),
+            phases={phase: latency_stats([r["phases_ms"][phase] for r in ok]) for phase in ok[0]["phases_ms"]},
+        )
+    return summary
 
 
-def log_findings(stackdir: Path) -> dict:
-    """What the service logs say went wrong, if anything, per log file."""
-    findings = {}
-    for logfile in sorted(stackdir.glob("*.log")):
-        text = logfile.read_text(errors="replace")
-        lines = text.splitlines()
-        findings[logfile.name] = {
-            "tracebacks": text.count("Traceback (most recent call last)"),
-            "errors": sum(1 for line in lines if _is_level(line, "ERROR")),
-            "warnings": sum(1 for line in lines if _is_level(line, "WARNING")),
-            "database_locked": text.count("database is locked"),
-            "first_error_lines": [
-                line[:300] for line in lines if "Traceback" in line or _is_level(line, "ERROR")
-            ][:5],
-        }
-    return findings
+def submit_ingest(client: Client, collection: str, documents: list[dict], batch: int | None) -> list[dict]:
+    """One ingest job per `batch` documents (None: one job for all), all submitted before any poll."""
+    size = batch or len(documents)
+    path = f"/api/v1/collections/{collection}/documents"
+    return [client.submit(path, {"documents": api_documents(documents[i : i + size])})
+            for i in range(0, len(documents), size)]  # fmt: skip
 
 
-def _is_level(line: str, level: str) -> bool:
-    """Whether a gunicorn or Celery log line is logged at `level`."""
-    return f" {level} " in line or f"] {level}" in line
+def wait_for_jobs(client: Client, jobs: list[dict], timeout: float, alive: Callable[[], None]) -> list[dict]:
+    """The final jobs, in order, polled every INGEST_POLL_S (faster polling
+    would take CPU from the ingest it measures); `alive` raises if a service process died."""
+    final: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(final) < len(jobs):
+        for job in jobs:
+            if job["id"] not in final and (now := client.get(f"/api/v1/jobs/{job['id']}").json())["status"] in TERMINAL:
+                final[job["id"]] = now
+        if len(final) < len(jobs):
+            alive()
+            if time.monotonic() > deadline:
+                raise JobNotFinal(f"ingest not finished after {timeout:.0f} s")
+            time.sleep(INGEST_POLL_S)
+    return [final[job["id"]] for job in jobs]
+
+
+def summarize_ingest(jobs: list[dict], submit_s: float, wall_s: float) -> dict:
+    done = [job["result"] for job in jobs if job["status"] == JobStatus.SUCCEEDED]
+    documents, chunks = sum(r["documents"] for r in done), sum(r["chunks"] for r in done)
+    # First job created -> last job finished, on the service's clock.
+    server_s = max(epoch_seconds(j["finished_at"]) for j in jobs) - min(epoch_seconds(j["created_at"]) for j in jobs)
+    return {
+        "jobs": len(jobs), "failed_jobs": len(jobs) - len(done), "documents": documents, "chunks": chunks,
+        "submit_s": submit_s, "wall_s": wall_s, "server_s": server_s,
+        "docs_per_s": documents / wall_s, "chunks_per_s": chunks / wall_s, "server_chunks_per_s": chunks / server_s,
+    }  # fmt: skip
+
+
+def ingest_corpus(client: Client, collection: str, documents: list[dict], batch: int | None, timeout: float,
+                  alive: Callable[[], None]) -> dict:  # fmt: skip
+    t0 = time.perf_counter()
+    jobs = submit_ingest(client, collection, documents, batch)
+    submit_s = time.perf_counter() - t0
+    final = wait_for_jobs(client, jobs, timeout, alive)
+    return summarize_ingest(final, submit_s, time.perf_counter() - t0)

@@ -1,12 +1,54 @@
-"""An HTTP client of the service: requests with an API key, and helpers that
-submit a job and wait for it to finish."""
+"""The one HTTP client of the service, for the tests, the devstack and the
+benchmarks: requests with an API key, submitting a job and polling it the
+way the API asks (`poll_after_ms`, `If-None-Match`, `Retry-After`).
+
+It stays on requests rather than httpx: the integration tests hand its
+Session to schemathesis and stream responses through it."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import requests
 
 from app.services.jobs import TERMINAL
 from devstack.waiting import wait_until
+
+# Answers that refuse a request for now and say, in Retry-After, when to retry.
+REFUSALS = (429, 503)
+
+
+class JobNotFinal(RuntimeError):
+    """A job still not final at its deadline, or a poll answered with an error."""
+
+
+def poll_until_final(
+    get: Callable[..., requests.Response], job: dict, timeout: float, min_wait: float = 0.0, max_wait: float = 60.0
+) -> tuple[dict, int]:
+    """(the final job, polls made). `get(path, headers=...)` is called after
+    each wait: the job's `poll_after_ms` (or Retry-After when refused), kept
+    within [min_wait, max_wait]; the last ETag goes in If-None-Match, so an
+    unchanged job answers 304. `get` may be any session's (locust's too)."""
+    etag, polls, wait = None, 0, 1.0
+    deadline = time.monotonic() + timeout
+    response: requests.Response | None = None
+    while job["status"] not in TERMINAL:
+        if response is not None and response.status_code in REFUSALS:
+            wait = float(response.headers.get("Retry-After", wait))
+        elif job.get("poll_after_ms") is not None:
+            wait = job["poll_after_ms"] / 1000
+        wait = min(max(wait, min_wait), max_wait)
+        if time.monotonic() + wait > deadline:
+            raise JobNotFinal(f"job {job['id']} still {job['status']} after {timeout:.0f} s")
+        time.sleep(wait)
+        response = get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": etag} if etag else {})
+        polls += 1
+        if response.status_code == 200:
+            job, etag = response.json(), response.headers.get("ETag")
+        elif response.status_code != 304 and response.status_code not in REFUSALS:
+            raise JobNotFinal(f"polling job {job['id']} answered {response.status_code}")
+    return job, polls
 
 
 class Client:
@@ -32,6 +74,17 @@ class Client:
 
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.http.delete(self.url(path), timeout=30, **kwargs)
+
+    def submit(self, path: str, body: dict) -> dict:
+        """POST a job; its 202 answer (the queued job)."""
+        response = self.post(path, json=body)
+        if response.status_code != 202:
+            raise RuntimeError(f"POST {path} answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def poll(self, job: dict, timeout: float = 120, min_wait: float = 0.0) -> tuple[dict, int]:
+        """Poll a submitted job as its hints say until it is final: (job, polls)."""
+        return poll_until_final(self.get, job, timeout, min_wait)
 
     def wait_job(self, job_id: str, timeout: float = 120) -> dict:
         def finished():

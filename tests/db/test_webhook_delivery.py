@@ -10,7 +10,7 @@ from app.extensions import settings
 from app.models import WebhookDelivery, WebhookEndpoint
 from app.services.webhooks import delivery, endpoints
 from app.services.webhooks.events import record_ping
-from tests.integration.receiver import Receiver
+from devstack.receiver import Receiver
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 
 from devstack.processes import wait_until
+from devstack.receiver import Receiver
 from quarry_webhooks import WebhookVerificationError, verify
 from tests.conftest import WEBHOOK_TEST_SETTINGS
 from tests.integration.corpora import large_corpus, unique
-from tests.integration.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
