@@ -5,6 +5,7 @@
 - transitions.py  transition(): the only way a job's status changes
 - runner.py       claim, lease, checkpoint and run a job in a worker
 - batches.py      run jobs of one kind waiting together as one micro-batch
+- following.py    a job waiting on an identical running job, finished by it
 - queries.py      read, list and cancel jobs for a tenant
 - serialize.py    job_to_dict(): the job's JSON, for polls and webhooks
 - housekeeping.py recovery of lost messages, retention
@@ -32,6 +33,7 @@ from app.services.jobs.runner import (
     JobBusy,
     JobCancelled,
     JobContext,
+    JobFollows,
     JobStopped,
     claim,
     run,
@@ -52,6 +54,7 @@ __all__ = [
     "JobBusy",
     "JobCancelled",
     "JobContext",
+    "JobFollows",
     "JobKind",
     "JobStatus",
     "JobStopped",
