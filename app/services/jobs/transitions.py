@@ -95,50 +95,47 @@ def transition(
 
 def _settle_followers(session: Session, leader: Job, to: JobStatus) -> None:
     """The jobs following this one (following.py) move with it, in this
-    transaction and each through transition(): succeeded with its answer,
-    or, when it did not succeed, sent to run on their own (the leader's
-    failure or cancel is not theirs)."""
-    followers = session.execute(
-        select(Job.id, Job.type).where(Job.follows_job_id == leader.id, Job.status == JobStatus.RUNNING)
-    ).all()
-    if not followers:
-        return
+    transaction: succeeded with its answer, each through transition(), or,
+    when it did not succeed, sent to run on their own (the leader's failure
+    or cancel is not theirs)."""
     if to is not JobStatus.SUCCEEDED:
-        _run_again(session, followers)
+        _run_again(session, leader.id)
         return
-    for follower_id, _type in followers:
+    following = Job.follows_job_id == leader.id
+    for follower_id in session.scalars(select(Job.id).where(following, Job.status == JobStatus.RUNNING)).all():
         transition(
             session,
             follower_id,
             JobStatus.SUCCEEDED,
-            where=(Job.follows_job_id == leader.id,),
+            where=(following,),
             # Only the job that computed an answer reads `cached: false`.
             result={**(leader.result or {}), "cached": True},
             progress_processed=Job.progress_total,
         )
 
 
-def _run_again(session: Session, followers: Sequence[Row]) -> None:
-    """Free the followers to be claimed (their lease ended) and send their
+def _run_again(session: Session, leader_id: str) -> None:
+    """End the followers' leases, so they may be claimed, and send their
     messages once this commits; should a send fail, the expired lease has
     the recovery sweep re-send them."""
     now = utcnow()
-    ids = [follower_id for follower_id, _type in followers]
-    session.execute(
+    freed = session.execute(
         update(Job)
-        .where(Job.id.in_(ids), Job.status == JobStatus.RUNNING)
+        .where(Job.follows_job_id == leader_id, Job.status == JobStatus.RUNNING)
         .values(follows_job_id=None, lease_owner=None, lease_expires_at=now, updated_at=now)
-    )
-    jobs_to_send = [(follower_id, job_type) for follower_id, job_type in followers]
+        .returning(Job.id, Job.type)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if freed:
+        metrics.after_commit(session, lambda: _send_again(freed))
 
-    def send() -> None:
-        for follower_id, job_type in jobs_to_send:
-            try:
-                dispatch(follower_id, job_type, priority=RECOVERY_PRIORITY)
-            except Exception as exc:  # kombu wraps broker errors in several types
-                log.warning("could not send job %s again; recovery will: %s", follower_id, exc)
 
-    metrics.after_commit(session, send)
+def _send_again(jobs: Sequence[Row]) -> None:
+    for job_id, job_type in jobs:
+        try:
+            dispatch(job_id, job_type, priority=RECOVERY_PRIORITY)
+        except Exception as exc:  # kombu wraps broker errors in several types
+            log.warning("could not send job %s again; the recovery sweep will: %s", job_id, exc)
 
 
 def _count(session: Session, job: Job, to: JobStatus, now) -> None:
