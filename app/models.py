@@ -229,6 +229,10 @@ class Job(Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the last job.progress event was written (they are throttled).
     progress_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The identical job this one waits on instead of running itself: while
+    # it is set, the leader's final transition() finishes this job too
+    # (services/jobs/transitions.py); kept afterwards as where the answer came from.
+    follows_job_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
     # Not stored: set on a job answered again for a repeated Idempotency-Key.
     replayed = False

@@ -1,4 +1,4 @@
-"""The search result cache, and in-flight de-duplication of identical searches.
+"""The search result cache, and the in-flight marks of searches being computed.
 
 A search is identified by what decides its answer: the collection and its
 index generation, the query, pipeline, top_k, filters, collapse and answer
@@ -6,6 +6,10 @@ options. A write to the collection moves the generation, so a stale answer
 is never found: invalidation by construction. Redis holds the answers for
 SEARCH_CACHE_TTL_SECONDS; when Redis fails, searches are computed as if
 nothing were cached.
+
+An in-flight mark names the job computing a search right now, so that an
+identical job elsewhere follows it instead of computing it again
+(app/services/handlers/search.py); only the job holding the mark removes it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from typing import Any
 
 import redis
@@ -25,10 +28,6 @@ log = logging.getLogger(__name__)
 
 # What decides a search's answer, besides the collection and generation.
 _ANSWER_PARAMS = ("query", "pipeline", "top_k", "filters", "collapse", "include_answer")
-# A running identical search is waited for this long before computing anyway
-# (its worker may have died; the in-flight mark then expires on its own).
-INFLIGHT_SECONDS = 30
-_POLL_SECONDS = 0.02
 
 
 def enabled() -> bool:
@@ -64,52 +63,52 @@ def store(key: str, result: dict[str, Any]) -> None:
         log.warning("search cache unavailable: %s", exc)
 
 
-def try_claim(key: str, job_id: str) -> tuple[dict[str, Any] | None, bool]:
-    """Without waiting: (answer, False) when an identical search was answered
-    before; (None, True) when this job is now the one computing it (also when
-    the cache is off or Redis fails); (None, False) when another job is
-    computing it right now (claim_or_wait for its answer)."""
+def claim_inflight(key: str, job_id: str) -> str | None:
+    """Mark `job_id` as the one computing `key`, unless another job already
+    is: that job's id, or None when the search is now this job's to compute
+    (also when it held the mark already, when the cache is off, or when
+    Redis fails). Never waits."""
     if not enabled():
-        return None, True
-    if (answer := lookup(key)) is not None:
-        return answer, False
+        return None
     try:
-        if redis_store.client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
-            # Answered between the lookup and the mark? Then take that.
-            answer = lookup(key, counted=False)
-            return answer, answer is None
-        return None, False
+        holder = redis_store.client.register_script(_CLAIM)(
+            keys=[_inflight(key)], args=[job_id, settings.job_lease_seconds]
+        )
     except redis.RedisError as exc:
         log.warning("search cache unavailable: %s", exc)
-        return None, True
+        return None
+    return holder.decode() if holder is not None else None
 
 
-def claim_or_wait(key: str, job_id: str) -> dict[str, Any] | None:
-    """The answer when an identical search has already been answered (while
-    this job waited in the queue), or is being computed now (waited for).
-    Otherwise mark this job as computing `key` and return None: compute it
-    (also when the other one's answer does not come in time)."""
-    answer, ours = try_claim(key, job_id)
-    if answer is not None or ours:
-        return answer
-    try:
-        client = redis_store.client
-        deadline = time.monotonic() + INFLIGHT_SECONDS
-        while time.monotonic() < deadline:
-            if (answer := lookup(key, counted=False)) is not None:
-                return answer
-            if client.set(f"{key}:inflight", job_id, nx=True, ex=INFLIGHT_SECONDS):
-                return lookup(key, counted=False)  # the other one gave up: ours now
-            time.sleep(_POLL_SECONDS)
-    except redis.RedisError as exc:
-        log.warning("search cache unavailable: %s", exc)
-    return None
-
-
-def release(key: str) -> None:
+def release_inflight(key: str, job_id: str) -> None:
+    """Remove the in-flight mark if `job_id` still holds it: a mark that ran
+    out and was taken by another job stays that job's."""
     if not enabled():
         return
     try:
-        redis_store.client.delete(f"{key}:inflight")
+        redis_store.client.register_script(_RELEASE)(keys=[_inflight(key)], args=[job_id])
     except redis.RedisError as exc:
         log.warning("search cache unavailable: %s", exc)
+
+
+def _inflight(key: str) -> str:
+    return f"{key}:inflight"
+
+
+# Atomic, so two jobs never both believe they hold the mark. The holder
+# itself claims again when its job is re-run after its worker died. The
+# mark lives as long as a job's lease: past that its holder is presumed dead.
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+    return holder
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

@@ -33,3 +33,17 @@ def test_celery_routes_each_kind_to_its_queue():
 def test_every_kind_names_a_handler_that_exists():
     for name in KINDS:
         assert callable(handler_for(name)), name
+
+
+def test_every_batched_kind_names_a_batch_handler_and_limits_that_exist():
+    from app.config import Settings
+    from app.services.jobs.runner import resolve
+
+    defaults = Settings.from_env()
+    for kind in KINDS.values():
+        if kind.batching is not None:
+            assert callable(resolve(kind.batching.handler)), kind.name
+            max_jobs, wait_ms = kind.batching.limits(defaults)
+            assert max_jobs >= 1 and wait_ms >= 0, kind.name
+    search = KINDS["search"].batching
+    assert search is not None and search.limits(defaults) == (defaults.search_batch_max, defaults.search_batch_wait_ms)

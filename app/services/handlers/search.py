@@ -18,7 +18,9 @@ from app.services import search_cache
 from app.services.errors import JobFailure
 from app.services.handlers.indexing import embedder, index_for_search
 from app.services.handlers.retrieval import document_map, hydrate, ranked, search_resources
-from app.services.jobs import CRASHED, JobContext
+from app.services.jobs import CRASHED, JobContext, JobFollows
+from app.services.jobs.batches import Outcomes
+from app.services.jobs.following import follow
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -27,20 +29,25 @@ log = logging.getLogger(__name__)
 def run_search(ctx: JobContext) -> dict[str, Any]:
     """One search: a micro-batch of one."""
     outcome = run_searches([ctx])[ctx.job_id]
+    if isinstance(outcome, JobFollows):
+        raise outcome
     if isinstance(outcome, JobFailure):  # raised afresh: the outcome may be a shared one (CRASHED)
         raise JobFailure(outcome.code, outcome.message)
     return outcome
 
 
-def run_searches(contexts: list[JobContext]) -> dict[str, dict[str, Any] | JobFailure]:
-    """Single searches that waited together, each job getting its own result:
-    per collection one index generation, per set of identical options one
-    pipeline call (one encode, one index search) for all their queries.
-    Identical searches are computed once (here or by another worker) and an
-    answer cached earlier is reused; only the job that computed its answer
+def run_searches(contexts: list[JobContext]) -> Outcomes:
+    """Single searches that waited together, each job getting its own outcome.
+
+    Per collection, one index generation. Per distinct search (its cache
+    key), one answer shared by the identical jobs of the batch: answered
+    before (the cache); being computed by another worker, whose job these
+    jobs then follow, leaving this worker at once (JobFollows); or computed
+    here, one pipeline call (one encode, one index search) for all the
+    searches with the same options. Only the job that computed an answer
     reads `cached: false`."""
     started = time.perf_counter()
-    outcomes: dict[str, dict[str, Any] | JobFailure] = {}
+    outcomes: Outcomes = {}
     for collection_id, group in _grouped(contexts, lambda ctx: ctx.collection_id).items():
         try:
             index = _current_index(collection_id)
@@ -48,10 +55,7 @@ def run_searches(contexts: list[JobContext]) -> dict[str, dict[str, Any] | JobFa
             outcomes.update((ctx.job_id, failure) for ctx in group)
             continue
         keys = {ctx.job_id: search_cache.cache_key(collection_id, index.generation, ctx.params) for ctx in group}
-        answers = _answers(_Batch(index, collection_id, keys, started), group)
-        for ctx in group:
-            answer = answers[keys[ctx.job_id]]
-            outcomes[ctx.job_id] = answer.failure or {**answer.result, "cached": answer.computed_by != ctx.job_id}
+        outcomes.update(_searched(_Batch(index, collection_id, keys, started), group))
     return outcomes
 
 
@@ -70,35 +74,55 @@ class _Answer:
     result: dict[str, Any] = field(default_factory=dict)
     failure: JobFailure | None = None
     computed_by: str | None = None  # the job whose search produced it here
+    follows: str | None = None  # the job computing it elsewhere, followed by this search's jobs
+
+    def outcome_for(self, job_id: str) -> dict[str, Any] | JobFailure | JobFollows:
+        if self.follows is not None:
+            return JobFollows(self.follows)
+        if self.failure is not None:
+            return self.failure
+        return {**self.result, "cached": self.computed_by != job_id}
 
 
-def _answers(batch: _Batch, group: list[JobContext]) -> dict[str, _Answer]:
-    """Each distinct search's answer, by cache key."""
-    firsts: dict[str, JobContext] = {}
-    for ctx in group:
-        firsts.setdefault(batch.keys[ctx.job_id], ctx)
+def _searched(batch: _Batch, group: list[JobContext]) -> Outcomes:
+    """Each job's outcome, from one answer per distinct search."""
     answers: dict[str, _Answer] = {}
-    mine: list[JobContext] = []
-    elsewhere: list[JobContext] = []
-    for key, ctx in firsts.items():
-        cached, ours = search_cache.try_claim(key, ctx.job_id)
-        if cached is not None:
-            answers[key] = _Answer(cached)
+    computing: list[JobContext] = []  # one job per search computed here
+    for key, identical in _grouped(group, lambda ctx: batch.keys[ctx.job_id]).items():
+        found = _answer_or_computer(key, identical)
+        if isinstance(found, _Answer):
+            answers[key] = found
         else:
-            (mine if ours else elsewhere).append(ctx)
+            computing.append(found)
     try:
-        answers.update(_compute(batch, mine))
+        answers.update(_compute(batch, computing))
     finally:
-        for ctx in mine:
-            search_cache.release(batch.keys[ctx.job_id])
-    for ctx in elsewhere:  # another worker is computing it: wait, or compute if it gave up
-        key = batch.keys[ctx.job_id]
-        try:
-            cached = search_cache.claim_or_wait(key, ctx.job_id)
-            answers[key] = _Answer(cached) if cached is not None else _compute(batch, [ctx])[key]
-        finally:
-            search_cache.release(key)
-    return answers
+        for ctx in computing:
+            search_cache.release_inflight(batch.keys[ctx.job_id], ctx.job_id)
+    return {ctx.job_id: answers[batch.keys[ctx.job_id]].outcome_for(ctx.job_id) for ctx in group}
+
+
+def _answer_or_computer(key: str, identical: list[JobContext]) -> _Answer | JobContext:
+    """The answer when this worker need not compute it: cached, or being
+    computed by another job, which the identical jobs then follow. Otherwise
+    the one of them that computes it here, holding its in-flight mark."""
+    if (cached := search_cache.lookup(key)) is not None:
+        return _Answer(cached)
+    first = identical[0]
+    # The mark may already be one of these jobs', from a run its worker did not finish.
+    holder = search_cache.claim_inflight(key, first.job_id) or first.job_id
+    computer = next((ctx for ctx in identical if ctx.job_id == holder), None)
+    if computer is None and follow(holder, identical):
+        return _Answer(follows=holder)
+    # Answered since the first look (perhaps by the leader that could not be
+    # followed because it just finished)?
+    if (cached := search_cache.lookup(key, counted=False)) is not None:
+        if computer is not None:
+            search_cache.release_inflight(key, computer.job_id)
+        return _Answer(cached)
+    # Without an answer from the holder (it failed, or its worker died) this
+    # worker computes it; the mark stays the holder's until it runs out.
+    return computer or first
 
 
 def _compute(batch: _Batch, contexts: list[JobContext]) -> dict[str, _Answer]:

@@ -8,6 +8,7 @@
 - runner.py       claim, lease, checkpoint and run a job in a worker
 - batches.py      run jobs of one kind waiting together as one micro-batch
 - poll_hints.py   poll_after_ms and Retry-After from recent jobs' durations
+- following.py    a job waiting on an identical running job, finished by it
 - queries.py      read, list and cancel jobs for a tenant
 - serialize.py    job_to_dict(): the job's JSON, for polls and webhooks
 - housekeeping.py recovery of lost messages, retention
@@ -35,6 +36,7 @@ from app.services.jobs.runner import (
     JobBusy,
     JobCancelled,
     JobContext,
+    JobFollows,
     JobStopped,
     claim,
     run,
@@ -55,6 +57,7 @@ __all__ = [
     "JobBusy",
     "JobCancelled",
     "JobContext",
+    "JobFollows",
     "JobKind",
     "JobStatus",
     "JobStopped",

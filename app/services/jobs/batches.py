@@ -1,10 +1,12 @@
 """Running jobs of one kind together: a micro-batch.
 
 The worker that receives a job's message claims it as usual, then also
-claims the jobs of the same kind already waiting (up to SEARCH_BATCH_MAX),
-and runs them through one batch handler: one model call and one index call
-for many searches. Each job keeps its own row, lease, status, result and
-webhook; every move is a transition(), so no job is run twice.
+claims the jobs of the same kind already waiting (up to the limits its
+kind's registry entry names, kinds.Batching), and runs them through one
+batch handler: one model call and one index call for many searches. Each
+job keeps its own row, lease, status, result and webhook; every move is a
+transition(), so no job is run twice. A job the handler reports as
+following another (JobFollows) is left running: its leader finishes it.
 
 A job claimed by a batch still has its own message in the queue. When that
 message arrives, the job is held by the batch (JobBusy with `batched`) or
@@ -35,6 +37,7 @@ from app.services.jobs.runner import (
     CRASHED,
     TIMED_OUT,
     JobContext,
+    JobFollows,
     claim,
     finish,
     resolve,
@@ -44,24 +47,23 @@ from app.services.jobs.transitions import transition
 
 log = logging.getLogger(__name__)
 
-# Outcome per job id: its result, or the JobFailure that ends it.
-Outcomes = dict[str, "dict[str, Any] | JobFailure"]
+# Outcome per job id: its result, the JobFailure that ends it, or JobFollows
+# when an identical job's final transition will finish it.
+Outcomes = dict[str, "dict[str, Any] | JobFailure | JobFollows"]
 BatchHandler = Callable[[list[JobContext]], Outcomes]
 
 
 def run_job(job_id: str, job_type: str, *, timeout_errors: tuple[type[BaseException], ...] = ()) -> str:
     """Run a job the way its kind wants: alone, or in a batch with the jobs
     of its kind waiting beside it."""
-    batch_handler = kind_of(job_type).batch_handler
-    if batch_handler is None or settings.search_batch_max <= 1:
+    batching = kind_of(job_type).batching
+    if batching is None:
         return run(job_id, timeout_errors=timeout_errors)
-    return run_batch(
-        job_id,
-        resolve(batch_handler),
-        max_jobs=settings.search_batch_max,
-        wait_ms=settings.search_batch_wait_ms,
-        timeout_errors=timeout_errors,
-    )
+    max_jobs, wait_ms = batching.limits(settings)
+    if max_jobs <= 1:
+        return run(job_id, timeout_errors=timeout_errors)
+    handler = resolve(batching.handler)
+    return run_batch(job_id, handler, max_jobs=max_jobs, wait_ms=wait_ms, timeout_errors=timeout_errors)
 
 
 def run_batch(
@@ -136,12 +138,16 @@ def _run(handler: BatchHandler, contexts: list[JobContext], timeout_errors) -> O
 
 
 def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str]:
-    """Every job's final status, written in one transaction."""
+    """Every job's final status, written in one transaction ("following"
+    for the jobs left running for their leader to finish)."""
     moves: dict[str, JobStatus] = {}
+    following = {job_id for job_id, outcome in outcomes.items() if isinstance(outcome, JobFollows)}
     values: dict[str, Any]
     with db.session_scope() as session:
         for ctx in contexts:
             outcome = outcomes.get(ctx.job_id, CRASHED)
+            if isinstance(outcome, JobFollows):
+                continue
             if isinstance(outcome, JobFailure):
                 to, values = JobStatus.FAILED, {"error_code": outcome.code, "error_message": outcome.message}
             else:
@@ -152,4 +158,4 @@ def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str
     for ctx in contexts:
         if ctx.job_id in moves:
             finish(ctx.job_type, ctx.job_id)
-    return {job_id: str(to) for job_id, to in moves.items()}
+    return {**dict.fromkeys(following, "following"), **{job_id: str(to) for job_id, to in moves.items()}}

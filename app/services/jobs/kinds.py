@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 
 class JobStatus(StrEnum):
@@ -32,6 +36,26 @@ STATUSES = tuple(JobStatus)
 
 
 @dataclass(frozen=True)
+class Batching:
+    """How jobs of one kind waiting together run as one micro-batch
+    (app/services/jobs/batches.py)."""
+
+    # "module:function" taking a list of JobContexts and returning each one's
+    # result, JobFailure or JobFollows.
+    handler: str
+    # The Settings fields that bound a batch: at most this many jobs (1 turns
+    # batching off), and how long a batch of more than one waits for more to
+    # join. Named here and read when a batch runs: settings are bound at run
+    # time, never when this registry is imported.
+    max_jobs_setting: str
+    wait_ms_setting: str
+
+    def limits(self, settings: Settings) -> tuple[int, float]:
+        """(max_jobs, wait_ms) under these settings."""
+        return int(getattr(settings, self.max_jobs_setting)), float(getattr(settings, self.wait_ms_setting))
+
+
+@dataclass(frozen=True)
 class JobKind:
     """One kind of job: how it is named, queued, run and polled."""
 
@@ -48,10 +72,8 @@ class JobKind:
     # "module:function" taking the job id, run once the job's final status is
     # committed (never while another worker may still need what it removes).
     on_finish: str | None = None
-    # "module:function" taking a list of JobContexts and returning each one's
-    # result or JobFailure: jobs of this kind waiting together run as one
-    # micro-batch (app/services/jobs/batches.py).
-    batch_handler: str | None = None
+    # Jobs of this kind waiting together run as one micro-batch.
+    batching: Batching | None = None
 
     @property
     def task(self) -> str:
@@ -75,7 +97,11 @@ KINDS: dict[str, JobKind] = {
             handler="app.services.handlers.search:run_search",
             poll_after_ms=200,
             poll_floor_ms=20,
-            batch_handler="app.services.handlers.search:run_searches",
+            batching=Batching(
+                "app.services.handlers.search:run_searches",
+                max_jobs_setting="search_batch_max",  # SEARCH_BATCH_MAX
+                wait_ms_setting="search_batch_wait_ms",  # SEARCH_BATCH_WAIT_MS
+            ),
         ),
         JobKind(
             "search_batch",

@@ -82,11 +82,17 @@ def list_jobs(
 
 
 def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    """A queued job is cancelled at once and never runs; a running one is
-    asked to stop, which its worker does at its next checkpoint. A finished
-    job cannot be cancelled (Conflict)."""
+    """A queued job is cancelled at once and never runs, and so is a job
+    following another (no worker holds it); a running one is asked to stop,
+    which its worker does at its next checkpoint. A finished job cannot be
+    cancelled (Conflict)."""
     job = get_job(session, tenant_id, job_id)
-    cancelled = transition(session, job.id, JobStatus.CANCELLED, only_from=[JobStatus.QUEUED])
+    cancelled = transition(
+        session,
+        job.id,
+        JobStatus.CANCELLED,
+        where=((Job.status == JobStatus.QUEUED) | Job.follows_job_id.is_not(None),),
+    )
     if not cancelled:
         now = utcnow()
         session.execute(

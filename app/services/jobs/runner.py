@@ -58,6 +58,16 @@ TIMED_OUT = JobFailure("timeout", "The job ran past its time limit.")
 CRASHED = JobFailure("internal_error", "The job failed unexpectedly.")
 
 
+class JobFollows(Exception):
+    """The job follows an identical one running elsewhere (jobs/following.py),
+    whose final transition() finishes it too: its worker leaves it running
+    and is free at once. A batch handler returns it as the job's outcome."""
+
+    def __init__(self, leader_id: str) -> None:
+        super().__init__(f"follows job {leader_id}")
+        self.leader_id = leader_id
+
+
 class JobStopped(Exception):
     """The job's lease was taken over by another worker: stop quietly."""
 
@@ -147,6 +157,7 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         lease_owner=owner,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
         attempts=Job.attempts + 1,
+        follows_job_id=None,  # a follower re-sent after its leader died runs on its own
     )
     session.commit()
     if claimed is not None:
@@ -191,7 +202,8 @@ def resolve(reference: str) -> Callable[..., Any]:
 def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[type[BaseException], ...] = ()) -> str:
     """Claim and run one job to a final state; returns the final status, or
     "skipped" when there was nothing to run, "stopped" when another worker
-    took the job over. The handler defaults to the one its kind names.
+    took the job over, "following" when an identical job's final transition
+    will finish it. The handler defaults to the one its kind names.
 
     Raises JobBusy when another live worker holds the job (the task wrapper
     retries later); every other outcome is recorded on the job row.
@@ -213,6 +225,9 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
         outcome = {"to": JobStatus.SUCCEEDED, "result": handler(ctx), "progress_processed": Job.progress_total}
     except JobStopped:
         return "stopped"
+    except JobFollows as follows:
+        log.info("job %s (%s) follows job %s", job_id, ctx.job_type, follows.leader_id)
+        return "following"
     except JobCancelled:
         outcome = {"to": JobStatus.CANCELLED, "result": ctx.partial_result}
     except JobFailure as exc:

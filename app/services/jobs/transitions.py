@@ -4,8 +4,9 @@ Every change is a conditional UPDATE (`… WHERE status IN (allowed sources)`),
 so a message delivered twice, a cancel racing a finish, or a worker whose
 lease was taken over can never move a job twice or move a finished job. It
 runs in the caller's transaction and never commits: what a state change
-causes (webhook outbox rows, metrics) is written here, in the same
-transaction, so it happens exactly when the change does.
+causes (webhook outbox rows, metrics, the moves of the jobs following
+this one) is written here, in the same transaction, so it happens exactly
+when the change does.
 
 A guard (install_status_guard, installed on the sessions of app/runtime.py)
 makes any other way of setting `jobs.status` an error: a bulk UPDATE without
@@ -14,16 +15,18 @@ the transition marker, or an ORM attribute change at flush.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ClauseElement, event, func, literal, update
+from sqlalchemy import ClauseElement, Row, event, func, literal, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from app import metrics
 from app.extensions import after_commit
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs import poll_hints
+from app.services.jobs.broker import RECOVERY_PRIORITY, dispatch
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
 
@@ -38,6 +41,8 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 _MARK = "quarry_job_transition"
+
+log = logging.getLogger(__name__)
 
 
 class StatusChangeOutsideTransition(RuntimeError):
@@ -85,7 +90,53 @@ def transition(
     if to.is_terminal:  # the job's final events, in the same transaction
         final_progress = ["job.progress"] if to is JobStatus.SUCCEEDED else []  # the final 100 %
         record_job_events(session, moved, [*final_progress, f"job.{to}"])
+        _settle_followers(session, moved, to)
     return moved
+
+
+def _settle_followers(session: Session, leader: Job, to: JobStatus) -> None:
+    """The jobs following this one (following.py) move with it, in this
+    transaction: succeeded with its answer, each through transition(), or,
+    when it did not succeed, sent to run on their own (the leader's failure
+    or cancel is not theirs)."""
+    if to is not JobStatus.SUCCEEDED:
+        _run_again(session, leader.id)
+        return
+    following = Job.follows_job_id == leader.id
+    for follower_id in session.scalars(select(Job.id).where(following, Job.status == JobStatus.RUNNING)).all():
+        transition(
+            session,
+            follower_id,
+            JobStatus.SUCCEEDED,
+            where=(following,),
+            # Only the job that computed an answer reads `cached: false`.
+            result={**(leader.result or {}), "cached": True},
+            progress_processed=Job.progress_total,
+        )
+
+
+def _run_again(session: Session, leader_id: str) -> None:
+    """End the followers' leases, so they may be claimed, and send their
+    messages once this commits; should a send fail, the expired lease has
+    the recovery sweep re-send them."""
+    now = utcnow()
+    freed = session.execute(
+        update(Job)
+        .where(Job.follows_job_id == leader_id, Job.status == JobStatus.RUNNING)
+        .values(follows_job_id=None, lease_owner=None, lease_expires_at=now, updated_at=now)
+        .returning(Job.id, Job.type)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if freed:
+        after_commit(session, lambda: _send_again(freed))
+
+
+def _send_again(jobs: Sequence[Row]) -> None:
+    for job_id, job_type in jobs:
+        try:
+            dispatch(job_id, job_type, priority=RECOVERY_PRIORITY)
+        except Exception as exc:  # kombu wraps broker errors in several types
+            log.warning("could not send job %s again; the recovery sweep will: %s", job_id, exc)
 
 
 def _count(session: Session, job: Job, to: JobStatus, now) -> None:
