@@ -39,6 +39,7 @@ from app.services.jobs.runner import (
     JobContext,
     JobFollows,
     claim,
+    final_move,
     finish,
     resolve,
     run,
@@ -142,16 +143,12 @@ def _finish_all(contexts: list[JobContext], outcomes: Outcomes) -> dict[str, str
     for the jobs left running for their leader to finish)."""
     moves: dict[str, JobStatus] = {}
     following = {job_id for job_id, outcome in outcomes.items() if isinstance(outcome, JobFollows)}
-    values: dict[str, Any]
     with db.session_scope() as session:
         for ctx in contexts:
             outcome = outcomes.get(ctx.job_id, CRASHED)
             if isinstance(outcome, JobFollows):
                 continue
-            if isinstance(outcome, JobFailure):
-                to, values = JobStatus.FAILED, {"error_code": outcome.code, "error_message": outcome.message}
-            else:
-                to, values = JobStatus.SUCCEEDED, {"result": outcome, "progress_processed": Job.progress_total}
+            to, values = final_move(outcome)
             if transition(session, ctx.job_id, to, only_from=[JobStatus.RUNNING], held_by=ctx.owner, **values):
                 moves[ctx.job_id] = to
         session.commit()

@@ -218,28 +218,27 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
     handler = handler or handler_for(ctx.job_type)
     log.info("job %s (%s) started", job_id, ctx.job_type)
     started = time.monotonic()
-    outcome: dict[str, Any]
+    values: dict[str, Any]
     try:
         if cancelled_before_start:  # cancelled while its worker was dead
             raise JobCancelled(job_id)
-        outcome = {"to": JobStatus.SUCCEEDED, "result": handler(ctx), "progress_processed": Job.progress_total}
+        to, values = final_move(handler(ctx))
     except JobStopped:
         return "stopped"
     except JobFollows as follows:
         log.info("job %s (%s) follows job %s", job_id, ctx.job_type, follows.leader_id)
         return "following"
     except JobCancelled:
-        outcome = {"to": JobStatus.CANCELLED, "result": ctx.partial_result}
+        to, values = JobStatus.CANCELLED, {"result": ctx.partial_result}
     except JobFailure as exc:
-        outcome = _failure(exc)
+        to, values = final_move(exc)
     except timeout_errors:
-        outcome = _failure(TIMED_OUT)
+        to, values = final_move(TIMED_OUT)
     except Exception:
         log.exception("job %s crashed", job_id)
-        outcome = _failure(CRASHED)
-    to = outcome.pop("to")
+        to, values = final_move(CRASHED)
     with db.session_scope() as session:
-        moved = transition(session, job_id, to, only_from=[JobStatus.RUNNING], held_by=owner, **outcome)
+        moved = transition(session, job_id, to, only_from=[JobStatus.RUNNING], held_by=owner, **values)
         session.commit()
     if not moved:
         return "stopped"
@@ -248,5 +247,9 @@ def run(job_id: str, handler: Handler | None = None, *, timeout_errors: tuple[ty
     return str(to)
 
 
-def _failure(failure: JobFailure) -> dict[str, Any]:
-    return {"to": JobStatus.FAILED, "error_code": failure.code, "error_message": failure.message}
+def final_move(outcome: dict[str, Any] | JobFailure) -> tuple[JobStatus, dict[str, Any]]:
+    """Where a handler's outcome takes its job, and what it writes there:
+    the result on success, the error's code and message on failure."""
+    if isinstance(outcome, JobFailure):
+        return JobStatus.FAILED, {"error_code": outcome.code, "error_message": outcome.message}
+    return JobStatus.SUCCEEDED, {"result": outcome, "progress_processed": Job.progress_total}
