@@ -6,7 +6,10 @@ from app.logs import gunicorn_logconfig
 settings = Settings.from_env()
 
 bind = f"{settings.web_host}:{settings.web_port}"
-worker_class = "gthread"
+# gthread, except that a thread is given only to a request that has arrived,
+# and a client silent for WEB_TIMEOUT mid-request is answered 408 and closed
+# (slow clients: docs/operations.md).
+worker_class = "app.web_worker.BufferingThreadWorker"
 workers = settings.web_concurrency
 threads = settings.web_threads
 timeout = settings.web_timeout

@@ -4,6 +4,7 @@ strangers. Each runs against a real gunicorn web process."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from contextlib import ExitStack
@@ -67,15 +68,43 @@ def test_stalled_bodies_neither_stop_other_clients_nor_stay_open(new_stack):
     with ExitStack() as closing:
         stalled = [closing.enter_context(_open_stalled(stack, path)) for _ in range(STALLED_CONNECTIONS)]
         last_byte = time.monotonic()
+        took = []
         for attempt in range(10):
+            started = time.monotonic()
             response = stack.http.post(stack.url(path), json={"query": f"still answered {attempt}"}, timeout=5)
+            took.append(time.monotonic() - started)
             assert response.status_code == 202, response.text
+        print(f"searches beside {STALLED_CONNECTIONS} stalled connections: slowest {max(took) * 1000:.0f} ms")
         # Every stalled connection is closed (or answered 408) within WEB_TIMEOUT of its last byte.
         deadline = last_byte + WEB_TIMEOUT + 2
         answers = [_read_answer(sock, deadline) for sock in stalled]
     still_open = sum(answer is None for answer in answers)
     assert still_open == 0, f"{still_open} of {STALLED_CONNECTIONS} stalled connections still open"
     assert all(answer == b"" or answer.startswith(b"HTTP/1.1 408") for answer in answers), {a[:40] for a in answers}
+
+
+def _send_upload(stack, path: str, declared: int, pieces: list[bytes], pause: float) -> bytes | None:
+    """Sends a JSON upload's headers and `pieces` of its body, `pause` apart; the server's answer."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
+        sock.sendall(_raw_request(stack, path, _search_headers(stack, declared)))
+        for piece in pieces:
+            time.sleep(pause)
+            sock.sendall(piece)
+        return _read_answer(sock, time.monotonic() + WEB_TIMEOUT + 8)
+
+
+def test_a_large_body_that_keeps_arriving_is_not_cut_short_and_one_that_stalls_is_408(new_stack):
+    stack = new_stack(WEB_TIMEOUT=str(WEB_TIMEOUT)).start_web()
+    path = f"/api/v1/collections/{unique('slowupload')}/documents"
+    body = json.dumps({"documents": [{"text": "steady " * 100_000}]}).encode()  # 700 KB: read on a thread
+    pieces = [body[i : i + len(body) // 8] for i in range(0, len(body), len(body) // 8)]
+    # Slower in total than WEB_TIMEOUT, never idle for as long.
+    answer = _send_upload(stack, path, len(body), pieces, pause=WEB_TIMEOUT / 4)
+    assert answer and answer.startswith(b"HTTP/1.1 202"), (answer or b"")[:200]
+    started = time.monotonic()
+    answer = _send_upload(stack, path, len(body), pieces[:4], pause=0)  # past the buffered part: on a thread
+    assert answer is not None and time.monotonic() - started < WEB_TIMEOUT + 7
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
 
 
 def test_a_body_shorter_than_its_content_length_is_400_and_no_job(new_stack):
