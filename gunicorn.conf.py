@@ -6,7 +6,10 @@ from app.logs import gunicorn_logconfig
 settings = Settings.from_env()
 
 bind = f"{settings.web_host}:{settings.web_port}"
-worker_class = "gthread"
+# gthread, except that a thread is given only to a request that has arrived,
+# and a client silent for WEB_TIMEOUT mid-request is answered 408 and closed
+# (slow clients: docs/operations.md).
+worker_class = "app.web_worker.BufferingThreadWorker"
 workers = settings.web_concurrency
 threads = settings.web_threads
 timeout = settings.web_timeout
@@ -25,7 +28,9 @@ forwarded_allow_ips = "127.0.0.1"
 # which every instance on the host would take over from the others; each
 # deployment keeps its own beside its data.
 control_socket = str(settings.var_dir / "gunicorn.ctl")
-# Request lines past this are refused by gunicorn itself (414) before the
-# app sees them; every id and name the API takes is far shorter, and the app
-# answers anything shorter that names nothing with a problem+json 404.
-limit_request_line = 4094
+# The request line and each header may be as long as gunicorn allows, so that
+# the app sees a long query parameter or header and refuses it itself, as a
+# problem+json 422 naming it (or replaces an over-long X-Request-ID); only
+# what is longer still is gunicorn's own 414 or 431.
+limit_request_line = 8190  # gunicorn's maximum
+limit_request_field_size = 16384

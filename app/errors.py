@@ -23,6 +23,7 @@ CODE_FOR_STATUS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     412: "precondition_failed",
     413: "payload_too_large",
@@ -165,7 +166,7 @@ def _discard_unread_body(limit: int) -> None:
             if not block:
                 break
             remaining -= len(block)
-    except OSError:
+    except (OSError, HTTPException):  # the client stopped sending, or sent less than it declared
         pass
 
 

@@ -48,7 +48,9 @@ def scrape():
     """Prometheus metrics of every process of the service.
 
     Every process's counters and histograms, added up; queue depths and index
-    sizes read now. Public unless METRICS_TOKEN is set (then a Bearer token).
+    sizes read now. Public unless METRICS_TOKEN is set (then a Bearer token);
+    index sizes per tenant and collection only behind the token, since the
+    names are the tenants' own.
     """
     if settings.metrics_token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -56,7 +58,7 @@ def scrape():
             raise Unauthorized("/metrics needs `Authorization: Bearer <METRICS_TOKEN>`.")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    registry.register(ScrapeTimeGauges())
+    registry.register(ScrapeTimeGauges(per_collection=bool(settings.metrics_token)))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 

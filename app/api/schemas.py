@@ -17,6 +17,11 @@ from app.services.keys import SCOPES, TIERS
 from app.services.storable import unstorable_values
 from app.services.webhooks.events import JOB_EVENTS
 
+# Bounds of query parameters: the request line may be up to 8 KB (gunicorn's
+# limit_request_line), and what is longer than any valid value is a 422 naming it.
+CURSOR_MAX_LENGTH = 1024
+COLLECTION_NAME_MAX_LENGTH = 64
+
 
 def as_error_messages(found: list[tuple[tuple, str]]) -> dict:
     """marshmallow's nested error dict, so the field reads `documents.0.text`."""
@@ -50,13 +55,13 @@ class StrictSchema(ma.Schema):
 
 class ListArgsSchema(StrictSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(load_default=None)
+    cursor = fields.String(load_default=None, validate=validate.Length(max=CURSOR_MAX_LENGTH))
 
 
 class JobListArgsSchema(ListArgsSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     type = fields.String(validate=validate.OneOf(JOB_TYPES))
-    collection = fields.String()
+    collection = fields.String(validate=validate.Length(max=COLLECTION_NAME_MAX_LENGTH))
 
 
 def page_schema(item_schema: type[ma.Schema], name: str) -> type[ma.Schema]:

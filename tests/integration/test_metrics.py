@@ -43,14 +43,9 @@ def test_metrics_count_jobs_from_the_worker_and_requests_by_route(service):
     assert value(after, "quarry_job_run_seconds_count", type="search") >= 1
     route = {"route": "/api/v1/collections/<name>/search", "method": "POST", "status": "202"}
     assert value(after, "quarry_http_requests_total", **route) == value(before, "quarry_http_requests_total", **route) + 1
-    assert value(after, "quarry_index_vectors", tenant=service_tenant(service, after, name), collection=name) == 4
+    # Without METRICS_TOKEN, the index size is the total alone (per collection: test_hostile_edges.py).
+    assert value(after, "quarry_index_vectors") >= 4
     assert ("quarry_queue_depth", frozenset({("queue", "search")})) in after
-
-
-def service_tenant(service, found, collection) -> str:
-    tenants = [dict(labels)["tenant"] for name, labels in found if name == "quarry_index_vectors" and dict(labels)["collection"] == collection]
-    assert len(tenants) == 1
-    return tenants[0]
 
 
 def test_metrics_need_the_token_when_one_is_set(new_stack):

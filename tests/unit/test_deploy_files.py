@@ -111,7 +111,7 @@ registry = CollectorRegistry()
 multiprocess.MultiProcessCollector(registry)
 names = {sample.name for family in registry.collect() for sample in family.samples}
 gauges.queue_sizes = lambda: {}  # no broker here; the families are yielded all the same
-names |= {family.name for family in gauges.ScrapeTimeGauges().collect()}
+names |= {family.name for family in gauges.ScrapeTimeGauges(per_collection=True).collect()}
 print(json.dumps(sorted(names)))
 """
 
