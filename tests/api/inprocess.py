@@ -159,9 +159,10 @@ class Client:
     Every GET first lets the inline worker run what is due, so polling a job
     sees it finish as a client of the real service would."""
 
-    def __init__(self, app: Flask, worker: InlineWorker, key: str | None = None) -> None:
+    def __init__(self, app: Flask, worker: InlineWorker, key: str | None = None, runs_jobs: bool = True) -> None:
         self.app = app
         self.worker = worker
+        self.runs_jobs = runs_jobs
         self.base_url = BASE_URL
         self.headers: dict[str, str] = {}
         if key:
@@ -204,7 +205,7 @@ class Client:
             kwargs["json"] = json
         elif data is not None:
             kwargs["data"] = data
-        if method.upper() == "GET":
+        if method.upper() == "GET" and self.runs_jobs:
             self.worker.run_pending()
         raw = self._test_client.open(path, method=method.upper(), **kwargs)
         return Response(method.upper(), url, raw)
@@ -259,4 +260,11 @@ class Client:
 
     def client(self, key: str | None = None) -> Client:
         return Client(self.app, self.worker, key)
+
+    def watching(self) -> Client:
+        """This client, its polls running nothing: for a test whose jobs run
+        in a thread of their own while it watches."""
+        watcher = Client(self.app, self.worker, runs_jobs=False)
+        watcher.headers = dict(self.headers)
+        return watcher
 
