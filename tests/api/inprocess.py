@@ -73,7 +73,8 @@ class InlineWorker:
             for task, args in due:
                 self._run(task, args)
                 ran += 1
-        self._sweep_if_due()
+        if not self._paused:
+            self._sweep_if_due()
         return ran
 
     def _take_due(self) -> list[tuple[str, list]]:
