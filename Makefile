@@ -32,8 +32,10 @@ redis-server:
 run: install redis-server
 	@scripts/run-local.sh
 
+# Every tier (tests/README.md), with the coverage of app/ in process (the
+# in-process tier runs the jobs; code run inside gunicorn and Celery is not counted).
 test: install redis-server
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov=app --cov-report=term
 
 # What CI checks besides the suite: ruff (lint and format) and mypy on the
 # service's code (configured in pyproject.toml).

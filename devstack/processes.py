@@ -203,11 +203,13 @@ class Stack(Client):
             pass
         process.wait(30)
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every process: SIGTERM and wait (each finishes its work), or
+        at once (SIGKILL) when nothing they would finish matters any more."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
+                    os.killpg(process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
                 except ProcessLookupError:
                     continue
         for process in self.processes:
@@ -228,10 +230,24 @@ class Stack(Client):
     def create_key(
         self, tenant: str, scopes: str = "read,write,admin", tier: str = "enterprise", name: str = "test"
     ) -> str:
-        """A key made the way an operator makes the first one: with the CLI."""
-        done = self.flask("keys", "create", "--tenant", tenant, "--scopes", scopes, "--tier", tier, "--name", name)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip().splitlines()[-1]
+        """A key made in the stack's database through the service calls
+        `flask keys create` makes (the CLI itself: tests/api/test_cli.py and
+        `make run`), without starting a process for it."""
+        from dataclasses import replace
+
+        from sqlalchemy.orm import Session
+
+        from app.config import Settings
+        from app.services import keys
+
+        engine = sa.create_engine(replace(Settings.from_env(), database_url=self.env["DATABASE_URL"]).normalized_database_url())
+        try:
+            with Session(engine) as session:
+                owner = keys.ensure_tenant(session, tenant)
+                _key, plaintext = keys.create_key(session, owner.id, name=name, scopes=scopes.split(","), tier=tier)
+        finally:
+            engine.dispose()
+        return plaintext
 
     def client(self, key: str | None = None) -> Client:
         return Client(self.base_url, key)

@@ -24,8 +24,11 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0, pump=None) -> None:
         self.port = free_port()
+        # Called while waiting: the in-process tier's inline worker sends the
+        # deliveries from there (tests/api); real workers need nothing.
+        self.pump = pump
         self.statuses = list(statuses or [])  # answered in order, then 200
         self.delay = delay
         self.received: list[Received] = []
@@ -64,7 +67,12 @@ class Receiver:
             self._server = None
 
     def wait_for(self, count: int, timeout: float = 60) -> list[Received]:
-        wait_until(lambda: len(self.received) >= count, timeout, what=f"{count} webhook requests")
+        def arrived() -> bool:
+            if self.pump is not None:
+                self.pump()
+            return len(self.received) >= count
+
+        wait_until(arrived, timeout, what=f"{count} webhook requests")
         return list(self.received)
 
     def events(self) -> list[dict]:

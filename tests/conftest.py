@@ -104,7 +104,7 @@ def new_stack(tmp_path_factory):
 
     yield make
     for stack, redis, drop in made:
-        stack.stop()
+        stack.stop(graceful=False)  # thrown away with its Redis and database
         redis.stop()
         drop()
 

@@ -13,13 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from openapi_schema_validator import OAS30Validator
 
 from devstack.waiting import wait_until
 from tests.integration.corpora import unique
-
-pytestmark = pytest.mark.integration
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 PACKAGE = "quarry_generated_client"
@@ -27,8 +26,8 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
-def spec(service) -> dict:
-    return service.get("/openapi.json").json()
+def spec(api) -> dict:
+    return api.get("/openapi.json").json()
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +58,27 @@ def generated(spec, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(generated, service):
-    """The generated client, with a key of a tenant of its own."""
-    return generated.AuthenticatedClient(base_url=service.base_url, token=service.create_key(unique("client")))
+def client(generated, api):
+    """The generated client, with a key of a tenant of its own, talking to the
+    app in this process through httpx's WSGI transport."""
+    return generated.AuthenticatedClient(
+        base_url=api.base_url,
+        token=api.create_key(unique("client")),
+        httpx_args={"transport": httpx.WSGITransport(app=api.app)},
+    )
 
 
 def operation(tag: str, operation_id: str):
     return importlib.import_module(f"{PACKAGE}.api.{tag}.{operation_id}")
 
 
-def finished(client, job_id: str):
+def finished(client, job_id: str, worker):
+    """The job once finished, polled through the generated client while the
+    inline worker runs what is due."""
     get_job = operation("jobs", "get_job")
 
     def poll():
+        worker.run_pending()
         job = get_job.sync(job_id, client=client)
         return job if job.status in FINISHED else None
 
@@ -87,7 +94,7 @@ def test_every_generated_module_imports(generated):
     assert {"upload_documents", "search_collection", "get_job", "cancel_job", "health_ready"} <= names
 
 
-def test_the_generated_client_uploads_searches_and_reads_the_hit(generated, client):
+def test_the_generated_client_uploads_searches_and_reads_the_hit(generated, client, api):
     models, types = generated.models, importlib.import_module(f"{PACKAGE}.types")
     name = unique("generated")
     lava = types.File(
@@ -100,21 +107,21 @@ def test_the_generated_client_uploads_searches_and_reads_the_hit(generated, clie
     assert upload.status_code == 202, upload.content
     assert isinstance(upload.parsed, models.IngestJob)
     assert upload.headers["Location"] == upload.parsed.links.self_
-    ingest = finished(client, upload.parsed.id)
+    ingest = finished(client, upload.parsed.id, api.worker)
     assert ingest.status == "succeeded" and ingest.result.documents == 1, ingest
 
     search = operation("collections", "search_collection").sync(
         name, client=client, body=models.SearchRequest(query="What comes out of a volcano?", top_k=3)
     )
     assert isinstance(search, models.SearchJob), search
-    done = finished(client, search.id)
+    done = finished(client, search.id, api.worker)
     assert isinstance(done, models.SearchJob) and done.status == "succeeded", done
     hit = done.result.hits[0]
     assert hit.document_id == "lava.txt" and "lava" in hit.text
     assert hit.metadata["team"] == "geo"
 
 
-def test_each_job_type_reads_as_its_own_model_and_matches_the_document(generated, client, spec):
+def test_each_job_type_reads_as_its_own_model_and_matches_the_document(generated, client, spec, api):
     """Through the generated client, and as raw JSON against the served schema."""
     models = generated.models
     get_job = operation("jobs", "get_job")
@@ -124,7 +131,7 @@ def test_each_job_type_reads_as_its_own_model_and_matches_the_document(generated
     def run(model, job):
         """The finished job, read as `model`; its JSON matches the document."""
         assert isinstance(job, model), job
-        done = finished(client, job.id)
+        done = finished(client, job.id, api.worker)
         assert isinstance(done, model) and done.status == "succeeded", done
         job_schema.validate(json.loads(get_job.sync_detailed(job.id, client=client).content))
         return done.result

@@ -6,34 +6,31 @@ from __future__ import annotations
 import gzip
 
 import pytest
-import requests
 
 from tests.integration.corpora import TOPICS, unique
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
-def big_job(service):
+def big_job(api):
     """A finished search whose JSON (20 hits with their text) is several KB."""
     name = unique("gzip")
-    service.ingest(name, [{"id": i, "text": t} for i, t in TOPICS])
-    job = service.search(name, query="how do plants make energy", top_k=20)
+    api.ingest(name, [{"id": i, "text": t} for i, t in TOPICS])
+    job = api.search(name, query="how do plants make energy", top_k=20)
     assert job["status"] == "succeeded" and len(job["result"]["hits"]) == 20
     return job
 
 
-def _raw_get(service, path: str, **headers) -> requests.Response:
-    """A GET whose body is left as sent (requests would decode gzip)."""
-    response = service.http.get(service.url(path), headers=headers, stream=True)
-    response.raw_body = response.raw.read(decode_content=False)
+def _raw_get(api, path: str, **headers):
+    """A GET whose body is left as sent (the in-process client decodes nothing)."""
+    response = api.get(path, headers=headers)
+    response.raw_body = response.content
     return response
 
 
-def test_a_large_job_answer_is_gzipped_for_a_client_that_accepts_it(service, big_job):
+def test_a_large_job_answer_is_gzipped_for_a_client_that_accepts_it(api, big_job):
     path = f"/api/v1/jobs/{big_job['id']}"
-    zipped = _raw_get(service, path, **{"Accept-Encoding": "gzip"})
-    plain = _raw_get(service, path, **{"Accept-Encoding": "identity"})
+    zipped = _raw_get(api, path, **{"Accept-Encoding": "gzip"})
+    plain = _raw_get(api, path, **{"Accept-Encoding": "identity"})
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert "Accept-Encoding" in zipped.headers["Vary"]
     assert "Content-Encoding" not in plain.headers
@@ -41,16 +38,16 @@ def test_a_large_job_answer_is_gzipped_for_a_client_that_accepts_it(service, big
     assert len(zipped.raw_body) < len(plain.raw_body) / 2
 
 
-def test_a_small_answer_is_sent_as_is(service):
-    response = _raw_get(service, "/health/live", **{"Accept-Encoding": "gzip"})
+def test_a_small_answer_is_sent_as_is(api):
+    response = _raw_get(api, "/health/live", **{"Accept-Encoding": "gzip"})
     assert response.status_code == 200 and "Content-Encoding" not in response.headers
 
 
-def test_a_gzipped_answers_etag_still_gets_a_free_304(service, big_job):
+def test_a_gzipped_answers_etag_still_gets_a_free_304(api, big_job):
     path = f"/api/v1/jobs/{big_job['id']}"
     for _attempt in range(3):  # a fixed window may roll over mid-sequence: try again
-        first = _raw_get(service, path, **{"Accept-Encoding": "gzip"})
-        poll = _raw_get(service, path, **{"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]})
+        first = _raw_get(api, path, **{"Accept-Encoding": "gzip"})
+        poll = _raw_get(api, path, **{"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]})
         if first.headers["X-RateLimit-Reset"] == poll.headers["X-RateLimit-Reset"]:
             break
     assert first.headers["Content-Encoding"] == "gzip"
@@ -58,12 +55,12 @@ def test_a_gzipped_answers_etag_still_gets_a_free_304(service, big_job):
     assert poll.headers["X-RateLimit-Remaining"] == first.headers["X-RateLimit-Remaining"]
 
 
-def test_cors_is_off_unless_origins_are_configured(service):
-    preflight = service.http.options(
-        service.url("/api/v1/collections"),
+def test_cors_is_off_unless_origins_are_configured(api):
+    preflight = api.http.options(
+        api.url("/api/v1/collections"),
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
     )
-    answer = service.get("/api/v1/collections", headers={"Origin": "https://app.example"})
+    answer = api.get("/api/v1/collections", headers={"Origin": "https://app.example"})
     assert answer.status_code == 200
     assert "Access-Control-Allow-Origin" not in preflight.headers
     assert "Access-Control-Allow-Origin" not in answer.headers

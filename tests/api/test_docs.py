@@ -8,12 +8,10 @@ import pytest
 
 from app.services.jobs import JOB_TYPES
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
-def spec(service) -> dict:
-    return service.get("/openapi.json").json()
+def spec(api) -> dict:
+    return api.get("/openapi.json").json()
 
 
 def operations(spec: dict):
@@ -29,14 +27,14 @@ def resolved(spec: dict, response: dict) -> dict:
     return response
 
 
-def test_openapi_document_is_valid_openapi_3(service):
+def test_openapi_document_is_valid_openapi_3(api):
     from openapi_spec_validator import validate
 
-    validate(service.get("/openapi.json").json())
+    validate(api.get("/openapi.json").json())
 
 
-def test_openapi_describes_every_route(service):
-    spec = service.get("/openapi.json").json()
+def test_openapi_describes_every_route(api):
+    spec = api.get("/openapi.json").json()
     paths = spec["paths"]
     expected = {
         "/api/v1/collections": {"get", "post"},
@@ -73,15 +71,15 @@ def test_openapi_describes_every_route(service):
     assert "application/problem+json" in problem
 
 
-def test_docs_pages_load_their_assets_from_this_server(service):
+def test_docs_pages_load_their_assets_from_this_server(api):
     for page in ("/docs", "/redoc", "/docs/", "/redoc/"):
-        html = service.get(page)
+        html = api.get(page)
         assert html.status_code == 200, page
         sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
         assert sources, page
         for source in sources:
             assert source.startswith("/"), f"{page} loads {source} from elsewhere"
-            assert service.get(source).status_code == 200, source
+            assert api.get(source).status_code == 200, source
 
 
 def test_every_operation_has_an_operation_id_a_summary_and_a_description(spec):
