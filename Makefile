@@ -37,11 +37,12 @@ run: install redis-server
 test: install redis-server
 	$(BIN)/python -m pytest --cov=app --cov-report=term
 
-# What CI checks besides the suite: ruff (lint and format) and mypy on the
+# What CI checks besides the suite: ruff (lint and format) on every Python
+# file of the repository, and mypy on the
 # service's code (configured in pyproject.toml).
 lint: install
-	$(BIN)/ruff check app workers
-	$(BIN)/ruff format --check app workers
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Each bench target runs one suite of `python -m bench`, records its figures

@@ -94,9 +94,23 @@ class LocalRedis:
         program may have taken it in the meantime)."""
         subprocess.run(
             [
-                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--daemonize", "yes", "--pidfile", str(self.directory / "redis.pid"),
-                "--logfile", str(self.directory / "redis.log"), "--appendonly", "yes", "--save", "",
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.directory / "redis.pid"),
+                "--logfile",
+                str(self.directory / "redis.log"),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
             ],
             check=True,
         )

@@ -44,8 +44,17 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
             ],
             stdout=(self.directory / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
@@ -155,9 +164,20 @@ class Stack(Client):
         log_name = f"worker{self._workers}.log"
         process = self._spawn(
             [
-                str(BIN / "celery"), "-A", "workers", "worker", "-Q", ",".join(worker_queues()),
-                "--concurrency", str(concurrency), "-n", f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
-                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                ",".join(worker_queues()),
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
             ],
             log_name,
             **{"WORKER_CONCURRENCY": str(concurrency), **env},
@@ -171,7 +191,9 @@ class Stack(Client):
         port = free_port()
         self._spawn(
             [str(BIN / "celery"), "-A", "workers", "flower", f"--port={port}"],
-            "flower.log", FLOWER_PORT=str(port), **env,
+            "flower.log",
+            FLOWER_PORT=str(port),
+            **env,
         )
         url = f"http://127.0.0.1:{port}"
 
@@ -188,8 +210,14 @@ class Stack(Client):
         log_path = self.workdir / "beat.log"
         process = self._spawn(
             [
-                str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO",
-                "--schedule", str(self.workdir / "celerybeat-schedule"),
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.workdir / "celerybeat-schedule"),
             ],
             "beat.log",
         )
@@ -224,7 +252,11 @@ class Stack(Client):
     def flask(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", *args],
-            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def create_key(
@@ -240,7 +272,9 @@ class Stack(Client):
         from app.config import Settings
         from app.services import keys
 
-        engine = sa.create_engine(replace(Settings.from_env(), database_url=self.env["DATABASE_URL"]).normalized_database_url())
+        engine = sa.create_engine(
+            replace(Settings.from_env(), database_url=self.env["DATABASE_URL"]).normalized_database_url()
+        )
         try:
             with Session(engine) as session:
                 owner = keys.ensure_tenant(session, tenant)

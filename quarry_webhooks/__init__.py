@@ -12,7 +12,8 @@ Pass several secrets while rotating one; any that matches will do.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 

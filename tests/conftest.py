@@ -73,9 +73,15 @@ def service(tmp_path_factory, database_url, redis_server, tiny_cross_encoder):
     test's come from 127.0.0.1: the limits themselves are tested on private
     stacks (test_limits.py)."""
     stack = Stack(
-        tmp_path_factory.mktemp("stack"), database_url, redis_server,
-        MAX_UPLOAD_MB="1", KEY_ROTATION_GRACE_SECONDS="3", RERANK_MODEL=str(tiny_cross_encoder), RATE_LIMIT_ANONYMOUS="100000/minute",
-        UPLOAD_STAGING="database", **WEBHOOK_TEST_SETTINGS,
+        tmp_path_factory.mktemp("stack"),
+        database_url,
+        redis_server,
+        MAX_UPLOAD_MB="1",
+        KEY_ROTATION_GRACE_SECONDS="3",
+        RERANK_MODEL=str(tiny_cross_encoder),
+        RATE_LIMIT_ANONYMOUS="100000/minute",
+        UPLOAD_STAGING="database",
+        **WEBHOOK_TEST_SETTINGS,
     )
     try:
         stack.authenticate(stack.create_key("main", tier="enterprise"))

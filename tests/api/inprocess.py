@@ -268,4 +268,3 @@ class Client:
         watcher = Client(self.app, self.worker, runs_jobs=False)
         watcher.headers = dict(self.headers)
         return watcher
-

@@ -133,10 +133,28 @@ def test_a_job_is_one_schema_per_type_told_apart_by_its_type(spec):
 
 
 DESCRIBED_WITH_EXAMPLES = [
-    "IngestJob", "SearchJob", "SearchBatchJob", "DeleteDocumentJob", "DeleteCollectionJob",
-    "Progress", "JobError", "JobLinks", "SearchRequest", "SearchBatchRequest", "Hit", "Answer", "Citation",
-    "IngestResult", "IngestFailure", "SearchResult", "SearchBatchResult", "QueryResult",
-    "DeleteDocumentResult", "DeleteCollectionResult", "Problem", "FieldError",
+    "IngestJob",
+    "SearchJob",
+    "SearchBatchJob",
+    "DeleteDocumentJob",
+    "DeleteCollectionJob",
+    "Progress",
+    "JobError",
+    "JobLinks",
+    "SearchRequest",
+    "SearchBatchRequest",
+    "Hit",
+    "Answer",
+    "Citation",
+    "IngestResult",
+    "IngestFailure",
+    "SearchResult",
+    "SearchBatchResult",
+    "QueryResult",
+    "DeleteDocumentResult",
+    "DeleteCollectionResult",
+    "Problem",
+    "FieldError",
 ]
 
 
@@ -162,7 +180,9 @@ def test_the_headers_the_api_sends_are_documented(spec):
         return set(resolved(spec, spec["paths"][path][method]["responses"][status]).get("headers", {}))
 
     submits = [
-        (path, method) for path, method, operation in operations(spec) if "202" in operation["responses"]
+        (path, method)
+        for path, method, operation in operations(spec)
+        if "202" in operation["responses"]
         and operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/Job")
     ]
     assert len(submits) == 5

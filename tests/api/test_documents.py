@@ -36,10 +36,14 @@ def hit_ids(api, name, query, pipeline, top_k=10) -> list[str]:
 @pytest.fixture
 def topics(api):
     name = unique("docs")
-    ingest(api, name, [
-        {"id": doc_id, "text": text, "metadata": {"topic": doc_id, "even": i % 2 == 0, "rank": i}}
-        for i, (doc_id, text) in enumerate(TOPICS)
-    ])
+    ingest(
+        api,
+        name,
+        [
+            {"id": doc_id, "text": text, "metadata": {"topic": doc_id, "even": i % 2 == 0, "rank": i}}
+            for i, (doc_id, text) in enumerate(TOPICS)
+        ],
+    )
     return name
 
 

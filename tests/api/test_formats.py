@@ -18,8 +18,10 @@ JSON_RECORDS = [
     {"id": "rec-a", "text": "Falconry trains hawks to hunt with a human partner.", "metadata": {"kind": "json"}},
     {"text": "Beekeepers wear veils when they open a hive."},
 ]
-JSONL = b'{"id": "line-a", "text": "Sourdough starters are kept alive with flour and water."}\n\n' \
+JSONL = (
+    b'{"id": "line-a", "text": "Sourdough starters are kept alive with flour and water."}\n\n'
     b'{"id": "line-b", "text": "Kilns fire clay pottery at very high temperatures.", "metadata": {"kind": "jsonl"}}\n'
+)
 
 
 def upload(api, name, files, metadata=None):

@@ -42,10 +42,21 @@ def generated(spec, tmp_path_factory):
     config.write_text("post_hooks: []\n")
     done = subprocess.run(
         [
-            str(GENERATOR), "generate", "--path", str(document), "--config", str(config),
-            "--meta", "none", "--output-path", str(workdir / PACKAGE), "--fail-on-warning",
+            str(GENERATOR),
+            "generate",
+            "--path",
+            str(document),
+            "--config",
+            str(config),
+            "--meta",
+            "none",
+            "--output-path",
+            str(workdir / PACKAGE),
+            "--fail-on-warning",
         ],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     sys.path.insert(0, str(workdir))
@@ -87,8 +98,7 @@ def finished(client, job_id: str, worker):
 
 def test_every_generated_module_imports(generated):
     modules = [
-        importlib.import_module(module.name)
-        for module in pkgutil.walk_packages(generated.__path__, f"{PACKAGE}.")
+        importlib.import_module(module.name) for module in pkgutil.walk_packages(generated.__path__, f"{PACKAGE}.")
     ]
     names = {module.__name__.rsplit(".", 1)[-1] for module in modules}
     assert {"upload_documents", "search_collection", "get_job", "cancel_job", "health_ready"} <= names

@@ -27,8 +27,9 @@ def test_surrogates_and_nul_in_bodies_are_422_naming_the_field(api, collection, 
     assert "documents.0.metadata.k" in fields_of(
         api.post(documents, json={"documents": [{"text": "x", "metadata": {"k": bad}}]})
     )
-    multipart = api.post(documents, files=[("files", ("a.txt", b"fine", "text/plain"))],
-                             data={"metadata": '{"k": "a\\u0000b"}'})
+    multipart = api.post(
+        documents, files=[("files", ("a.txt", b"fine", "text/plain"))], data={"metadata": '{"k": "a\\u0000b"}'}
+    )
     assert "metadata.k" in fields_of(multipart)
 
 

@@ -31,7 +31,8 @@ def test_a_repeated_submit_returns_the_original_job_and_a_different_body_is_409(
     assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers
     # The same request, its JSON written differently: the same job, 200.
     again = api.post(
-        f"/api/v1/collections/{corpus}/search", data='{ "top_k": 3,  "query": "honey" }',
+        f"/api/v1/collections/{corpus}/search",
+        data='{ "top_k": 3,  "query": "honey" }',
         headers={**key, "Content-Type": "application/json"},
     )
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
@@ -77,9 +78,13 @@ def test_keys_are_per_api_key_and_must_be_printable(api, corpus):
     mine = api.post(f"/api/v1/collections/{corpus}/search", json={"query": "chess"}, headers=key)
     other_key = api.create_key(TENANT, name="idem-other")  # same tenant, another key
     theirs = api.http.post(
-        api.url(f"/api/v1/collections/{corpus}/search"), json={"query": "chess"},
-        headers={**key, "Authorization": f"Bearer {other_key}"}, timeout=30,
+        api.url(f"/api/v1/collections/{corpus}/search"),
+        json={"query": "chess"},
+        headers={**key, "Authorization": f"Bearer {other_key}"},
+        timeout=30,
     )
     assert mine.status_code == theirs.status_code == 202 and mine.json()["id"] != theirs.json()["id"]
-    bad = api.post(f"/api/v1/collections/{corpus}/search", json={"query": "chess"}, headers={"Idempotency-Key": "x" * 300})
+    bad = api.post(
+        f"/api/v1/collections/{corpus}/search", json={"query": "chess"}, headers={"Idempotency-Key": "x" * 300}
+    )
     assert_problem(bad, 422, "validation_error")

@@ -11,7 +11,10 @@ from tests.integration.problems import assert_problem
 
 # Only this document holds the made-up word; the decoys hold words built of
 # the same pieces, so the query's embedding sits closer to them.
-RARE = ("rare", "The municipal water report lists pump repairs, staffing and the zorblaxian filter budget for next year.")
+RARE = (
+    "rare",
+    "The municipal water report lists pump repairs, staffing and the zorblaxian filter budget for next year.",
+)
 DECOYS = [
     ("decoy-1", "Zorblaxan zorblexian."),
     ("decoy-2", "Zorblaxia, zorblexa, zorblaxan."),
@@ -20,15 +23,23 @@ DECOYS = [
 # Shares no word with its paraphrase query below.
 PARAPHRASE_QUERY = "aquatic avians unable to take wing"
 # A long document about tides: many chunks that all match a tides query.
-LONG_TIDES = ("long-tides", " ".join(
-    f"Section {i}: ocean tides rise and fall as the moon's gravity pulls the sea, "
-    f"and coastal tide tables record high water and low water twice a day." for i in range(60)
-))
+LONG_TIDES = (
+    "long-tides",
+    " ".join(
+        f"Section {i}: ocean tides rise and fall as the moon's gravity pulls the sea, "
+        f"and coastal tide tables record high water and low water twice a day."
+        for i in range(60)
+    ),
+)
 # The filter's only match: about bread, yet it mentions the sea once so BM25
 # scores it, far below sixty documents about tides.
 NEEDLE = ("needle", "Bakers knead dough with yeast; this bakery sits by the sea.", {"group": "needle"})
 TIDE_FILLER = [
-    (f"tide-{i}", f"Tide note {i}: the sea rises at high tide and falls at low tide as the moon pulls the ocean.", {"group": "filler"})
+    (
+        f"tide-{i}",
+        f"Tide note {i}: the sea rises at high tide and falls at low tide as the moon pulls the ocean.",
+        {"group": "filler"},
+    )
     for i in range(60)
 ]
 PIPELINES = ("dense", "keyword", "hybrid", "rerank")

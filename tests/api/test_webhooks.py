@@ -64,6 +64,7 @@ def test_an_endpoint_gets_an_ingest_jobs_progress_then_its_final_event_in_order(
     endpoint = subscribe(client, receiver.url(), ["job.progress", "job.succeeded"])
     job = client.ingest("big", large_corpus(120))
     assert job["status"] == "succeeded"
+
     def final_event_arrived() -> bool:
         receiver.pump()
         return "job.succeeded" in [e["type"] for e in receiver.events()]
@@ -101,8 +102,9 @@ def test_a_receiver_that_is_down_gets_the_event_once_it_returns(client):
     down = Receiver(pump=client.worker.run_pending)  # its port is free: connections are refused
     endpoint = subscribe(client, down.url(), ["ping"])
     assert client.post(f"/api/v1/webhooks/{endpoint['id']}/test").status_code == 202
-    wait_until(lambda: (deliveries(client, endpoint["id"]) or [{}])[0].get("attempts", 0) >= 2, 30,
-               what="two refused attempts")
+    wait_until(
+        lambda: (deliveries(client, endpoint["id"]) or [{}])[0].get("attempts", 0) >= 2, 30, what="two refused attempts"
+    )
     down.start()
     try:
         delivery = settled(client, endpoint["id"])
@@ -150,8 +152,9 @@ def test_an_endpoint_failing_past_the_threshold_is_disabled_and_gets_nothing_mor
         )
         session.commit()
     client.post(f"/api/v1/webhooks/{endpoint['id']}/test")
-    wait_until(lambda: not client.get(f"/api/v1/webhooks/{endpoint['id']}").json()["active"], 30,
-               what="the endpoint disabled")
+    wait_until(
+        lambda: not client.get(f"/api/v1/webhooks/{endpoint['id']}").json()["active"], 30, what="the endpoint disabled"
+    )
     read = client.get(f"/api/v1/webhooks/{endpoint['id']}").json()
     assert "72 hours" in read["disabled_reason"]
     seen = len(receiver.received)
@@ -166,8 +169,13 @@ def test_unknown_event_types_are_422(client, receiver):
 
 
 REFUSED_URLS = [
-    "http://127.0.0.1/hook", "http://[::1]/hook", "http://169.254.169.254/latest", "http://10.0.0.1/",
-    "http://localhost:9/", "http://[fe80::1]/", "file:///etc/passwd",
+    "http://127.0.0.1/hook",
+    "http://[::1]/hook",
+    "http://169.254.169.254/latest",
+    "http://10.0.0.1/",
+    "http://localhost:9/",
+    "http://[fe80::1]/",
+    "file:///etc/passwd",
 ]
 
 

@@ -86,7 +86,10 @@ def job_result(runtime, job_id):
 def top_document(runtime, collection, query: str) -> str:
     with runtime.session_scope() as session:
         job = jobs.submit(
-            session, PRINCIPAL, "search", collection=collection,
+            session,
+            PRINCIPAL,
+            "search",
+            collection=collection,
             params={"query": query, "top_k": 3, "pipeline": "dense", "filters": {}},
         )
     assert jobs.run(job.id) == "succeeded"
@@ -142,18 +145,18 @@ def test_rerunning_a_crashed_ingest_duplicates_nothing(runtime, collection, stag
         ctx = jobs.JobContext(job.id, "doomed-worker", "default", "ingest", job.params, job.collection_id, 60)
     first = ingest.run_ingest(ctx)
     with runtime.session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
     # The staged upload is still there: only a committed final status removes it.
     assert staged(runtime, job_id) == {"documents.json"}
 
     assert jobs.run(job_id) == "succeeded"
     status, second = job_result(runtime, job_id)
-    assert {k: second[k] for k in ("documents", "chunks", "skipped_duplicates")} == {
-        k: first[k] for k in ("documents", "chunks", "skipped_duplicates")
-    } == {"documents": 4, "chunks": 4, "skipped_duplicates": 0}
+    assert (
+        {k: second[k] for k in ("documents", "chunks", "skipped_duplicates")}
+        == {k: first[k] for k in ("documents", "chunks", "skipped_duplicates")}
+        == {"documents": 4, "chunks": 4, "skipped_duplicates": 0}
+    )
     docs, chunks, generation = counts(runtime, collection.id)
     assert (docs, chunks) == (4, 4)
     assert generation == 1  # nothing new to index
@@ -187,8 +190,11 @@ def test_replacing_the_newest_document_never_serves_its_old_vector(runtime, coll
     changed = [{"id": "tides", "text": "Sourdough bread rises slowly with wild yeast and flour."}]
     assert jobs.run(submit(runtime, collection, changed)) == "succeeded"
     with runtime.session_scope() as session:
-        new_id = session.scalar(select(Chunk.id).join(Document).where(Document.external_id == "tides",
-                                                                     Document.collection_id == collection.id))
+        new_id = session.scalar(
+            select(Chunk.id)
+            .join(Document)
+            .where(Document.external_id == "tides", Document.collection_id == collection.id)
+        )
     assert new_id not in old_ids
     assert top_document(runtime, collection, "wild yeast sourdough") == "tides"
     assert top_document(runtime, collection, "the moon pulls the ocean") != "tides"

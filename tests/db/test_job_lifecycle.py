@@ -119,7 +119,9 @@ def test_run_records_failures_with_a_code_and_never_a_traceback(db):
     assert jobs.run(crashed, crashes) == "failed"
     failed = read(db, expected)
     assert (failed.status, failed.error_code, failed.error_message) == (
-        "failed", "not_found", "The collection was deleted.",
+        "failed",
+        "not_found",
+        "The collection was deleted.",
     )
     crash = read(db, crashed)
     assert crash.error_code == "internal_error" and "secret" not in crash.error_message

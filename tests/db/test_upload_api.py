@@ -24,7 +24,9 @@ UPLOAD_LIMIT_MB = 1
 @pytest.fixture(scope="module")
 def client(runtime, test_settings, redis_server):
     limiter_url = redis_server.url.rsplit("/", 1)[0] + "/2"
-    app = create_app(dataclasses.replace(test_settings, ratelimit_storage_url=limiter_url, max_upload_mb=UPLOAD_LIMIT_MB))
+    app = create_app(
+        dataclasses.replace(test_settings, ratelimit_storage_url=limiter_url, max_upload_mb=UPLOAD_LIMIT_MB)
+    )
     with runtime.session_scope() as session:
         _, key = create_key(session, "default", name="upload-api", scopes=["read", "write"], tier="enterprise")
     test_client = app.test_client()

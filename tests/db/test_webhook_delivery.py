@@ -25,8 +25,11 @@ def test_a_host_that_resolves_to_loopback_is_refused_at_delivery(runtime, receiv
     with runtime.session_scope() as session:
         # Registered while it resolved elsewhere (DNS rebinding), say.
         endpoint = WebhookEndpoint(
-            tenant_id="default", url=f"http://localhost:{receiver.port}/hook", events=["ping"],
-            active=True, secret=endpoints.new_secret(),
+            tenant_id="default",
+            url=f"http://localhost:{receiver.port}/hook",
+            events=["ping"],
+            active=True,
+            secret=endpoints.new_secret(),
         )
         session.add(endpoint)
         session.flush()
@@ -44,7 +47,10 @@ def test_a_host_that_resolves_to_loopback_is_refused_at_delivery(runtime, receiv
 def test_a_delivery_deleted_with_its_endpoint_during_the_attempt_is_not_recorded(runtime, monkeypatch):
     with runtime.session_scope() as session:
         endpoint = WebhookEndpoint(
-            tenant_id="default", url="https://example.com/hook", events=["ping"], active=True,
+            tenant_id="default",
+            url="https://example.com/hook",
+            events=["ping"],
+            active=True,
             secret=endpoints.new_secret(),
         )
         session.add(endpoint)

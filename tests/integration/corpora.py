@@ -47,6 +47,5 @@ WORDS = (
 def large_corpus(n: int) -> list[dict]:
     rng = random.Random(7)
     return [
-        {"id": f"doc-{i}", "text": f"Document {i}. " + " ".join(rng.choice(WORDS) for _ in range(80))}
-        for i in range(n)
+        {"id": f"doc-{i}", "text": f"Document {i}. " + " ".join(rng.choice(WORDS) for _ in range(80))} for i in range(n)
     ]

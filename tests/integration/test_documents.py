@@ -11,6 +11,7 @@ from tests.integration.corpora import TOPICS, unique
 
 pytestmark = pytest.mark.integration
 
+
 def ingest(service, name, documents, **kwargs) -> dict:
     job = service.ingest(name, documents, **kwargs)
     assert job["status"] == "succeeded", job
@@ -33,10 +34,14 @@ def hit_ids(service, name, query, pipeline, top_k=10) -> list[str]:
 @pytest.fixture
 def topics(service):
     name = unique("docs")
-    ingest(service, name, [
-        {"id": doc_id, "text": text, "metadata": {"topic": doc_id, "even": i % 2 == 0, "rank": i}}
-        for i, (doc_id, text) in enumerate(TOPICS)
-    ])
+    ingest(
+        service,
+        name,
+        [
+            {"id": doc_id, "text": text, "metadata": {"topic": doc_id, "even": i % 2 == 0, "rank": i}}
+            for i, (doc_id, text) in enumerate(TOPICS)
+        ],
+    )
     return name
 
 
@@ -49,9 +54,13 @@ def test_a_deleted_document_is_gone_from_every_worker_process(service, topics):
     # both, and each must already serve the new index generation. (Each query
     # differs a little, so none is answered from the result cache.)
     with ThreadPoolExecutor(6) as pool:
-        assert not any("bees" in ids for ids in pool.map(lambda i: hit_ids(service, topics, f"{query} {i}", "dense"), range(6)))
+        assert not any(
+            "bees" in ids for ids in pool.map(lambda i: hit_ids(service, topics, f"{query} {i}", "dense"), range(6))
+        )
 
 
 def warm_both_pool_processes(service, name, query):
     with ThreadPoolExecutor(6) as pool:
-        assert all("bees" in ids for ids in pool.map(lambda i: hit_ids(service, name, f"{query} {i}", "dense"), range(6)))
+        assert all(
+            "bees" in ids for ids in pool.map(lambda i: hit_ids(service, name, f"{query} {i}", "dense"), range(6))
+        )

@@ -21,7 +21,8 @@ def test_flower_lists_the_worker_and_a_finished_task_behind_basic_auth(service):
     assert requests.get(url + "/api/workers", timeout=10).status_code == 401
     workers = wait_until(
         lambda: requests.get(url + "/api/workers", params={"refresh": "1"}, auth=auth, timeout=10).json() or None,
-        30, what="Flower to see the worker",
+        30,
+        what="Flower to see the worker",
     )
     assert any(worker.startswith("test1-") for worker in workers)
 
@@ -56,7 +57,10 @@ def seen_by_flower(url, auth, job_id) -> dict | None:
 def test_flower_refuses_to_listen_beyond_loopback_without_a_password(tmp_path):
     done = subprocess.run(
         [str(BIN / "celery"), "-A", "workers", "flower", "--address=0.0.0.0", "--port=1"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "QUARRY_VAR_DIR": str(tmp_path)},
     )
     assert done.returncode != 0

@@ -27,7 +27,9 @@ def test_a_worker_log_line_carries_the_submitting_request_id_and_the_job_id(serv
     assert service.post("/api/v1/collections", json={"name": name}).status_code == 201
     request_id = f"trace-{uuid.uuid4().hex}"
     response = service.post(
-        f"/api/v1/collections/{name}/search", json={"query": f"anything {request_id}"}, headers={"X-Request-ID": request_id}
+        f"/api/v1/collections/{name}/search",
+        json={"query": f"anything {request_id}"},
+        headers={"X-Request-ID": request_id},
     )
     assert response.headers["X-Request-ID"] == request_id
     job_id = response.json()["id"]

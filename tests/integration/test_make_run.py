@@ -21,8 +21,19 @@ from devstack.processes import PROJECT_ROOT, Client, RedisServer, free_port, wai
 pytestmark = pytest.mark.integration
 
 # Settings a developer's shell may hold that would change what is tested.
-_OUTSIDE_SETTINGS = ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL", "HOST", "PORT", "FLOWER_HOST", "FLOWER_PORT",
-                     "LOG_LEVEL", "LOG_FORMAT", "QUARRY_REDIS_PORT", "PROMETHEUS_MULTIPROC_DIR")
+_OUTSIDE_SETTINGS = (
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "FLOWER_HOST",
+    "FLOWER_PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "QUARRY_REDIS_PORT",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 
 
 def checkout_env(var_dir: Path, **env: str) -> dict[str, str]:
@@ -34,7 +45,12 @@ def checkout_env(var_dir: Path, **env: str) -> dict[str, str]:
 def local_run(var_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "devstack.local_run", *args],
-        cwd=PROJECT_ROOT, env=checkout_env(var_dir, **env), capture_output=True, text=True, timeout=60, check=False,
+        cwd=PROJECT_ROOT,
+        env=checkout_env(var_dir, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -75,7 +91,12 @@ def test_a_second_checkout_on_the_same_port_gets_a_redis_and_queues_of_its_own(t
         assert start_redis(second) == (second_url, "")
         configured = subprocess.run(
             [sys.executable, "-c", "from app.config import Settings; print(Settings.from_env().redis_url)"],
-            cwd=PROJECT_ROOT, env=checkout_env(second), capture_output=True, text=True, timeout=60, check=True,
+            cwd=PROJECT_ROOT,
+            env=checkout_env(second),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         assert configured.stdout.strip() == second_url
     finally:
@@ -106,7 +127,12 @@ def test_a_taken_port_stops_the_run_before_anything_starts(tmp_path, variable):
         holder.listen()
         done = subprocess.run(
             [str(PROJECT_ROOT / "scripts" / "run-local.sh")],
-            cwd=PROJECT_ROOT, env=checkout_env(var_dir, **ports), capture_output=True, text=True, timeout=60, check=False,
+            cwd=PROJECT_ROOT,
+            env=checkout_env(var_dir, **ports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     assert done.returncode == 1
     assert f"port {ports[variable]} is taken" in done.stderr
@@ -115,25 +141,40 @@ def test_a_taken_port_stops_the_run_before_anything_starts(tmp_path, variable):
 
 
 # What a person would otherwise see scroll by on every start.
-_NOISE = ("Loading weights", "Loading faiss", "Context impl", "Will assume", "celery beat v", "[queues]",
-          "Registered tasks", "Inspect method", "Traceback")
+_NOISE = (
+    "Loading weights",
+    "Loading faiss",
+    "Context impl",
+    "Will assume",
+    "celery beat v",
+    "[queues]",
+    "Registered tasks",
+    "Inspect method",
+    "Traceback",
+)
 
 
 def test_make_run_serves_its_own_jobs_and_ends_cleanly_on_ctrl_c(tmp_path):
     # Another instance's Redis already holds the port this checkout would use.
     other = RedisServer(tmp_path / "other-instance-redis").start()
     var_dir, port, log_path = tmp_path / "var", free_port(), tmp_path / "make-run.log"
-    env = checkout_env(var_dir, PORT=str(port), FLOWER_PORT=str(free_port()),
-                       QUARRY_REDIS_PORT=str(other.port), WORKER_CONCURRENCY="1")
+    env = checkout_env(
+        var_dir, PORT=str(port), FLOWER_PORT=str(free_port()), QUARRY_REDIS_PORT=str(other.port), WORKER_CONCURRENCY="1"
+    )
     with log_path.open("wb") as log:
         # -o: never reinstall here, even when pyproject.toml is newer than the venv.
         run = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", ".venv/.installed", "run"], cwd=PROJECT_ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            ["make", "--no-print-directory", "-o", ".venv/.installed", "run"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
-        wait_until(lambda: b"Quarry is ready" in log_path.read_bytes() or run.poll() is not None, 180,
-                   what="the ready line")
+        wait_until(
+            lambda: b"Quarry is ready" in log_path.read_bytes() or run.poll() is not None, 180, what="the ready line"
+        )
         output = log_path.read_text()
         ready = [line for line in output.splitlines() if "Quarry is ready" in line]
         key = (var_dir / "local-admin-key").read_text().strip()
@@ -165,4 +206,3 @@ def test_make_run_serves_its_own_jobs_and_ends_cleanly_on_ctrl_c(tmp_path):
             run.wait(60)
         local_run(var_dir, "stop-redis")
         other.stop()
-

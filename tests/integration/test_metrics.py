@@ -35,14 +35,22 @@ def test_metrics_count_jobs_from_the_worker_and_requests_by_route(service):
     assert job["status"] == "succeeded"
     after = samples(service)
 
-    assert value(after, "quarry_jobs_submitted_total", type="search") == value(before, "quarry_jobs_submitted_total", type="search") + 1
+    assert (
+        value(after, "quarry_jobs_submitted_total", type="search")
+        == value(before, "quarry_jobs_submitted_total", type="search") + 1
+    )
     # Started and finished are counted in the worker's pool process.
-    assert value(after, "quarry_jobs_started_total", type="search") >= value(before, "quarry_jobs_started_total", type="search") + 1
+    assert (
+        value(after, "quarry_jobs_started_total", type="search")
+        >= value(before, "quarry_jobs_started_total", type="search") + 1
+    )
     finished = ("quarry_jobs_finished_total", {"type": "search", "outcome": "succeeded"})
     assert value(after, finished[0], **finished[1]) >= value(before, finished[0], **finished[1]) + 1
     assert value(after, "quarry_job_run_seconds_count", type="search") >= 1
     route = {"route": "/api/v1/collections/<name>/search", "method": "POST", "status": "202"}
-    assert value(after, "quarry_http_requests_total", **route) == value(before, "quarry_http_requests_total", **route) + 1
+    assert (
+        value(after, "quarry_http_requests_total", **route) == value(before, "quarry_http_requests_total", **route) + 1
+    )
     # Without METRICS_TOKEN, the index size is the total alone (per collection: test_hostile_edges.py).
     assert value(after, "quarry_index_vectors") >= 4
     assert ("quarry_queue_depth", frozenset({("queue", "search")})) in after

@@ -135,7 +135,9 @@ def test_a_recovered_job_runs_ahead_of_a_200_job_backlog(new_stack):
     big = stack.post("/api/v1/collections/backlog/documents", json={"documents": large_corpus(300)}).json()
     wait_until(
         lambda: stack.get(f"/api/v1/jobs/{big['id']}").json()["progress"]["processed"] > 0,
-        120, interval=0.05, what="ingest progress",
+        120,
+        interval=0.05,
+        what="ingest progress",
     )
     for i in range(200):  # the backlog, queued behind the running job
         small = {"documents": [{"id": f"small-{i}", "text": f"Small note number {i}."}]}

@@ -31,7 +31,8 @@ def _hits(job: dict) -> list[tuple[str, str]]:
 def _batch_sizes(stack) -> tuple[float, float]:
     """(jobs, batches) the search workers ran, from /metrics."""
     samples = dict(
-        line.rsplit(" ", 1) for line in stack.get("/metrics").text.splitlines()
+        line.rsplit(" ", 1)
+        for line in stack.get("/metrics").text.splitlines()
         if line.startswith("quarry_job_batch_size_") and 'type="search"' in line and "_bucket" not in line
     )
     return float(samples.get('quarry_job_batch_size_sum{type="search"}', 0)), float(
@@ -53,8 +54,10 @@ def _submit_all(stack, searches) -> list[str]:
 def test_batched_searches_match_one_by_one_and_survive_a_killed_worker(new_stack, tiny_cross_encoder):
     stack = new_stack(
         SEARCH_CACHE_TTL_SECONDS="0",  # every search computed, none answered from the cache
-        JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="1",
-        RERANK_MODEL=str(tiny_cross_encoder), RERANK_CANDIDATES="50",
+        JOB_LEASE_SECONDS="4",
+        RECOVERY_INTERVAL_SECONDS="1",
+        RERANK_MODEL=str(tiny_cross_encoder),
+        RERANK_CANDIDATES="50",
     )
     stack.start_web()
     worker = stack.start_worker()

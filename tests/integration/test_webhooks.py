@@ -77,7 +77,9 @@ def test_a_job_finishing_while_redis_is_down_has_its_event_delivered_after(new_s
     submitted = stack.post("/api/v1/collections/outage/documents", json={"documents": large_corpus(150)}).json()
     wait_until(
         lambda: stack.get(f"/api/v1/jobs/{submitted['id']}").json()["progress"]["processed"] > 0,
-        120, interval=0.05, what="ingest progress",
+        120,
+        interval=0.05,
+        what="ingest progress",
     )
     stack.redis.stop()  # the broker loses everything: it keeps nothing on disk
     job = stack.wait_job(submitted["id"], timeout=180)  # polls read SQL
@@ -101,5 +103,3 @@ def test_a_slow_receiver_holds_up_no_job(client):
         assert finished < slow.received[0].at + slow.delay, "the search waited for the slow receiver"
     finally:
         slow.stop()
-
-

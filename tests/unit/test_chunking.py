@@ -19,8 +19,7 @@ def n_tokens(tokenizer, text: str) -> int:
 
 
 LONG = " ".join(
-    f"Sentence {i} talks about photosynthesis, mitochondria and unbelievably long words."
-    for i in range(60)
+    f"Sentence {i} talks about photosynthesis, mitochondria and unbelievably long words." for i in range(60)
 )
 
 

@@ -42,7 +42,7 @@ def test_dockerfile_copies_files_that_exist_and_pins_the_cpu_torch():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
-    assert re.search(r'torch==2\.13\.0', dockerfile)
+    assert re.search(r"torch==2\.13\.0", dockerfile)
     assert "whl/cpu" in dockerfile
 
 
@@ -126,7 +126,19 @@ def exported_sample_names(scratch: Path) -> set[str]:
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+_PROMQL_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -136,7 +148,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
     names = set()
     for match in re.finditer(r"[A-Za-z_:][\w:]*", expr):
-        before, after = expr[: match.start()], expr[match.end():].lstrip()
+        before, after = expr[: match.start()], expr[match.end() :].lstrip()
         if before.endswith(("$", ".")) or before[-1:].isdigit() or after.startswith("("):
             continue
         if match.group() not in _PROMQL_KEYWORDS:

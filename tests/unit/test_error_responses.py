@@ -38,7 +38,8 @@ def test_an_unhandled_exception_is_a_500_problem_without_internals(app):
 
 
 SERVICE_ERRORS = [
-    cls for cls in vars(service_errors).values()
+    cls
+    for cls in vars(service_errors).values()
     if isinstance(cls, type) and issubclass(cls, service_errors.ServiceError)
 ]
 

@@ -209,7 +209,16 @@ def test_json_records_over_the_limit_are_refused():
 
 def test_supported_extensions():
     assert SUPPORTED_EXTENSIONS == (
-        ".docx", ".htm", ".html", ".json", ".jsonl", ".markdown", ".md", ".pdf", ".text", ".txt",
+        ".docx",
+        ".htm",
+        ".html",
+        ".json",
+        ".jsonl",
+        ".markdown",
+        ".md",
+        ".pdf",
+        ".text",
+        ".txt",
     )
     assert is_supported("A.PDF") and not is_supported("setup.exe") and not is_supported("README")
 

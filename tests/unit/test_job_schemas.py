@@ -17,16 +17,26 @@ ANSWER = {"text": "A bowline.", "citations": [CITATION]}
 # Every field each handler writes, optional ones included.
 RESULTS = {
     "ingest": {
-        "documents": 1, "chunks": 2, "skipped_duplicates": 1,
-        "failed": [{"source": "scan.pdf", "error": "the document holds no text"}], "index_generation": 3,
+        "documents": 1,
+        "chunks": 2,
+        "skipped_duplicates": 1,
+        "failed": [{"source": "scan.pdf", "error": "the document holds no text"}],
+        "index_generation": 3,
         "same_text": [{"id": "owl-copy", "same_text_as": "owl"}],
     },
     "search": {
-        "hits": [HIT], "answer": ANSWER, "pipeline": "hybrid", "took_ms": 12.5, "index_generation": 3, "cached": True,
+        "hits": [HIT],
+        "answer": ANSWER,
+        "pipeline": "hybrid",
+        "took_ms": 12.5,
+        "index_generation": 3,
+        "cached": True,
     },
     "search_batch": {
         "results": [{"query": "loop", "hits": [HIT], "answer": None}, {"query": "lava", "hits": []}],
-        "pipeline": "dense", "took_ms": 20.0, "index_generation": 3,
+        "pipeline": "dense",
+        "took_ms": 20.0,
+        "index_generation": 3,
     },
     "delete_document": {"document_id": "knots.md", "deleted": True, "chunks": 2, "index_generation": None},
     "delete_collection": {"deleted": True, "documents": 1, "chunks": 2},
@@ -36,8 +46,17 @@ RESULTS = {
 def finished_job(job_type: str, result: dict | None, **fields) -> Job:
     moment = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
     values = dict(
-        id="j1", type=job_type, status="succeeded", collection_name="notes", progress_processed=1, progress_total=1,
-        result=result, attempts=1, created_at=moment, started_at=moment, finished_at=moment,
+        id="j1",
+        type=job_type,
+        status="succeeded",
+        collection_name="notes",
+        progress_processed=1,
+        progress_total=1,
+        result=result,
+        attempts=1,
+        created_at=moment,
+        started_at=moment,
+        finished_at=moment,
     )
     return Job(**{**values, **fields})
 

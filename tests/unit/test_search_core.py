@@ -64,7 +64,10 @@ def test_extractive_answer_picks_the_closest_sentences_and_cites_them():
     ]
     answer = extractive_answer("moon tide", hits, WordEncoder())
     assert answer["citations"][0] == {
-        "text": "The moon pulls the tide.", "document_id": "d1", "chunk_id": "1", "score": answer["citations"][0]["score"],
+        "text": "The moon pulls the tide.",
+        "document_id": "d1",
+        "chunk_id": "1",
+        "score": answer["citations"][0]["score"],
     }
     assert answer["text"].startswith("The moon pulls the tide.")
     assert len(answer["citations"]) == 3

@@ -11,8 +11,14 @@ from app.config import Settings
 
 @pytest.fixture
 def env(monkeypatch):
-    for name in ("DATABASE_URL", "UPLOAD_STAGING", "REDIS_URL", "CELERY_BROKER_URL", "RATELIMIT_STORAGE_URL",
-                 "REDIS_SSL_CERT_REQS"):
+    for name in (
+        "DATABASE_URL",
+        "UPLOAD_STAGING",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "RATELIMIT_STORAGE_URL",
+        "REDIS_SSL_CERT_REQS",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
