@@ -14,6 +14,7 @@ from devstack.processes import wait_until
 from devstack.receiver import Receiver
 from quarry_webhooks import WebhookVerificationError, verify
 from tests.integration.corpora import large_corpus, unique
+from tests.webhook_calls import deliveries, settled, subscribe
 
 
 @pytest.fixture
@@ -27,25 +28,6 @@ def receiver(api):
 def client(api):
     """A tenant of the test's own: endpoints receive every job of their tenant."""
     return api.client(api.create_key(unique("hooks")))
-
-
-def subscribe(client, url: str, events: list[str]) -> dict:
-    response = client.post("/api/v1/webhooks", json={"url": url, "events": events})
-    assert response.status_code == 201, response.text
-    assert response.json()["secret"].startswith("whsec_")
-    return response.json()
-
-
-def deliveries(client, endpoint_id: str) -> list[dict]:
-    return client.get(f"/api/v1/webhooks/{endpoint_id}/deliveries").json()["items"]
-
-
-def settled(client, endpoint_id: str, state: str = "succeeded") -> dict:
-    def latest():
-        items = deliveries(client, endpoint_id)
-        return items[0] if items and items[0]["state"] == state else None
-
-    return wait_until(latest, 60, interval=0.2, what=f"a {state} delivery")
 
 
 def test_a_callback_url_gets_the_final_event_signed_with_the_job_as_polled(client, receiver):

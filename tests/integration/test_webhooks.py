@@ -12,6 +12,7 @@ from devstack.processes import wait_until
 from devstack.receiver import Receiver
 from tests.conftest import WEBHOOK_TEST_SETTINGS
 from tests.integration.corpora import large_corpus, unique
+from tests.webhook_calls import settled, subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -27,25 +28,6 @@ def receiver():
 def client(service):
     """A tenant of the test's own: endpoints receive every job of their tenant."""
     return service.client(service.create_key(unique("hooks")))
-
-
-def subscribe(client, url: str, events: list[str]) -> dict:
-    response = client.post("/api/v1/webhooks", json={"url": url, "events": events})
-    assert response.status_code == 201, response.text
-    assert response.json()["secret"].startswith("whsec_")
-    return response.json()
-
-
-def deliveries(client, endpoint_id: str) -> list[dict]:
-    return client.get(f"/api/v1/webhooks/{endpoint_id}/deliveries").json()["items"]
-
-
-def settled(client, endpoint_id: str, state: str = "succeeded") -> dict:
-    def latest():
-        items = deliveries(client, endpoint_id)
-        return items[0] if items and items[0]["state"] == state else None
-
-    return wait_until(latest, 60, interval=0.2, what=f"a {state} delivery")
 
 
 def test_a_worker_killed_mid_delivery_loses_no_event(new_stack):
