@@ -51,7 +51,32 @@ def poll_until_final(
     return job, polls
 
 
-class Client:
+class JobCalls:
+    """Submit-and-wait calls over a client's get/post (this module's Client
+    over HTTP, the in-process tier's through test_client())."""
+
+    # Seconds between polls of wait_job.
+    poll_interval = 0.2
+
+    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
+        def finished():
+            job = self.get(f"/api/v1/jobs/{job_id}").json()
+            return job if job["status"] in TERMINAL else None
+
+        return wait_until(finished, timeout, interval=self.poll_interval, what=f"job {job_id}")
+
+    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
+
+    def search(self, collection: str, timeout: float = 60, **body) -> dict:
+        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
+        assert response.status_code == 202, response.text
+        return self.wait_job(response.json()["id"], timeout)
+
+
+class Client(JobCalls):
     """An HTTP client of the service, sending one API key (or none)."""
 
     def __init__(self, base_url: str, key: str | None = None) -> None:
@@ -85,20 +110,3 @@ class Client:
     def poll(self, job: dict, timeout: float = 120, min_wait: float = 0.0) -> tuple[dict, int]:
         """Poll a submitted job as its hints say until it is final: (job, polls)."""
         return poll_until_final(self.get, job, timeout, min_wait)
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
-        def finished():
-            job = self.get(f"/api/v1/jobs/{job_id}").json()
-            return job if job["status"] in TERMINAL else None
-
-        return wait_until(finished, timeout, interval=0.2, what=f"job {job_id}")
-
-    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
-
-    def search(self, collection: str, timeout: float = 60, **body) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)

@@ -25,10 +25,10 @@ from flask import Flask
 
 from app.extensions import celery, db
 from app.services import jobs
-from app.services.jobs import TERMINAL, worker_queues
+from app.services.jobs import worker_queues
 from app.services.keys import create_key, ensure_tenant
 from app.services.webhooks import delivery as webhook_delivery
-from devstack.waiting import wait_until
+from devstack.client import JobCalls
 
 BASE_URL = "http://localhost"
 # The tenant of the tier's own admin key (the `api` fixture).
@@ -155,10 +155,12 @@ class Response:
         return jsonlib.loads(self.content)
 
 
-class Client:
+class Client(JobCalls):
     """A client of the app in this process, sending one API key (or none).
     Every GET first lets the inline worker run what is due, so polling a job
     sees it finish as a client of the real service would."""
+
+    poll_interval = 0.05
 
     def __init__(self, app: Flask, worker: InlineWorker, key: str | None = None, runs_jobs: bool = True) -> None:
         self.app = app
@@ -228,25 +230,6 @@ class Client:
 
     def _full(self, path: str) -> str:
         return path if path.startswith(self.base_url) else self.url(path)
-
-    # --- jobs, as devstack.client.Client ---
-
-    def wait_job(self, job_id: str, timeout: float = 120) -> dict:
-        def finished():
-            job = self.get(f"/api/v1/jobs/{job_id}").json()
-            return job if job["status"] in TERMINAL else None
-
-        return wait_until(finished, timeout, interval=0.05, what=f"job {job_id}")
-
-    def ingest(self, collection: str, documents: list[dict], timeout: float = 180) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/documents", json={"documents": documents})
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
-
-    def search(self, collection: str, timeout: float = 60, **body) -> dict:
-        response = self.post(f"/api/v1/collections/{collection}/search", json=body)
-        assert response.status_code == 202, response.text
-        return self.wait_job(response.json()["id"], timeout)
 
     # --- keys, as devstack.processes.Stack ---
 
