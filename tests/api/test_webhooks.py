@@ -152,27 +152,57 @@ def test_unknown_event_types_are_422(client, receiver):
 
 REFUSED_URLS = [
     "http://127.0.0.1/hook",
+    "http://2130706433/",  # 127.0.0.1 as one decimal number
+    "http://0177.0.0.1/",  # octal
+    "http://0x7f.0.0.1/",  # hex
+    "http://127.1/",  # short form
     "http://[::1]/hook",
+    "http://[::ffff:127.0.0.1]/",  # IPv4-mapped
+    "http://[::127.0.0.1]/",  # IPv4-compatible
+    "http://[64:ff9b::7f00:1]/",  # NAT64
+    "http://[64:ff9b:1::a00:1]/",  # NAT64 for local use
+    "http://[2002:7f00:1::]/",  # 6to4
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",  # Teredo, client 127.0.0.1
     "http://169.254.169.254/latest",
+    "http://[64:ff9b::a9fe:a9fe]/latest",  # NAT64 of the metadata address
     "http://10.0.0.1/",
     "http://localhost:9/",
     "http://[fe80::1]/",
     "file:///etc/passwd",
 ]
 
+MALFORMED_URLS = [
+    "http://[::1/",
+    "http://[::1]x/",
+    "http://[not-an-address]/",
+    "http://host:99999/",
+    "http://host:port/",
+    "http://exa mple.com/",
+    "http://",
+    "not a url",
+]
 
-def test_private_and_non_http_urls_are_refused_at_registration(app_with):
+
+@pytest.mark.parametrize("url", REFUSED_URLS + MALFORMED_URLS)
+def test_private_malformed_and_non_http_urls_are_422_wherever_a_url_is_given(app_with, url):
     client = app_with(webhook_allow_private_networks=False)  # the default
     collection = unique("c")
     assert client.post("/api/v1/collections", json={"name": collection}).status_code == 201
-    for url in REFUSED_URLS:
-        response = client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]})
+    endpoint = client.post("/api/v1/webhooks", json={"url": "https://1.1.1.1/hook", "events": ["*"]}).json()
+
+    for response, field in [
+        (client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]}), "url"),
+        (client.patch(f"/api/v1/webhooks/{endpoint['id']}", json={"url": url}), "url"),
+        (
+            client.post(f"/api/v1/collections/{collection}/search", json={"query": "q", "callback_url": url}),
+            "callback_url",
+        ),
+    ]:
         assert response.status_code == 422, (url, response.text)
-        assert [e["field"] for e in response.json()["errors"]] == ["url"]
-        search = client.post(f"/api/v1/collections/{collection}/search", json={"query": "q", "callback_url": url})
-        assert search.status_code == 422, (url, search.text)
-        assert [e["field"] for e in search.json()["errors"]] == ["callback_url"]
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert [e["field"] for e in response.json()["errors"]] == [field]
     assert client.get("/api/v1/jobs", params={"collection": collection}).json()["items"] == []
+    assert client.get(f"/api/v1/webhooks/{endpoint['id']}").json()["url"] == "https://1.1.1.1/hook"
 
 
 def test_a_read_only_key_cannot_read_the_signing_secret(client):

@@ -16,7 +16,7 @@ from app.models import Tenant, WebhookDelivery, WebhookEndpoint, is_row_id, utcn
 from app.services.errors import Conflict, NotFound, ValidationFailed
 from app.services.pagination import paginate
 from app.services.webhooks.events import record_ping, send_after_commit
-from app.services.webhooks.network import UnsafeUrl, resolve
+from app.services.webhooks.network import UnsafeUrl, checked_target
 
 
 def new_secret() -> str:
@@ -27,7 +27,7 @@ def new_secret() -> str:
 def check_url(url: str, field: str) -> None:
     """Refuse a URL that may not receive webhooks (422 naming `field`)."""
     try:
-        resolve(url, allow_private=settings.webhook_allow_private_networks)
+        checked_target(url, allow_private=settings.webhook_allow_private_networks)
     except UnsafeUrl as exc:
         raise ValidationFailed(f"{field}: {exc}", errors=[{"field": field, "message": str(exc)}]) from None
 
