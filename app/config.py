@@ -139,6 +139,7 @@ class Settings:
     key_rotation_grace_seconds: int
     trusted_proxy_count: int
     webhook_retry_schedule: tuple[int, ...]
+    webhook_timeout_seconds: int
     webhook_secret_grace_seconds: int
     webhook_progress_interval_seconds: float
     webhook_disable_after_hours: float
@@ -283,6 +284,9 @@ def _webhooks(env: Environment) -> dict[str, Any]:
     return dict(
         # Delays in seconds before each attempt; its length is the number of attempts.
         webhook_retry_schedule=env.delays("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000"),
+        # One attempt's whole answer must arrive within this; the attempt's
+        # lease is a few seconds longer.
+        webhook_timeout_seconds=env.integer("WEBHOOK_TIMEOUT_SECONDS", 15),
         webhook_secret_grace_seconds=env.integer("WEBHOOK_SECRET_GRACE_SECONDS", 86400),
         webhook_progress_interval_seconds=env.number("WEBHOOK_PROGRESS_INTERVAL_SECONDS", 2.0),
         webhook_disable_after_hours=env.number("WEBHOOK_DISABLE_AFTER_HOURS", 72.0),

@@ -61,7 +61,9 @@ def generated(spec, tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     sys.path.insert(0, str(workdir))
     try:
-        yield importlib.import_module(PACKAGE)
+        package = importlib.import_module(PACKAGE)
+        importlib.import_module(f"{PACKAGE}.models")  # `generated.models`, whichever test runs first
+        yield package
     finally:
         sys.path.remove(str(workdir))
         for name in [name for name in sys.modules if name.split(".")[0] == PACKAGE]:

@@ -205,7 +205,7 @@ def test_a_leader_whose_worker_dies_leaves_its_followers_recovered(
     assert [_job(runtime, job_id).status for job_id in (leader_id, follower_id)] == ["running", "running"]
 
     _expire_leases(runtime, leader_id, follower_id)
-    monkeypatch.setattr("app.services.jobs.housekeeping.dispatch", lambda *args, **kwargs: None)
+    monkeypatch.setattr("app.services.jobs.housekeeping.send_job", lambda *args, **kwargs: None)
     with runtime.session_scope() as session:
         assert set(jobs.recover_stuck_jobs(session)) >= {leader_id, follower_id}
     resent = [leader_id, follower_id] if first_resent == "leader" else [follower_id, leader_id]
@@ -226,7 +226,7 @@ def test_a_leader_whose_worker_dies_leaves_its_followers_recovered(
 
 def test_a_leader_that_fails_sends_its_followers_to_run_again(runtime, collection, slow, monkeypatch):
     sent: list[str] = []
-    monkeypatch.setattr("app.services.jobs.transitions.dispatch", lambda job_id, *args, **kwargs: sent.append(job_id))
+    monkeypatch.setattr("app.services.jobs.transitions.send_job", lambda job_id, *args, **kwargs: sent.append(job_id))
     query = f"tides {uuid.uuid4().hex[:6]}"
     leader_id, leader = _leader_running(runtime, collection, slow, query)
     follower_ids = [_submit(runtime, collection, _search(query)) for _ in range(2)]

@@ -31,7 +31,8 @@ def client(service):
 
 
 def test_a_worker_killed_mid_delivery_loses_no_event(new_stack):
-    stack = new_stack(**WEBHOOK_TEST_SETTINGS)
+    # The attempt's lease is the timeout and 5 s: the re-send comes after it.
+    stack = new_stack(**WEBHOOK_TEST_SETTINGS, WEBHOOK_TIMEOUT_SECONDS="3")
     stack.start_web()
     worker = stack.start_worker()
     stack.start_beat()

@@ -37,12 +37,12 @@ def test_every_kind_names_a_handler_that_exists():
 
 def test_every_batched_kind_names_a_batch_handler_and_limits_that_exist():
     from app.config import Settings
-    from app.services.jobs.runner import resolve
+    from app.services.jobs.runner import load_reference
 
     defaults = Settings.from_env()
     for kind in KINDS.values():
         if kind.batching is not None:
-            assert callable(resolve(kind.batching.handler)), kind.name
+            assert callable(load_reference(kind.batching.handler)), kind.name
             max_jobs, wait_ms = kind.batching.limits(defaults)
             assert max_jobs >= 1 and wait_ms >= 0, kind.name
     search = KINDS["search"].batching

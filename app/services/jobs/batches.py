@@ -41,7 +41,7 @@ from app.services.jobs.runner import (
     claim,
     final_move,
     finish,
-    resolve,
+    load_reference,
     run,
 )
 from app.services.jobs.transitions import transition
@@ -63,7 +63,7 @@ def run_job(job_id: str, job_type: str, *, timeout_errors: tuple[type[BaseExcept
     max_jobs, wait_ms = batching.limits(settings)
     if max_jobs <= 1:
         return run(job_id, timeout_errors=timeout_errors)
-    handler = resolve(batching.handler)
+    handler = load_reference(batching.handler)
     return run_batch(job_id, handler, max_jobs=max_jobs, wait_ms=wait_ms, timeout_errors=timeout_errors)
 
 

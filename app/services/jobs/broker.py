@@ -25,7 +25,7 @@ RECOVERY_PRIORITY = 0
 NORMAL_PRIORITY = 5
 
 
-def dispatch(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None) -> None:
+def send_job(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None) -> None:
     """Put a job's message on its kind's queue (task id == job id)."""
     kind = kind_of(job_type)
     celery.send_task(

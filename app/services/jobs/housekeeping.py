@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import settings
 from app.models import Job, execute_counted, utcnow
-from app.services.jobs.broker import RECOVERY_PRIORITY, dispatch, queue_sizes
+from app.services.jobs.broker import RECOVERY_PRIORITY, queue_sizes, send_job
 from app.services.jobs.kinds import TERMINAL, JobStatus, kind_of
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _resend(jobs: Iterable[tuple[str, str]]) -> list[str]:
     resent = []
     for job_id, job_type in jobs:
         try:
-            dispatch(job_id, job_type, priority=RECOVERY_PRIORITY)
+            send_job(job_id, job_type, priority=RECOVERY_PRIORITY)
         except Exception as exc:
             log.warning("could not re-send job %s: %s", job_id, exc)
             break

@@ -184,17 +184,17 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
 
 @cache
 def handler_for(job_type: str) -> Handler:
-    return resolve(kind_of(job_type).handler)
+    return load_reference(kind_of(job_type).handler)
 
 
 def finish(job_type: str, job_id: str) -> None:
     """The kind's clean-up, once the job's final status is committed."""
     hook = kind_of(job_type).on_finish
     if hook is not None:
-        resolve(hook)(job_id)
+        load_reference(hook)(job_id)
 
 
-def resolve(reference: str) -> Callable[..., Any]:
+def load_reference(reference: str) -> Callable[..., Any]:
     module, _, function = reference.partition(":")
     return getattr(importlib.import_module(module), function)
 

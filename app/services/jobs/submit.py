@@ -21,7 +21,7 @@ from app import metrics
 from app.extensions import after_commit, settings
 from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
-from app.services.jobs.broker import dispatch, queue_depth
+from app.services.jobs.broker import queue_depth, send_job
 from app.services.jobs.idempotency import Idempotency, remember, replay
 from app.services.jobs.kinds import ACTIVE, JobStatus
 from app.services.jobs.transitions import transition
@@ -103,7 +103,7 @@ def send(session: Session, job: Job) -> None:
     """Send the job's message (task id == job id). If the broker refuses, the
     job is failed at once, so no accepted-looking job silently never runs."""
     try:
-        dispatch(job.id, job.type, collection=job.collection_name)
+        send_job(job.id, job.type, collection=job.collection_name)
     except Exception as exc:  # kombu wraps broker errors in several types
         log.warning("broker refused job %s: %s", job.id, exc)
         transition(

@@ -26,7 +26,7 @@ from app import metrics
 from app.extensions import after_commit
 from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs import poll_hints
-from app.services.jobs.broker import RECOVERY_PRIORITY, dispatch
+from app.services.jobs.broker import RECOVERY_PRIORITY, send_job
 from app.services.jobs.kinds import JobStatus
 from app.services.webhooks.events import record_job_events
 
@@ -134,7 +134,7 @@ def _run_again(session: Session, leader_id: str) -> None:
 def _send_again(jobs: Sequence[Row]) -> None:
     for job_id, job_type in jobs:
         try:
-            dispatch(job_id, job_type, priority=RECOVERY_PRIORITY)
+            send_job(job_id, job_type, priority=RECOVERY_PRIORITY)
         except Exception as exc:  # kombu wraps broker errors in several types
             log.warning("could not send job %s again; the recovery sweep will: %s", job_id, exc)
 

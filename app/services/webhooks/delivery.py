@@ -26,13 +26,13 @@ from app.models import WebhookDelivery, WebhookEndpoint, execute_counted, utcnow
 from app.services.jobs.kinds import Task
 from app.services.stats import percentile
 from app.services.webhooks.endpoints import tenant_secret
-from app.services.webhooks.network import UnsafeUrl, resolve
+from app.services.webhooks.network import UnsafeUrl, checked_target
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 15
-# Longer than an attempt can take: until then no one else attempts the delivery.
-ATTEMPT_LEASE = timedelta(seconds=TIMEOUT_SECONDS + 5)
+# Beyond WEBHOOK_TIMEOUT_SECONDS, an attempt's lease covers its bookkeeping:
+# until it runs out no one else attempts the delivery.
+LEASE_MARGIN_SECONDS = 5
 # Retries further off than this are left to beat's sweep: a message held back
 # longer would outlive the broker's visibility timeout and be handed out again.
 LONGEST_COUNTDOWN = 60
@@ -63,7 +63,7 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300 and self.error is None
 
 
-def dispatch(delivery_id: str, countdown: float = 0) -> None:
+def send_delivery(delivery_id: str, countdown: float = 0) -> None:
     if countdown > LONGEST_COUNTDOWN:
         return  # the sweep sends it when it is due
     celery.send_task(
@@ -82,11 +82,11 @@ def deliver(delivery_id: str) -> str:
         if earlier is not None:
             # A job's events reach a receiver in order: this one waits, without
             # polling, until the earlier one ends and _record() sends it.
-            session.execute(_move(delivery, now, next_attempt_at=max(_due_at(earlier), now) + ATTEMPT_LEASE))
+            session.execute(_move(delivery, now, next_attempt_at=max(_due_at(earlier), now) + _attempt_lease()))
             session.commit()
             return "waiting"
         claimed = execute_counted(
-            session, _move(delivery, now, next_attempt_at=now + ATTEMPT_LEASE, attempts=WebhookDelivery.attempts + 1)
+            session, _move(delivery, now, next_attempt_at=now + _attempt_lease(), attempts=WebhookDelivery.attempts + 1)
         )
         session.commit()
         if not claimed:
@@ -98,7 +98,7 @@ def deliver(delivery_id: str) -> str:
         to_send = _record(session, delivery_id, outcome, utcnow())
         session.commit()
     for next_id, countdown in to_send:
-        dispatch(next_id, countdown)
+        send_delivery(next_id, countdown)
     result = "succeeded" if outcome.succeeded else "failed"
     metrics.WEBHOOK_DELIVERIES.labels(result).inc()
     return result
@@ -114,7 +114,7 @@ def sweep_due_deliveries(session: Session) -> int:
         .limit(SWEEP_BATCH)
     ).all()
     for delivery_id in due:
-        dispatch(delivery_id)
+        send_delivery(delivery_id)
     return len(due)
 
 
@@ -237,7 +237,7 @@ def _receiver(session: Session, delivery: WebhookDelivery, now: datetime) -> Rec
 def _request(delivery: WebhookDelivery, receiver: Receiver, now: datetime) -> Request | Outcome:
     """The signed request, to an address that passed the SSRF guard."""
     try:
-        target = resolve(receiver.url, allow_private=settings.webhook_allow_private_networks)
+        target = checked_target(receiver.url, allow_private=settings.webhook_allow_private_networks)
     except UnsafeUrl as exc:
         return Outcome(None, None, None, f"Refused: {exc}", final=True)
     body = json.dumps(delivery.payload, separators=(",", ":"))
@@ -261,7 +261,7 @@ _http = PerProcess(
     # and a kept TLS connection to one host must never carry a request for
     # another host on the same address.
     lambda: httpx.Client(
-        timeout=TIMEOUT_SECONDS,
+        timeout=settings.webhook_timeout_seconds,
         follow_redirects=False,
         trust_env=False,
         limits=httpx.Limits(max_keepalive_connections=0),
@@ -270,10 +270,10 @@ _http = PerProcess(
 
 
 def _send(request: Request | Outcome) -> Outcome:
-    """POST it; a 2xx counts only if it came within TIMEOUT_SECONDS in all."""
+    """POST it; a 2xx counts only if it came within WEBHOOK_TIMEOUT_SECONDS in all."""
     if isinstance(request, Outcome):
         return request
-    started = time.perf_counter()
+    started, limit = time.perf_counter(), settings.webhook_timeout_seconds
     extensions = {"sni_hostname": request.sni_hostname} if request.sni_hostname else None
     excerpt = b""
     try:
@@ -282,14 +282,18 @@ def _send(request: Request | Outcome) -> Outcome:
         ) as response:
             for chunk in response.iter_bytes():
                 excerpt += chunk
-                if len(excerpt) >= RESPONSE_EXCERPT or _since(started) > TIMEOUT_SECONDS * 1000:
+                if len(excerpt) >= RESPONSE_EXCERPT or _since(started) > limit * 1000:
                     break
     except httpx.HTTPError as exc:
         return Outcome(None, _since(started), None, f"{type(exc).__name__}: {exc}"[:RESPONSE_EXCERPT])
     latency = _since(started)
-    late = f"No complete answer within {TIMEOUT_SECONDS} s." if latency > TIMEOUT_SECONDS * 1000 else None
+    late = f"No complete answer within {limit} s." if latency > limit * 1000 else None
     text = excerpt[:RESPONSE_EXCERPT].decode("utf-8", errors="replace")
     return Outcome(response.status_code, latency, text, late)
+
+
+def _attempt_lease() -> timedelta:
+    return timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
 
 
 def _since(started: float) -> float:

@@ -125,9 +125,9 @@ def send_after_commit(session: Session, delivery_id: str) -> None:
 
 
 def _send(delivery_id: str) -> None:
-    from app.services.webhooks.delivery import dispatch  # the sending side imports this module
+    from app.services.webhooks.delivery import send_delivery  # the sending side imports this module
 
     try:
-        dispatch(delivery_id, countdown=settings.webhook_retry_schedule[0])
+        send_delivery(delivery_id, countdown=settings.webhook_retry_schedule[0])
     except Exception as exc:  # the broker is down: beat's sweep sends it later
         log.warning("webhook delivery %s not sent now, the sweep will: %s", delivery_id, exc)
