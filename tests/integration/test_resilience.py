@@ -43,7 +43,7 @@ def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
     stack = new_stack(JOB_LEASE_SECONDS="4")
     stack.start_web()
     worker = stack.start_worker()
-    documents = large_corpus(400)
+    documents = large_corpus(200)
 
     response = stack.post("/api/v1/collections/crash/documents", json={"documents": documents})
     assert response.status_code == 202
@@ -51,14 +51,14 @@ def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
 
     def mid_way():
         job = stack.get(f"/api/v1/jobs/{job_id}").json()
-        return job if 0 < job["progress"]["processed"] < 200 else None
+        return job if 0 < job["progress"]["processed"] < 100 else None
 
     before_kill = wait_until(mid_way, 120, interval=0.05, what="ingest progress")
     stack.kill(worker)  # SIGKILL to the whole worker: parent and pool child
     time.sleep(1)
     stalled = stack.get(f"/api/v1/jobs/{job_id}").json()
     assert stalled["status"] == "running"
-    assert stalled["progress"]["processed"] < stalled["progress"]["total"] == 400
+    assert stalled["progress"]["processed"] < stalled["progress"]["total"] == 200
 
     time.sleep(4)  # the dead worker's lease runs out
     stack.start_worker()
@@ -67,9 +67,9 @@ def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2
     assert before_kill["progress"]["processed"] > 0
-    assert (job["result"]["documents"], job["result"]["chunks"], job["result"]["skipped_duplicates"]) == (400, 400, 0)
+    assert (job["result"]["documents"], job["result"]["chunks"], job["result"]["skipped_duplicates"]) == (200, 200, 0)
     collection = stack.get("/api/v1/collections/crash").json()
-    assert (collection["documents"], collection["chunks"]) == (400, 400)
+    assert (collection["documents"], collection["chunks"]) == (200, 200)
     # The index holds each chunk once: a document's own text finds it first,
     # and no hit appears twice.
     hits = stack.search("crash", query=documents[123]["text"], top_k=20)["result"]["hits"]
