@@ -128,6 +128,7 @@ class Settings:
     job_retention_days: int
     broker_visibility_timeout: int
     worker_concurrency: int
+    worker_cpus: int
     worker_start_timeout_seconds: int
     worker_preload_model: bool
     log_level: str
@@ -241,6 +242,10 @@ def _search(env: Environment) -> dict[str, Any]:
     )
 
 
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _jobs(env: Environment) -> dict[str, Any]:
     return dict(
         job_lease_seconds=env.integer("JOB_LEASE_SECONDS", 60),
@@ -249,7 +254,11 @@ def _jobs(env: Environment) -> dict[str, Any]:
         recovery_interval_seconds=env.integer("RECOVERY_INTERVAL_SECONDS", 30),
         job_retention_days=env.integer("JOB_RETENTION_DAYS", 30),
         broker_visibility_timeout=env.integer("BROKER_VISIBILITY_TIMEOUT", 7200),
-        worker_concurrency=env.integer("WORKER_CONCURRENCY", os.cpu_count() or 1),
+        worker_concurrency=env.integer("WORKER_CONCURRENCY", _usable_cpus()),
+        # The cores a worker's pool shares out as torch threads: the ones this
+        # process may run on, unless a CPU quota (a container's, or another
+        # service's share of the host) says fewer.
+        worker_cpus=env.integer("WORKER_CPUS", _usable_cpus()),
         worker_start_timeout_seconds=env.integer("WORKER_START_TIMEOUT_SECONDS", 120),
         # Load the model in the worker's main process before the pool forks,
         # so the pool processes share one copy (0: each loads its own).

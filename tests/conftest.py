@@ -141,10 +141,16 @@ def test_settings(database_url, redis_server):
     """The settings of services run in this process: the test database, and
     Redis database 1, so messages sent from here never reach a stack's worker."""
     from app.config import Settings
+    from tests.api.inprocess import cpus_per_test_process
 
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
     return dataclasses.replace(
-        Settings.from_env(), database_url=database_url, redis_url=url, celery_broker_url=url, ratelimit_storage_url=url
+        Settings.from_env(),
+        database_url=database_url,
+        redis_url=url,
+        celery_broker_url=url,
+        ratelimit_storage_url=url,
+        worker_cpus=cpus_per_test_process(),
     )
 
 
@@ -154,8 +160,11 @@ def runtime(test_settings):
     create_app() or a worker's setup binds them."""
     from app import runtime as process_runtime
     from app.extensions import db
+    from app.search.embedding import set_torch_threads
+    from app.services.handlers.embedding_threads import pool_share
 
     process_runtime.configure(test_settings)
+    set_torch_threads(pool_share())  # as a worker's pool process starts
     yield db
     db.remove_session()
 
@@ -168,3 +177,15 @@ def with_settings(runtime, test_settings):
 
     yield lambda **changes: bind_settings(dataclasses.replace(test_settings, **changes))
     bind_settings(test_settings)
+
+
+@pytest.fixture
+def make_app(runtime, test_settings):
+    """make_app(**changes): an app on the test's settings with those changed.
+    create_app binds its settings for the whole process; the test's are bound
+    again afterwards, whatever test this process runs next."""
+    from app import create_app
+    from app import runtime as process_runtime
+
+    yield lambda **changes: create_app(dataclasses.replace(test_settings, **changes))
+    process_runtime.configure(test_settings)

@@ -18,7 +18,7 @@ from app import create_app
 from app import runtime as process_runtime
 from app.config import Settings
 from app.extensions import current_settings
-from tests.api.inprocess import TENANT, Client, InlineWorker
+from tests.api.inprocess import TENANT, Client, InlineWorker, cpus_per_test_process
 from tests.integration.corpora import unique
 
 
@@ -41,6 +41,7 @@ def app_settings(database_url: str, redis_url: str, **overrides) -> Settings:
         webhook_retry_schedule=(0, 1, 1, 1, 1),
         webhook_progress_interval_seconds=1.0,
         webhook_sweep_interval_seconds=1,
+        worker_cpus=cpus_per_test_process(),
         **overrides,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json as jsonlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,14 @@ BASE_URL = "http://localhost"
 # The tenant of the tier's own admin key (the `api` fixture).
 TENANT = "api"
 JOB_TASKS = {kind.task: name for name, kind in jobs.KINDS.items()}
+
+
+def cpus_per_test_process() -> int:
+    """The cores jobs run in a test process may use: the machine's, shared
+    between the suite's processes (pytest-xdist's workers) as a pool's
+    processes share them."""
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 class InlineWorker:

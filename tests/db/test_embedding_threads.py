@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(CORES < 2, reason="one core: every share is the 
 @pytest.fixture(autouse=True)
 def pool_of_the_cores(runtime, with_settings):
     """A pool with a process per core (the default), so the share is one core."""
-    with_settings(worker_concurrency=CORES)
+    with_settings(worker_concurrency=CORES, worker_cpus=CORES)
     runtime_redis = embedding_threads.redis_store.client
     runtime_redis.delete(embedding_threads.claims_key())
     yield

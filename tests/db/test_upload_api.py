@@ -4,7 +4,6 @@ multipart upload with a bad filename becomes once its job runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import uuid
@@ -12,8 +11,6 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from app import create_app
-from app import runtime as process_runtime
 from app.models import Job
 from app.services import jobs
 from app.services.keys import create_key
@@ -21,18 +18,15 @@ from app.services.keys import create_key
 UPLOAD_LIMIT_MB = 1
 
 
-@pytest.fixture(scope="module")
-def client(runtime, test_settings, redis_server):
+@pytest.fixture
+def client(runtime, make_app, redis_server):
     limiter_url = redis_server.url.rsplit("/", 1)[0] + "/2"
-    app = create_app(
-        dataclasses.replace(test_settings, ratelimit_storage_url=limiter_url, max_upload_mb=UPLOAD_LIMIT_MB)
-    )
+    app = make_app(ratelimit_storage_url=limiter_url, max_upload_mb=UPLOAD_LIMIT_MB)
     with runtime.session_scope() as session:
         _, key = create_key(session, "default", name="upload-api", scopes=["read", "write"], tier="enterprise")
     test_client = app.test_client()
     test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    yield test_client
-    process_runtime.configure(test_settings)  # the app bound its own settings for the process
+    return test_client
 
 
 @pytest.fixture

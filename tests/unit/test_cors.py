@@ -3,22 +3,12 @@ no key, and a script may read the headers a client needs."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
-
-from app import create_app
-from app.config import Settings
-from app.extensions import db
 
 
 @pytest.fixture
-def client():
-    # create_app binds the process-wide database; give it back afterwards.
-    before = db.engine.url.render_as_string(hide_password=False) if db.engine else None
-    yield create_app(dataclasses.replace(Settings.from_env(), cors_origins=("https://app.example",))).test_client()
-    if before:
-        db.configure(before)
+def client(make_app):
+    return make_app(cors_origins=("https://app.example",)).test_client()
 
 
 def _preflight(client, origin: str):

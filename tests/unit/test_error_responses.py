@@ -7,19 +7,13 @@ import marshmallow as ma
 import pytest
 from werkzeug.exceptions import default_exceptions
 
-from app import create_app
 from app.errors import handle_http_exception, handle_service_error, handle_validation_error
-from app.extensions import db
 from app.services import errors as service_errors
 
 
 @pytest.fixture
-def app():
-    # create_app binds the process-wide database; give it back afterwards.
-    before = db.engine.url.render_as_string(hide_password=False) if db.engine else None
-    yield create_app()
-    if before:
-        db.configure(before)
+def app(make_app):
+    return make_app()
 
 
 def test_an_unhandled_exception_is_a_500_problem_without_internals(app):

@@ -15,7 +15,6 @@ counting on its own. Without Redis, every ingest keeps its share.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -33,8 +32,7 @@ CLAIM_SECONDS = 120
 
 
 def pool_share() -> int:
-    cores = os.cpu_count() or 1
-    return max(1, cores // max(1, settings.worker_concurrency))
+    return max(1, settings.worker_cpus // max(1, settings.worker_concurrency))
 
 
 def claims_key() -> str:
@@ -57,7 +55,7 @@ def ingest_embedding(job_id: str) -> Iterator[None]:
 
 def before_batch(job_id: str) -> None:
     """Every core when this is the host's only ingest embedding, else the share."""
-    share, cores = pool_share(), os.cpu_count() or 1
+    share, cores = pool_share(), settings.worker_cpus
     threads = share
     if cores > share:
         try:
