@@ -3,8 +3,9 @@
 Like wsgi.py for the web, importing this entry point is the Celery app's
 setup: it reads the settings and binds them, with the database, Redis and
 Celery's own configuration, for the process (app/runtime.py); then the tasks
-(workers/tasks.py, thin wrappers around app.services) and the worker's
-process hooks (workers/signals.py) are registered.
+(workers/tasks.py, thin wrappers around app.services), the worker's
+process hooks (workers/signals.py) and its sweep timers (workers/sweeps.py)
+are registered.
 """
 
 from app import runtime
@@ -13,6 +14,8 @@ from app.extensions import celery
 
 runtime.configure(Settings.from_env())
 
-from workers import signals, tasks  # noqa: E402,F401  (register tasks and hooks)
+from workers import signals, sweeps, tasks  # noqa: E402,F401  (register tasks and hooks)
+
+celery.steps["worker"].add(sweeps.Sweeps)
 
 app = celery

@@ -67,9 +67,9 @@ delivery_threads = PerProcess(
 
 @celery.task(name=Task.DELIVER_WEBHOOK)
 def deliver_webhook(delivery_id: str) -> None:
-    # An attempt may wait 15 s on a slow receiver: it waits in a thread, so
+    # An attempt may wait WEBHOOK_TIMEOUT_SECONDS on a slow receiver: it waits in a thread, so
     # this pool process is free for jobs at once. If the process dies
-    # mid-attempt, the attempt's lease runs out and beat's sweep sends the
+    # mid-attempt, the attempt's lease runs out and a sweep sends the
     # delivery again: nothing is lost by acknowledging the message now.
     delivery_threads.get().submit(_deliver, delivery_id)
 

@@ -5,6 +5,8 @@ next checkpoint. Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -169,6 +171,40 @@ def test_a_queued_job_is_resent_only_when_its_queue_is_empty(db, redis_server):
         assert waiting in jobs.recover_stuck_jobs(session, now=later)
     messages = [json.loads(raw)["headers"]["id"] for raw in client.lrange("ingest", 0, -1)]
     assert waiting in messages
+
+
+def test_sweeps_that_overlap_re_send_each_lost_job_once(db, redis_server, monkeypatch):
+    """Every worker sweeps, so two sweeps may both read the same lost jobs
+    before either re-sends them; each job must still be re-sent once."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite runs one writing transaction at a time: two sweeps cannot overlap")
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/1")
+    client.flushdb()
+    lost = [new_job(db, "ingest") for _ in range(5)]
+    for job_id in lost:
+        claim(db, job_id, "worker-dead")
+        expire_lease(db, job_id, updated_at=utcnow() - timedelta(minutes=10))
+    client.flushdb()  # only the re-sends are counted
+
+    from app.services.jobs import housekeeping
+
+    both_have_read = threading.Barrier(2, timeout=10)
+    read_queued = housekeeping._queued_without_a_message
+
+    def after_both_read(session, now):
+        both_have_read.wait()
+        return read_queued(session, now)
+
+    def sweep() -> list[str]:
+        with db.session_scope() as session:
+            return jobs.recover_stuck_jobs(session)
+
+    monkeypatch.setattr(housekeeping, "_queued_without_a_message", after_both_read)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: sweep(), range(2))
+    assert sorted(first + second) == sorted(lost)
+    resent = [json.loads(raw)["headers"]["id"] for raw in client.lrange("ingest", 0, -1)]
+    assert sorted(resent) == sorted(lost)
 
 
 # --- cancel -------------------------------------------------------------------

@@ -77,6 +77,29 @@ def test_worker_killed_mid_ingest_loses_and_duplicates_nothing(new_stack):
     assert len({h["chunk_id"] for h in hits}) == len(hits) == 20
 
 
+def test_with_beat_down_another_worker_recovers_a_killed_workers_job(new_stack):
+    """No beat runs, and the surviving worker started long before the kill
+    (its start-up sweep is over): only its own sweep timer can re-send the job."""
+    stack = new_stack(JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="2")
+    stack.start_web()
+    workers = {stack.workdir / "worker1.log": stack.start_worker(), stack.workdir / "worker2.log": stack.start_worker()}
+    submitted = stack.post("/api/v1/collections/beatless/documents", json={"documents": large_corpus(300)}).json()
+    wait_until(
+        lambda: stack.get(f"/api/v1/jobs/{submitted['id']}").json()["progress"]["processed"] > 0,
+        120,
+        interval=0.05,
+        what="ingest progress",
+    )
+    [running_it] = [process for log, process in workers.items() if submitted["id"] in log.read_text()]
+    stack.kill(running_it)
+
+    job = stack.wait_job(submitted["id"], timeout=180)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    assert (job["result"]["documents"], job["result"]["chunks"], job["result"]["skipped_duplicates"]) == (300, 300, 0)
+    collection = stack.get("/api/v1/collections/beatless").json()
+    assert (collection["documents"], collection["chunks"]) == (300, 300)
+
+
 def test_a_database_outage_is_503_on_every_route_and_passes(new_stack, private_postgres):
     stack = new_stack(database_url=private_postgres.url)
     stack.start_web()

@@ -1,5 +1,5 @@
-"""Beat's periodic upkeep: re-send jobs whose message was lost, delete
-finished jobs past their retention."""
+"""Periodic upkeep: re-send jobs whose message was lost (beat and every
+worker), delete finished jobs past their retention (beat)."""
 
 from __future__ import annotations
 
@@ -27,28 +27,37 @@ def recover_stuck_jobs(session: Session, *, now: datetime | None = None) -> list
       so their message cannot be waiting in it. A job merely waiting behind a
       backlog is left alone: a re-send would only double the queue.
 
-    Claiming is conditional, so a job that gets two messages still runs once."""
+    Every worker sweeps as well as beat, so sweeps overlap: a job is re-sent
+    only by the sweep whose conditional update moved its `updated_at` from
+    the value it read, which also holds the next re-send back a lease period.
+    Claiming a job to run is conditional too, so a job that gets two messages
+    still runs once."""
     now = now or utcnow()
-    # After a re-send, `updated_at` holds the next one back for a lease period.
     resent_before = now - timedelta(seconds=settings.job_lease_seconds)
     lost = session.execute(
-        select(Job.id, Job.type).where(
+        select(Job.id, Job.type, Job.updated_at).where(
             Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.updated_at < resent_before
         )
     ).all()
-    resent = _resend(lost) + _resend(_queued_without_a_message(session, now))
-    if resent:
-        # Touch the rows so the next sweep waits a full period before resending.
-        session.execute(update(Job).where(Job.id.in_(resent)).values(updated_at=now))
-        log.info("re-sent %d stuck jobs: %s", len(resent), ", ".join(resent))
+    candidates = [*lost, *_queued_without_a_message(session, now)]
+    ours = [(job_id, job_type) for job_id, job_type, seen in candidates if _take(session, job_id, seen, now)]
     session.commit()
+    resent = _resend(ours)
+    if resent:
+        log.info("re-sent %d stuck jobs: %s", len(resent), ", ".join(resent))
     return resent
 
 
-def _queued_without_a_message(session: Session, now: datetime) -> list[tuple[str, str]]:
+def _take(session: Session, job_id: str, seen: datetime, now: datetime) -> bool:
+    """Whether this sweep is the one to re-send the job (no other moved it)."""
+    touched = update(Job).where(Job.id == job_id, Job.updated_at == seen).values(updated_at=now)
+    return execute_counted(session, touched) == 1
+
+
+def _queued_without_a_message(session: Session, now: datetime) -> list[tuple[str, str, datetime]]:
     queued_before = now - timedelta(seconds=settings.stuck_queued_seconds)
     stuck = session.execute(
-        select(Job.id, Job.type).where(Job.status == JobStatus.QUEUED, Job.updated_at < queued_before)
+        select(Job.id, Job.type, Job.updated_at).where(Job.status == JobStatus.QUEUED, Job.updated_at < queued_before)
     ).all()
     if not stuck:
         return []
@@ -57,7 +66,7 @@ def _queued_without_a_message(session: Session, now: datetime) -> list[tuple[str
     except Exception as exc:
         log.warning("queue sizes unavailable, no queued job re-sent: %s", exc)
         return []
-    return [(job_id, job_type) for job_id, job_type in stuck if sizes.get(kind_of(job_type).queue) == 0]
+    return [(job_id, job_type, seen) for job_id, job_type, seen in stuck if sizes.get(kind_of(job_type).queue) == 0]
 
 
 def _resend(jobs: Iterable[tuple[str, str]]) -> list[str]:
@@ -66,6 +75,8 @@ def _resend(jobs: Iterable[tuple[str, str]]) -> list[str]:
         try:
             send_job(job_id, job_type, priority=RECOVERY_PRIORITY)
         except Exception as exc:
+            # The broker is down. The rows were touched: the next sweep a lease
+            # period on tries them again.
             log.warning("could not re-send job %s: %s", job_id, exc)
             break
         resent.append(job_id)

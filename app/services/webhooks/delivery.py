@@ -3,7 +3,7 @@ on WEBHOOK_RETRY_SCHEDULE, until a 2xx answer or the schedule runs out.
 
 An attempt first claims its delivery row (its next attempt moved a lease
 ahead), so two messages for one delivery never send it twice at once, and a
-worker that dies mid-attempt leaves a row beat's sweep sends again when the
+worker that dies mid-attempt leaves a row a sweep (beat's or a worker's) sends again when the
 lease runs out: at least once, always with the same `webhook-id`.
 """
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Beyond WEBHOOK_TIMEOUT_SECONDS, an attempt's lease covers its bookkeeping:
 # until it runs out no one else attempts the delivery.
 LEASE_MARGIN_SECONDS = 5
-# Retries further off than this are left to beat's sweep: a message held back
+# Retries further off than this are left to the sweep: a message held back
 # longer would outlive the broker's visibility timeout and be handed out again.
 LONGEST_COUNTDOWN = 60
 # The sweep leaves a delivery this long past due for its own message first.

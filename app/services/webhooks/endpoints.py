@@ -118,7 +118,7 @@ def redeliver(session: Session, tenant_id: str, endpoint_id: str, delivery_id: s
     if not endpoint.active:
         raise Conflict("The endpoint is disabled; enable it (PATCH active: true) first.")
     delivery.state, delivery.next_attempt_at = "pending", utcnow()
-    send_after_commit(session, delivery.id)  # or beat's sweep, if the broker is down
+    send_after_commit(session, delivery.id)  # or the sweep, if the broker is down
     session.commit()
     return delivery
 

@@ -2,7 +2,7 @@
 transaction as the change that causes it (a job's transition, a checkpoint,
 a ping), so no committed change loses its event and no rolled-back one sends
 one. Each new delivery's task is sent once that transaction commits
-(after_commit); if that send fails, beat's sweep sends it (delivery.py)."""
+(after_commit); if that send fails, the sweep sends it (delivery.py)."""
 
 from __future__ import annotations
 
@@ -129,5 +129,5 @@ def _send(delivery_id: str) -> None:
 
     try:
         send_delivery(delivery_id, countdown=settings.webhook_retry_schedule[0])
-    except Exception as exc:  # the broker is down: beat's sweep sends it later
+    except Exception as exc:  # the broker is down: the sweep sends it later
         log.warning("webhook delivery %s not sent now, the sweep will: %s", delivery_id, exc)
