@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """The web app. `settings` (default: read from the environment) are bound
     for every service of this process, with the database, Redis and Celery
     they name (app/runtime.py)."""
+    from app.api.bounded_json import BoundedJSONProvider
     from app.api.web_extensions import BoundedRequest
 
     settings = settings or Settings.from_env()
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.configure(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.request_class = BoundedRequest
+    app.json = BoundedJSONProvider(app)
     app.config.update(_flask_config(settings))
     if settings.trusted_proxy_count:
         # X-Forwarded-For is believed only from this many proxies in front.

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
-
 import marshmallow as ma
 from flask import request
 from flask_smorest import abort
+from werkzeug.exceptions import BadRequest
 
-from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted
+from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted, bounded_json
 from app.api.idempotency import idempotency_of_request, idempotent
 from app.api.job_schemas import JobSchema
 from app.api.schemas import (
@@ -179,7 +178,10 @@ def submit_search_batch(body: dict, name: str):
 
 
 def _json_body():
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json()  # a body nested too deep is a 422 (BoundedRequest)
+    except BadRequest:
+        body = None
     if body is None:
         abort(400, message="The body is not valid JSON.")
     return body
@@ -198,8 +200,10 @@ def _form_metadata() -> dict:
     if not raw:
         return {}
     try:
-        metadata = json.loads(raw)
-    except json.JSONDecodeError:
+        metadata = bounded_json.loads(raw)
+    except bounded_json.TooDeep as exc:
+        raise bounded_json.as_problem(exc, "metadata") from None
+    except ValueError:
         metadata = None
     if not isinstance(metadata, dict):
         raise ValidationFailed(

@@ -9,6 +9,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.api import bounded_json
 from app.models import DOCUMENT_ID_MAX_LENGTH
 from app.search.pipelines import COLLAPSE_MODES, DEFAULT_PIPELINE, PIPELINES
 from app.services.collections import INDEX_TYPES, NAME_PATTERN
@@ -141,10 +142,22 @@ CollectionPageSchema = page_schema(CollectionSchema, "CollectionPage")
 # --- documents -----------------------------------------------------------------
 
 
+# Metadata rides along with every hit and every stored chunk; filters are
+# matched key by key. Bounds keep both what they are for.
+METADATA_MAX_BYTES = 16 * 1024
+FILTERS_MAX_KEYS = 64
+FILTER_MAX_VALUES = 1000
+
+
 class DocumentInSchema(StrictSchema):
     id = fields.String(validate=validate.Length(min=1, max=DOCUMENT_ID_MAX_LENGTH))
     text = fields.String(required=True, validate=validate.Length(min=1))
     metadata = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @ma.validates("metadata")
+    def _small_metadata(self, value: dict, **_kwargs) -> None:
+        if len(json.dumps(value)) > METADATA_MAX_BYTES:  # escapes count as written
+            raise ma.ValidationError(f"Metadata must be at most {METADATA_MAX_BYTES // 1024} KiB as JSON.")
 
     @ma.validates("text")
     def _has_text(self, value: str, **_kwargs) -> None:
@@ -213,8 +226,12 @@ class SearchOptionsSchema(CallbackSchema):
 
     @ma.validates("filters")
     def _scalar_filters(self, value: dict, **_kwargs) -> None:
+        if len(value) > FILTERS_MAX_KEYS:
+            raise ma.ValidationError(f"At most {FILTERS_MAX_KEYS} filter keys.")
         for key, wanted in value.items():
             values = wanted if isinstance(wanted, list) else [wanted]
+            if len(values) > FILTER_MAX_VALUES:
+                raise ma.ValidationError(f"Filter {key!r} may list at most {FILTER_MAX_VALUES} values.")
             if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
                 raise ma.ValidationError(
                     f"Filter {key!r} must be a string, number or boolean, or a non-empty list of them."
@@ -298,8 +315,8 @@ class DocumentListArgsSchema(ListArgsSchema):
         if raw is None:
             return data
         try:
-            parsed = json.loads(raw)
-        except ValueError:
+            parsed = bounded_json.loads(raw)
+        except ValueError:  # TooDeep too: the part is refused below
             parsed = None
         if (
             not isinstance(parsed, dict)

@@ -21,6 +21,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, RequestTimeout
 from werkzeug.wsgi import LimitedStream
 
+from app.api import bounded_json
 from app.extensions import settings
 
 # Response headers, documented once (components/headers); routes name them.
@@ -187,11 +188,22 @@ class BoundedRequest(Request):
                 raise RequestEntityTooLarge()
         return data
 
+    def on_json_loading_failed(self, e: ValueError | None):
+        if isinstance(e, bounded_json.TooDeep):
+            raise bounded_json.as_problem(e)
+        return super().on_json_loading_failed(e)
+
 
 class _Parser(FlaskParser):
     # Query parameters follow the schema's own `unknown` (RAISE for every
     # request schema), as bodies do, instead of webargs' EXCLUDE.
     DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None}
+
+    def _raw_load_json(self, req):
+        try:
+            return bounded_json.bounded(lambda: super(_Parser, self)._raw_load_json(req), req.get_data(cache=True))
+        except bounded_json.TooDeep as exc:
+            raise bounded_json.as_problem(exc) from None
 
 
 class Blueprint(flask_smorest.Blueprint):

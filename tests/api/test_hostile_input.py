@@ -76,3 +76,48 @@ def test_a_document_without_tokens_fails_alone(api):
     job = api.wait_job(files.json()["id"])
     assert job["status"] == "succeeded" and job["result"]["documents"] == 1
     assert [f["source"] for f in job["result"]["failed"]] == ["junk.txt"]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [40, 10_000])
+def test_deeply_nested_json_is_422_naming_the_field(api, collection, depth):
+    """Shallow enough for the parser (40) or past its own recursion limit
+    (10,000): either way the field is named and nothing is stored or run."""
+    deep = nested(depth)
+    documents, search = f"/api/v1/collections/{collection}/documents", f"/api/v1/collections/{collection}/search"
+    endpoint = api.post("/api/v1/webhooks", json={"url": "https://1.1.1.1/hook", "events": ["*"]}).json()
+    for path, body, field in [
+        (search, f'{{"query": {deep}}}', "query"),
+        (search, f'{{"query": "x", "filters": {{"team": {deep}}}}}', "team"),
+        (search, deep, "body"),
+        (f"/api/v1/collections/{collection}/search/batch", f'{{"queries": ["x"], "filters": {deep}}}', "filters"),
+        (documents, f'{{"documents": [{{"text": "x", "metadata": {{"k": {deep}}}}}]}}', "k"),
+        (documents, f'{{"documents": [{{"text": {deep}}}]}}', "text"),
+        ("/api/v1/collections", f'{{"name": "n", "description": {deep}}}', "description"),
+        ("/api/v1/webhooks", f'{{"url": {deep}, "events": ["*"]}}', "url"),
+        (f"/api/v1/webhooks/{endpoint['id']}", f'{{"url": {deep}}}', "url"),
+    ]:
+        method = api.patch if path.startswith("/api/v1/webhooks/") else api.post
+        response = method(path, data=body, headers={"Content-Type": "application/json"})
+        [error] = assert_problem(response, 422, "validation_error")["errors"]
+        assert error["field"] == field or error["field"].endswith(f".{field}"), (path, response.text)
+    multipart = api.post(
+        documents, files=[("files", ("a.txt", b"fine", "text/plain"))], data={"metadata": f'{{"k": {deep}}}'}
+    )
+    assert fields_of(multipart)[0] in ("metadata", "k", "metadata.k")
+    assert api.get("/api/v1/jobs", params={"collection": collection}).json()["items"] == []
+
+
+def test_metadata_and_filters_are_bounded_in_size(api, collection):
+    documents, search = f"/api/v1/collections/{collection}/documents", f"/api/v1/collections/{collection}/search"
+    big = {"k": "x" * 17_000}
+    assert fields_of(api.post(documents, json={"documents": [{"text": "x", "metadata": big}]})) == [
+        "documents.0.metadata"
+    ]
+    many_keys = {f"k{i}": "v" for i in range(65)}
+    assert fields_of(api.post(search, json={"query": "x", "filters": many_keys})) == ["filters"]
+    many_values = {"k": [str(i) for i in range(1001)]}
+    assert fields_of(api.post(search, json={"query": "x", "filters": many_values})) == ["filters"]

@@ -92,8 +92,11 @@ def deliver(delivery_id: str) -> str:
         if not claimed:
             return "skipped"
         receiver = _receiver(session, delivery, now)
+        # Read while the row is at hand: after the session, no attribute may
+        # need loading (the UPDATE above may have expired some).
+        event = Event(delivery.event_id, json.dumps(delivery.payload, separators=(",", ":")))
         session.commit()  # no transaction stays open over DNS and the network
-    outcome = _send(_request(delivery, receiver, now)) if isinstance(receiver, Receiver) else receiver
+    outcome = _send(_request(event, receiver, now)) if isinstance(receiver, Receiver) else receiver
     with db.session_scope() as session:
         to_send = _record(session, delivery_id, outcome, utcnow())
         session.commit()
@@ -220,6 +223,12 @@ class Receiver:
     secrets: list[str]
 
 
+@dataclass(frozen=True)
+class Event:
+    id: str
+    body: str  # the payload as sent
+
+
 def _receiver(session: Session, delivery: WebhookDelivery, now: datetime) -> Receiver | Outcome:
     """Where the delivery goes and what signs it, or why it goes nowhere."""
     if delivery.endpoint_id is None:
@@ -234,25 +243,24 @@ def _receiver(session: Session, delivery: WebhookDelivery, now: datetime) -> Rec
     return Receiver(endpoint.url, secrets)  # its URL now, if it was changed since
 
 
-def _request(delivery: WebhookDelivery, receiver: Receiver, now: datetime) -> Request | Outcome:
+def _request(event: Event, receiver: Receiver, now: datetime) -> Request | Outcome:
     """The signed request, to an address that passed the SSRF guard."""
     try:
         target = checked_target(receiver.url, allow_private=settings.webhook_allow_private_networks)
     except UnsafeUrl as exc:
         return Outcome(None, None, None, f"Refused: {exc}", final=True)
-    body = json.dumps(delivery.payload, separators=(",", ":"))
-    signature = " ".join(Webhook(secret).sign(delivery.event_id, now, body) for secret in receiver.secrets)
+    signature = " ".join(Webhook(secret).sign(event.id, now, event.body) for secret in receiver.secrets)
     headers = {
         "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": "Quarry-Webhooks/1",
-        "webhook-id": delivery.event_id,
+        "webhook-id": event.id,
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": signature,
     }
     # Connect to the address that was checked; TLS still verifies the name.
     sni = target.host if target.scheme == "https" else None
-    return Request(target.url_for(target.addresses[0]), body, headers, sni)
+    return Request(target.url_for(target.addresses[0]), event.body, headers, sni)
 
 
 _http = PerProcess(
