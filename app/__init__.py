@@ -38,14 +38,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_routes(app: Flask) -> None:
-    from app import cli, errors
-    from app.api import collections, documents, health, jobs, keys, metrics, pipelines, webhooks
+    from app import cli
+    from app.api import collections, documents, health, jobs, keys, metrics, pipelines, problems, webhooks
     from app.api.web_extensions import api
 
     api.init_app(app)
     for module in (collections, documents, jobs, pipelines, keys, webhooks, health, metrics):
         api.register_blueprint(module.blp)
-    errors.register_error_handlers(app)
+    problems.register_error_handlers(app)
     cli.register(app)
     app.add_url_rule("/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset)
     # The docs pages are /docs and /redoc; with a trailing slash they redirect there.

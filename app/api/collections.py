@@ -6,7 +6,7 @@ from flask_smorest import abort
 from werkzeug.exceptions import BadRequest
 
 from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted, bounded_json
-from app.api.idempotency import idempotency_of_request, idempotent
+from app.api.idempotency_header import idempotency_of_request, idempotent
 from app.api.job_schemas import JobSchema
 from app.api.schemas import (
     CallbackSchema,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from app.api import ACCEPTED_HEADERS, API_PREFIX, accepted
-from app.api.idempotency import idempotency_of_request, idempotent
+from app.api.idempotency_header import idempotency_of_request, idempotent
 from app.api.job_schemas import JobSchema
 from app.api.schemas import DocumentListArgsSchema, DocumentPageSchema, DocumentSchema
 from app.api.web_extensions import Blueprint

@@ -9,7 +9,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from app import errors, logs
+from app import logs
+from app.api import problems
 from app.api.web_extensions import declares_query_arguments
 from app.extensions import db
 
@@ -64,7 +65,7 @@ def _require_json_bodies() -> Response | None:
         return None
     has_body = bool(request.content_length) or request.headers.get("Transfer-Encoding")
     if has_body and not request.is_json:
-        return errors.problem(415, "Send the request body as application/json.")
+        return problems.problem(415, "Send the request body as application/json.")
     return None
 
 
@@ -77,7 +78,7 @@ def _refuse_undeclared_query_parameters() -> Response | None:
     if view is None or declares_query_arguments(view):
         return None  # unknown routes 404; declared parameters are validated by the schema
     names = sorted(request.args)
-    return errors.problem(
+    return problems.problem(
         422,
         f"This route takes no query parameters: {', '.join(names)}.",
         errors=[{"field": name, "message": "Unknown field."} for name in names],

@@ -121,7 +121,7 @@ class CommonResponsesPlugin(BasePlugin):
 
 def _document_response(status: str, response: dict, api_route: bool) -> None:
     """A route's own response; QuarryApi documents the shared ones."""
-    from app.errors import PROBLEM_CONTENT_TYPE
+    from app.api.problems import PROBLEM_CONTENT_TYPE
 
     names = ["X-Request-ID", *(_RATE_LIMIT_HEADERS if api_route else ())]
     if status in ("429", "503"):
@@ -234,7 +234,7 @@ class QuarryApi(Api):
     """flask-smorest's Api with RFC 9457 problem bodies for every error."""
 
     def __init__(self) -> None:
-        from app.errors import ProblemSchema
+        from app.api.problems import ProblemSchema
 
         self.ERROR_SCHEMA = ProblemSchema
         super().__init__(
@@ -246,12 +246,12 @@ class QuarryApi(Api):
         )
 
     def handle_http_exception(self, error):
-        from app.errors import handle_http_exception
+        from app.api.problems import handle_http_exception
 
         return handle_http_exception(error)
 
     def _register_responses(self):
-        from app.errors import PROBLEM_CONTENT_TYPE, problem_title
+        from app.api.problems import PROBLEM_CONTENT_TYPE, problem_title
 
         super()._register_responses()
         components = self.spec.components

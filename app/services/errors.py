@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; app/errors.py renders them as RFC 9457
+"""Domain errors. Services raise these; app/api/problems.py renders them as RFC 9457
 problem responses and the job runner records them on the job."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import marshmallow as ma
 import pytest
 from werkzeug.exceptions import default_exceptions
 
-from app.errors import handle_http_exception, handle_service_error, handle_validation_error
+from app.api.problems import handle_http_exception, handle_service_error, handle_validation_error
 from app.services import errors as service_errors
 
 

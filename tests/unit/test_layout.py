@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WEB = ("flask", "flask_smorest", "flask_limiter", "app.api", "app.auth", "app.errors")
+WEB = ("flask", "flask_smorest", "flask_limiter", "app.api", "app.auth", "app.api.problems")
 BELOW_THE_WEB = ["app/services", "app/search", "app/models.py", "app/config.py", "app/extensions.py", "workers"]
 
 
@@ -66,7 +66,11 @@ def test_the_web_process_loads_no_search_engine():
 
 
 def test_the_web_imports_no_handler():
-    for path in [*python_files("app/api"), ROOT / "app/__init__.py", ROOT / "app/auth.py", ROOT / "app/errors.py"]:
+    for path in [
+        *python_files("app/api"),
+        ROOT / "app/__init__.py",
+        ROOT / "app/auth.py",
+    ]:
         handlers = {m for m in imported_modules(path) if m.startswith("app.services.handlers")}
         assert not handlers, f"{path.relative_to(ROOT)} imports {sorted(handlers)}"
 
