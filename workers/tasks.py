@@ -7,9 +7,12 @@ One task per job kind, named and routed by the registry
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 from app.extensions import PerProcess, celery, db, settings
 from app.services import jobs, staging
@@ -38,10 +41,21 @@ def _job_task(kind: jobs.JobKind):
 JOB_TASKS = {name: _job_task(kind) for name, kind in jobs.KINDS.items()}
 
 
+def _sweep(name: str, sweep: Callable[[Session], int]) -> int:
+    """A periodic sweep, run by beat and every worker. With the database busy
+    (SQLite locked by a long write) or down, this tick does nothing and says
+    so in one line; the next tick tries again."""
+    try:
+        with db.session_scope() as session:
+            return sweep(session)
+    except sa_exc.OperationalError as exc:
+        log.warning("%s skipped this time, the database is busy or down: %s", name, exc.orig)
+        return 0
+
+
 @celery.task(name=Task.RECOVER_STUCK_JOBS)
 def recover_stuck_jobs() -> int:
-    with db.session_scope() as session:
-        return len(jobs.recover_stuck_jobs(session))
+    return _sweep("job recovery", lambda session: len(jobs.recover_stuck_jobs(session)))
 
 
 @celery.task(name=Task.PURGE_EXPIRED_JOBS)
@@ -83,5 +97,4 @@ def _deliver(delivery_id: str) -> None:
 
 @celery.task(name=Task.SWEEP_WEBHOOK_DELIVERIES)
 def sweep_due_deliveries() -> int:
-    with db.session_scope() as session:
-        return webhook_delivery.sweep_due_deliveries(session)
+    return _sweep("the webhook delivery sweep", webhook_delivery.sweep_due_deliveries)

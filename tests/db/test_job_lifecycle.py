@@ -4,6 +4,7 @@ next checkpoint. Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -323,3 +324,21 @@ def test_every_change_a_poll_could_see_gives_the_job_a_new_version(db):
         assert jobs.version_of(jobs.get_job(session, PRINCIPAL.tenant_id, job_id)).tag == seen[-1]
         with pytest.raises(NotFound):
             jobs.job_version(session, "another-tenant", job_id)
+
+
+def test_a_sweep_that_meets_an_unavailable_database_skips_its_tick_in_one_log_line(db, test_settings, tmp_path, caplog):
+    """Beat and every worker sweep every few seconds: a database that is
+    busy or down costs a warning per tick, not a task failure's traceback."""
+    from app import runtime as process_runtime
+    from workers import tasks
+
+    process_runtime.configure(dataclasses.replace(test_settings, database_url=f"sqlite:///{tmp_path}/gone/q.db"))
+    try:
+        with caplog.at_level("WARNING", logger="workers.tasks"):
+            assert tasks.recover_stuck_jobs() == 0
+            assert tasks.sweep_due_deliveries() == 0
+    finally:
+        process_runtime.configure(test_settings)
+    said = [record for record in caplog.records if record.name == "workers.tasks"]
+    assert [record.levelname for record in said] == ["WARNING"] * 2
+    assert all("database is busy or down" in record.getMessage() for record in said)
