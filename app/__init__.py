@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for every service of this process, with the database, Redis and Celery
     they name (app/runtime.py)."""
     from app.api.bounded_json import BoundedJSONProvider
-    from app.api.web_extensions import BoundedRequest
+    from app.api.request_body import BoundedRequest
 
     settings = settings or Settings.from_env()
     runtime.configure(settings)

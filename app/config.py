@@ -247,6 +247,7 @@ def _usable_cpus() -> int:
 
 
 def _jobs(env: Environment) -> dict[str, Any]:
+    cpus = _usable_cpus()
     return dict(
         job_lease_seconds=env.integer("JOB_LEASE_SECONDS", 60),
         job_time_limit_seconds=env.integer("JOB_TIME_LIMIT_SECONDS", 3600),
@@ -254,11 +255,11 @@ def _jobs(env: Environment) -> dict[str, Any]:
         recovery_interval_seconds=env.integer("RECOVERY_INTERVAL_SECONDS", 30),
         job_retention_days=env.integer("JOB_RETENTION_DAYS", 30),
         broker_visibility_timeout=env.integer("BROKER_VISIBILITY_TIMEOUT", 7200),
-        worker_concurrency=env.integer("WORKER_CONCURRENCY", _usable_cpus()),
+        worker_concurrency=env.integer("WORKER_CONCURRENCY", cpus),
         # The cores a worker's pool shares out as torch threads: the ones this
         # process may run on, unless a CPU quota (a container's, or another
         # service's share of the host) says fewer.
-        worker_cpus=env.integer("WORKER_CPUS", _usable_cpus()),
+        worker_cpus=env.integer("WORKER_CPUS", cpus),
         worker_start_timeout_seconds=env.integer("WORKER_START_TIMEOUT_SECONDS", 120),
         # Load the model in the worker's main process before the pool forks,
         # so the pool processes share one copy (0: each loads its own).

@@ -16,6 +16,21 @@ from app.services.webhooks.events import record_ping
 from devstack.receiver import Receiver
 
 
+def pinged_endpoint(runtime, url: str) -> tuple[str, str]:
+    """An endpoint registered straight in the database (no check at
+    registration, as if its name resolved elsewhere then) and a ping for it:
+    their ids."""
+    with runtime.session_scope() as session:
+        endpoint = WebhookEndpoint(
+            tenant_id="default", url=url, events=["ping"], active=True, secret=endpoints.new_secret()
+        )
+        session.add(endpoint)
+        session.flush()
+        endpoint_id, delivery_id = endpoint.id, record_ping(session, endpoint).id
+        session.commit()
+    return endpoint_id, delivery_id
+
+
 @pytest.fixture
 def receiver():
     started = Receiver().start()
@@ -25,19 +40,7 @@ def receiver():
 
 def test_a_host_that_resolves_to_loopback_is_refused_at_delivery(runtime, receiver):
     assert settings.webhook_allow_private_networks is False
-    with runtime.session_scope() as session:
-        # Registered while it resolved elsewhere (DNS rebinding), say.
-        endpoint = WebhookEndpoint(
-            tenant_id="default",
-            url=f"http://localhost:{receiver.port}/hook",
-            events=["ping"],
-            active=True,
-            secret=endpoints.new_secret(),
-        )
-        session.add(endpoint)
-        session.flush()
-        delivery_id = record_ping(session, endpoint).id
-        session.commit()
+    _, delivery_id = pinged_endpoint(runtime, f"http://localhost:{receiver.port}/hook")
 
     assert delivery.deliver(delivery_id) == "failed"
     with runtime.session_scope() as session:
@@ -48,18 +51,7 @@ def test_a_host_that_resolves_to_loopback_is_refused_at_delivery(runtime, receiv
 
 
 def test_a_delivery_deleted_with_its_endpoint_during_the_attempt_is_not_recorded(runtime, monkeypatch):
-    with runtime.session_scope() as session:
-        endpoint = WebhookEndpoint(
-            tenant_id="default",
-            url="https://example.com/hook",
-            events=["ping"],
-            active=True,
-            secret=endpoints.new_secret(),
-        )
-        session.add(endpoint)
-        session.flush()
-        endpoint_id, delivery_id = endpoint.id, record_ping(session, endpoint).id
-        session.commit()
+    endpoint_id, delivery_id = pinged_endpoint(runtime, "https://example.com/hook")
 
     def deleted_while_sending(_request):
         # The client deletes the endpoint while the request is on the wire;
@@ -90,18 +82,7 @@ def test_a_name_resolving_to_an_ipv6_form_of_a_private_address_is_refused_unconn
     """At delivery, the address the name resolves to now is what is judged:
     the IPv4 address carried inside it, before any connection is made."""
     assert settings.webhook_allow_private_networks is False
-    with runtime.session_scope() as session:
-        endpoint = WebhookEndpoint(
-            tenant_id="default",
-            url="https://rebound.invalid/hook",
-            events=["ping"],
-            active=True,
-            secret=endpoints.new_secret(),
-        )
-        session.add(endpoint)
-        session.flush()
-        delivery_id = record_ping(session, endpoint).id
-        session.commit()
+    _, delivery_id = pinged_endpoint(runtime, "https://rebound.invalid/hook")
 
     def lookup(host, port, *args, **kwargs):
         assert host == "rebound.invalid"
