@@ -19,6 +19,11 @@ os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from devstack.processes import RedisServer, Stack, create_database
+from tests.loopback_only import keep_connections_on_this_machine
+
+
+def pytest_configure(config):
+    keep_connections_on_this_machine()
 
 
 @pytest.fixture(scope="session")

@@ -132,13 +132,18 @@ class InlineWorker:
 
     def discard_all(self) -> None:
         """Forget every message waiting, as a broker that lost its data."""
-        with celery.connection_for_write() as connection:
-            channel = connection.default_channel
-            for queue in worker_queues():
-                while channel.basic_get(queue, no_ack=True) is not None:
-                    pass
+        discard_queued()
         with self._lock:
             self._held.clear()
+
+
+def discard_queued() -> None:
+    """Drop every message waiting on the worker queues of the bound broker."""
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in worker_queues():
+            while channel.basic_get(queue, no_ack=True) is not None:
+                pass
 
 
 class Response:

@@ -26,8 +26,13 @@ def receiver(api):
 
 @pytest.fixture
 def client(api):
-    """A tenant of the test's own: endpoints receive every job of their tenant."""
-    return api.client(api.create_key(unique("hooks")))
+    """A tenant of the test's own: endpoints receive every job of their tenant.
+    Its endpoints go with the test, and their pending deliveries with them:
+    retries to a stopped receiver would otherwise run inside later tests."""
+    tenant = api.client(api.create_key(unique("hooks")))
+    yield tenant
+    for endpoint in tenant.get("/api/v1/webhooks").json()["items"]:
+        assert tenant.delete(f"/api/v1/webhooks/{endpoint['id']}").status_code == 204
 
 
 def test_a_callback_url_gets_the_final_event_signed_with_the_job_as_polled(client, receiver):
@@ -185,11 +190,20 @@ MALFORMED_URLS = [
 
 @pytest.mark.parametrize("url", REFUSED_URLS + MALFORMED_URLS)
 def test_private_malformed_and_non_http_urls_are_422_wherever_a_url_is_given(app_with, url):
-    client = app_with(webhook_allow_private_networks=False)  # the default
+    app = app_with(webhook_allow_private_networks=False)  # the default
+    # A tenant of its own, which runs no job: nothing is ever sent to its
+    # endpoint's public address, and the endpoint goes with the test.
+    client = app.client(app.create_key(unique("ssrf")))
     collection = unique("c")
     assert client.post("/api/v1/collections", json={"name": collection}).status_code == 201
     endpoint = client.post("/api/v1/webhooks", json={"url": "https://1.1.1.1/hook", "events": ["*"]}).json()
+    try:
+        refused_wherever_given(client, collection, endpoint, url)
+    finally:
+        assert client.delete(f"/api/v1/webhooks/{endpoint['id']}").status_code == 204
 
+
+def refused_wherever_given(client, collection: str, endpoint: dict, url: str) -> None:
     for response, field in [
         (client.post("/api/v1/webhooks", json={"url": url, "events": ["*"]}), "url"),
         (client.patch(f"/api/v1/webhooks/{endpoint['id']}", json={"url": url}), "url"),
