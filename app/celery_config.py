@@ -20,9 +20,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         **_delivery(settings),
         **_routing(),
         "beat_schedule": _beat_schedule(settings),
-        # Events for Flower.
+        # Events for Flower, from the workers: received, started, succeeded.
+        # No task-sent event: it would cost every submit a publish, and
+        # Flower follows a task from the worker's task-received.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
     }
 

@@ -310,7 +310,9 @@ JOB_SCHEMAS: dict[str, type[ma.Schema]] = {
 class JobSchema(OneOfSchema):
     """A job: the schema of its `type`."""
 
-    type_schemas = JOB_SCHEMAS
+    # Instances, made once: OneOfSchema would otherwise make one per job it
+    # dumps, and that instance its nested schemas again, on every poll.
+    type_schemas = {job_type: schema() for job_type, schema in JOB_SCHEMAS.items()}
 
     def get_obj_type(self, obj) -> str:
         return obj["type"]

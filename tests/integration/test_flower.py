@@ -40,6 +40,8 @@ def test_flower_lists_the_worker_and_a_finished_task_behind_basic_auth(service):
             break
     assert task is not None, "Flower never listed a finished job's task"
     assert task["name"] == "quarry.search" and task["state"] == "SUCCESS"
+    # From the worker's events alone (the web sends no task-sent event).
+    assert task["received"] and task["started"] and task["succeeded"], task
     assert name in task["args"]  # the job's collection, shown beside its id
 
 
