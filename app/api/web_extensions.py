@@ -267,7 +267,10 @@ limiter = Limiter(
     # Flask-Limiter logs each failure (and limiter_errors counts them).
     swallow_errors=True,
     key_prefix="quarry",
-    strategy="fixed-window",
+    # Two counters per key, read and written by one script each: a counted
+    # request costs the check, the hit and the headers' read, one round trip
+    # each (fixed-window reads the headers' count and expiry in two).
+    strategy="sliding-window-counter",
 )
 
 
