@@ -233,6 +233,9 @@ class Job(Base):
     # it is set, the leader's final transition() finishes this job too
     # (services/jobs/transitions.py); kept afterwards as where the answer came from.
     follows_job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # A finished job never changes again: its JSON, rendered once by its final
+    # transition(), is what every later poll answers (services/jobs/serialize.py).
+    final_json: Mapped[str | None] = mapped_column(Text)
 
     # Not stored: set on a job answered again for a repeated Idempotency-Key.
     replayed = False

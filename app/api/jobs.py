@@ -39,8 +39,11 @@ def get_job(job_id: str):
             headers = {"ETag": _etag(version), **poll_headers(version.status, version.type, version.created_at)}
             return Response(status=304, headers=headers)
     job = jobs.get_job(db.session, tenant_id, job_id)
+    etag = _etag(jobs.version_of(job))
+    if job.final_json is not None:  # finished: the JSON its final transition rendered
+        return Response(job.final_json, status=200, mimetype="application/json", headers={"ETag": etag})
     body, status, headers = job_answer(job)
-    return body, status, {**headers, "ETag": _etag(jobs.version_of(job))}
+    return body, status, {**headers, "ETag": etag}
 
 
 def _etag(version: jobs.JobVersion) -> str:

@@ -3,6 +3,7 @@ worker puts in a webhook, byte for byte the same."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,11 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     if active:
         body["poll_after_ms"] = poll_after_ms(job)
     return body
+
+
+def final_json(job: Job) -> str:
+    """A finished job's JSON as text, as every later poll answers it."""
+    return json.dumps(job_to_dict(job), separators=(",", ":"))
 
 
 def progress(job: Job) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import ClauseElement, Row, event, func, literal, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import metrics
 from app.extensions import after_commit
@@ -28,6 +29,7 @@ from app.models import Job, UTCDateTime, utcnow
 from app.services.jobs import poll_hints
 from app.services.jobs.broker import RECOVERY_PRIORITY, send_job
 from app.services.jobs.kinds import JobStatus
+from app.services.jobs.serialize import final_json
 from app.services.webhooks.events import record_job_events
 
 # Which statuses each status may be reached from. RUNNING → RUNNING is a
@@ -87,11 +89,24 @@ def transition(
         return None
     if to is JobStatus.RUNNING or to.is_terminal:
         _count(session, moved, to, now)
-    if to.is_terminal:  # the job's final events, in the same transaction
+    if to.is_terminal:  # the job's final JSON and events, in the same transaction
+        _keep_final_json(session, moved)
         final_progress = ["job.progress"] if to is JobStatus.SUCCEEDED else []  # the final 100 %
         record_job_events(session, moved, [*final_progress, f"job.{to}"])
         _settle_followers(session, moved, to)
     return moved
+
+
+def _keep_final_json(session: Session, job: Job) -> None:
+    rendered = final_json(job)
+    # updated_at as the move left it: the job's version (its ETag) is the final one.
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(final_json=rendered, updated_at=job.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(job, "final_json", rendered)  # as stored: nothing left to flush
 
 
 def _settle_followers(session: Session, leader: Job, to: JobStatus) -> None:
