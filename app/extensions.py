@@ -10,6 +10,7 @@ in app/api/web_extensions.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -21,10 +22,13 @@ import redis
 from celery import Celery
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from werkzeug.local import LocalProxy
 
 from app.config import Settings
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -114,8 +118,16 @@ class Database:
         self.factory.configure(bind=self.engine)
 
     def remove_session(self) -> None:
-        """Close and forget the current thread's session (end of a request)."""
-        self._scoped.remove()
+        """Close and forget the current thread's session (end of a request).
+        A connection the database ended under it (a restart) cannot roll
+        back, and need not: the server ended its transaction with it. The
+        request's answer is already made, and goes out; the pool has
+        discarded the connection."""
+        try:
+            self._scoped.remove()
+        except DBAPIError as exc:
+            log.warning("the database ended a request's connection before it closed: %s", exc.orig)
+            self._scoped.registry.clear()
 
     @contextmanager
     def reads_only(self) -> Iterator[None]:
