@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test lint bench bench-webhooks bench-hnsw bench-scale bench-memory eval load clean
+.PHONY: install redis-server run test lint bench bench-requests bench-webhooks bench-hnsw bench-scale bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -60,11 +60,23 @@ bench-hnsw: install
 bench-scale: install redis-server
 	$(BIN)/python -m bench scale
 
+bench-requests: install redis-server
+	$(BIN)/python -m bench requests
+
 bench-memory: install redis-server
 	$(BIN)/python -m bench memory
 
 eval: install redis-server
 	$(BIN)/python -m bench eval
+
+# A bounded chaos run (not a test): MINUTES of mixed load while workers are
+# SIGKILLed, Redis and PostgreSQL restarted and beat killed, then the checks
+# (bench/chaos.py). DATABASE=postgres (a private PostgreSQL it may stop; the
+# machine's PostgreSQL binaries) or sqlite.
+DATABASE ?= postgres
+MINUTES ?= 20
+chaos: install redis-server
+	$(BIN)/python -m bench chaos --database $(DATABASE) --minutes $(MINUTES)
 
 # Load test of a running `make run` (bench/locustfile.py): locust, headless, then
 # one summary line; exits non-zero on any error. HOST is the web's URL here (for

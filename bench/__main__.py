@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import render
 from bench.common import BENCHMARKS_MD, DATASET, QUALITY_MD, RESULTS, isolate_from_local_service, logger, save_results
-from bench.measure import machine_info
+from bench.measure import ROOT, machine_info
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,6 +55,16 @@ def parser() -> argparse.ArgumentParser:
     mem.add_argument("--documents", type=int, default=200)
     mem.add_argument("--searches", type=int, default=20)
     mem.set_defaults(module="memory")
+    chaos = suites.add_parser("chaos", help="N minutes of mixed load while workers, Redis, PostgreSQL, beat fail")
+    chaos.add_argument("--minutes", type=float, default=20, help="minutes of load (the faults scale to it)")
+    chaos.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
+    chaos.add_argument("--drain-minutes", type=float, default=15, help="longest quiet drain before the checks")
+    chaos.add_argument("--dataset", type=Path, default=DATASET, help="BEIR SciFact directory (texts and queries)")
+    chaos.add_argument("--keep-logs", type=Path, default=ROOT / "var" / "chaos", help="where the service logs are kept")
+    chaos.set_defaults(module="chaos")
+    requests = suites.add_parser("requests", help="web and Redis CPU per submit, poll and 304, each alone")
+    requests.add_argument("--requests", type=int, default=300, help="requests of each kind")
+    requests.set_defaults(module="request_cpu")
     suites.add_parser("render", help="only render the Markdown from the results file").set_defaults(module=None)
     return top
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from bench import tables
+from bench.chaos_tables import chaos
 from bench.e2e_tables import PUBLISHED_NDCG, end_to_end
 from bench.tables import table
 
@@ -26,9 +27,11 @@ section comes from one run of its suite. See `bench/README.md`.
 
 SECTIONS = (  # (results key, heading, make target, tables)
     ("memory", "Worker memory", "bench-memory", tables.memory),
+    ("requests", "CPU per request kind (web and Redis)", "bench-requests", tables.request_cpu),
     ("webhooks", "Webhook delivery", "bench-webhooks", tables.webhooks),
     ("hnsw", "HNSW at scale (random vectors, in process)", "bench-hnsw", tables.hnsw),
     ("scale", "Flat vs hnsw through the service", "bench-scale", tables.scale),
+    ("chaos", "Chaos run (faults under load)", "chaos", chaos),
 )
 
 

@@ -70,6 +70,18 @@ def webhooks(r: dict) -> list[str]:
     ]  # fmt: skip
 
 
+def request_cpu(r: dict) -> list[str]:
+    kinds = {"submit": "Search submit (202)", "poll_200": "Poll of a finished job (200)",
+             "poll_304": "Conditional poll of it (304)"}  # fmt: skip
+    return [
+        *run_table(r, [["Requests of each kind, one client, keep-alive", str(r["requests_per_kind"])]]),
+        *table(["Request", "Web CPU (ms)", "Redis CPU (ms)", "Wall (ms)"], [
+            [label, fmt(f["web_cpu_ms"], 2), fmt(f["redis_cpu_ms"], 2), fmt(f["wall_ms"], 1)]
+            for kind, label in kinds.items() if (f := r["cpu_per_request"].get(kind))
+        ]),
+    ]  # fmt: skip
+
+
 def hnsw(r: dict) -> list[str]:
     b, p, t = r["build"], r["params"], r["truth"]
     rows = [[ef + (" (configured)" if ef == str(p["ef_search"]) else ""),

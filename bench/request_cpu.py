@@ -1,0 +1,82 @@
+"""The `requests` suite: the CPU one request of each kind costs the web
+(gunicorn's processes) and Redis, read from /proc, each kind measured alone
+from one client over keep-alive: a search submit, a poll of a finished job
+(200), and a conditional poll of it (304). The yardsticks of the web's share
+of a search's CPU."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from bench import service
+from bench.common import WORKER_CONCURRENCY, Log
+from bench.measure import cpu_seconds, group_pids
+from devstack.processes import Stack
+
+DOCUMENTS = [{"text": f"The {animal} was seen near the {place}."}
+             for animal in ("owl", "fox", "heron", "badger", "otter") for place in ("river", "barn", "wood", "road")]  # fmt: skip
+# Requests of each kind before measuring: connections, caches, lazy imports.
+WARMUP = 20
+
+
+def run(options: dict, log: Log) -> dict:
+    count = options["requests"]
+    with (
+        tempfile.TemporaryDirectory(prefix="quarry-bench-requests-") as workdir,
+        service.private_service(Path(workdir)) as (stack, _key),
+    ):
+        stack.start_web()
+        worker = stack.start_worker(concurrency=WORKER_CONCURRENCY)
+        assert stack.ingest("requests", DOCUMENTS)["status"] == "succeeded"
+        # No worker while submits are measured: nothing else runs beside the web.
+        stack.kill(worker)
+        stack.processes.remove(worker)
+        meter = WebMeter(stack)
+        submitted = [submit(stack, i) for i in range(WARMUP)]
+        figures = {"submit": meter.per_request(lambda: submitted.extend(submit(stack, i) for i in range(count)), count)}
+        stack.start_worker(concurrency=WORKER_CONCURRENCY)
+        finished = [stack.wait_job(job_id, timeout=300) for job_id in submitted]
+        assert all(job["status"] == "succeeded" for job in finished), "a measured search failed"
+        jobs = [job["id"] for job in finished[WARMUP : WARMUP + count]]
+        etags = [poll(stack, job_id) for job_id in jobs]  # warm-up, and the ETags
+        figures["poll_200"] = meter.per_request(lambda: [poll(stack, job_id) for job_id in jobs], count)
+        figures["poll_304"] = meter.per_request(lambda: [poll(stack, j, etag) for j, etag in zip(jobs, etags)], count)
+        service.check_alive(stack)
+    for kind, cost in figures.items():
+        log(f"{kind}: web {cost['web_cpu_ms']:.2f} ms, redis {cost['redis_cpu_ms']:.2f} ms CPU per request")
+    return {"requests_per_kind": count, "cpu_per_request": figures}
+
+
+class WebMeter:
+    """CPU seconds of the web's process group and of Redis, between two reads."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.web_group = stack.processes[0].pid  # the web is started first, in a group of its own
+        self.redis_pid = stack.redis.process.pid
+
+    def read(self) -> tuple[float, float]:
+        return cpu_seconds(group_pids(self.web_group)), cpu_seconds([self.redis_pid])
+
+    def per_request(self, send, count: int) -> dict:
+        (web, redis), started = self.read(), time.perf_counter()
+        send()
+        (web_after, redis_after), wall = self.read(), time.perf_counter() - started
+        return {
+            "web_cpu_ms": (web_after - web) / count * 1000,
+            "redis_cpu_ms": (redis_after - redis) / count * 1000,
+            "wall_ms": wall / count * 1000,
+        }
+
+
+def submit(stack: Stack, i: int) -> str:
+    response = stack.post("/api/v1/collections/requests/search", json={"query": f"which animal by the river {i}"})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def poll(stack: Stack, job_id: str, etag: str | None = None) -> str:
+    response = stack.get(f"/api/v1/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
+    assert response.status_code == (304 if etag else 200), response.text
+    return response.headers["ETag"]
