@@ -40,11 +40,12 @@ def record_job_events(session: Session, job: Job | str, event_types: list[str]) 
     endpoints = session.scalars(
         select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == job.tenant_id, WebhookEndpoint.active.is_(True))
     ).all()
-    written = 0
+    written, as_polled = 0, None
     for event_type in event_types:
         targets = _receivers(job, endpoints, event_type)
         if targets:
-            body = envelope(event_type, {"job": job_to_dict(job)})
+            as_polled = as_polled or job_to_dict(job)  # once for all the events
+            body = envelope(event_type, {"job": as_polled})
             for endpoint_id, url in targets:
                 _add(session, job.tenant_id, endpoint_id, url, body, job_id=job.id)
         written += len(targets)
