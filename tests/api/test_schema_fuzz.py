@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 from schemathesis.generation import GenerationMode
 
@@ -24,6 +24,9 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(api,
     every_operation = [result.ok() for result in schema.get_all_operations()]
     assert len(every_operation) >= 10
     operations = every_operation[shard::SHARDS]
+    # OpenAPI matches a concrete path before a templated one: a value that
+    # turns /webhooks/{endpoint_id} into /webhooks/secret asks for the secret.
+    concrete_paths = {operation.path for operation in every_operation if "{" not in operation.path}
     # An admin key of a tenant of its own; the jobs it submits run afterwards.
     # Answers uncompressed: the WSGI client decodes no gzip (test_http_niceties.py).
     headers = {"Authorization": f"Bearer {api.create_key(unique('fuzz'))}", "Accept-Encoding": "identity"}
@@ -38,6 +41,7 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(api,
             @given(case=strategy)
             @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
             def answered_as_documented(case):
+                assume(case.formatted_path == case.path or case.formatted_path not in concrete_paths)
                 case.call_and_validate(
                     headers=headers,
                     checks=[not_a_server_error, content_type_conformance, response_schema_conformance],
