@@ -136,6 +136,7 @@ class Settings:
     ratelimit_storage_url: str
     rate_limits: dict[str, str]
     inflight_jobs: dict[str, int]
+    fair_share_jobs: int
     queue_depth_limit: int
     key_rotation_grace_seconds: int
     trusted_proxy_count: int
@@ -284,6 +285,7 @@ def _limits(env: Environment, redis_url: str, redis_tls: str) -> dict[str, Any]:
             "pro": env.integer("INFLIGHT_JOBS_PRO", 100),
             "enterprise": env.integer("INFLIGHT_JOBS_ENTERPRISE", 1000),
         },
+        fair_share_jobs=env.integer("FAIR_SHARE_JOBS", 4),
         queue_depth_limit=env.integer("QUEUE_DEPTH_LIMIT", 10000),
         key_rotation_grace_seconds=env.integer("KEY_ROTATION_GRACE_SECONDS", 86400),
         trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT", 0),

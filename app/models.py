@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     LargeBinary,
     MetaData,
     String,
@@ -197,6 +198,8 @@ class Job(Base):
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
         Index("ix_jobs_api_key_status", "api_key_id", "status"),
+        # A batch claims waiting jobs in the order the broker hands them out.
+        Index("ix_jobs_status_priority_updated", "status", "priority", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -216,6 +219,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Its message's priority on the broker (0 first; services/jobs/broker.py),
+    # which a batch claiming waiting jobs follows too.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
     # Who runs the job and until when: a worker renews its lease at every
     # checkpoint; an expired lease means the worker died and the job may be
     # taken over (services/jobs/runner.py).

@@ -136,3 +136,29 @@ def test_the_in_flight_quota_holds_under_concurrent_submits(app_with, settings):
         assert sorted(codes) == [202] * 10 + [429] * 10
         queued = client.get("/api/v1/jobs", params={"status": "queued", "limit": 100}).json()["items"]
         assert len(queued) == 10
+
+
+def test_a_key_past_its_fair_share_in_flight_is_overtaken_by_other_keys(app_with):
+    """A key submitting in a tight loop keeps its quota, but what it queues
+    beyond its fair share runs after the searches other keys send later."""
+    stack = app_with(fair_share_jobs=2)
+    stack.worker.run_pending()  # the queues start empty
+    tenant = unique("fair")
+    owner = stack.client(stack.create_key(tenant))
+    greedy = owner.client(owner.create_key(tenant, tier="pro"))
+    polite = owner.client(owner.create_key(tenant, tier="pro"))
+    assert owner.post("/api/v1/collections", json={"name": "fair"}).status_code == 201
+
+    def search(client, query: str) -> str:
+        response = client.post("/api/v1/collections/fair/search", json={"query": query})
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    with stack.worker.paused():  # no worker yet: everything waits in the queue
+        greedy_ids = [search(greedy, f"greedy {n}") for n in range(5)]
+        polite_id = search(polite, "polite")
+    stack.worker.run_pending()
+    started = {job_id: owner.get(f"/api/v1/jobs/{job_id}").json()["started_at"] for job_id in [*greedy_ids, polite_id]}
+    order = sorted(started, key=started.get)
+    # The greedy key's first two went out as anyone's; its other three after the polite one.
+    assert order == [*greedy_ids[:2], polite_id, *greedy_ids[2:]]

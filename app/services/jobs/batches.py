@@ -97,8 +97,9 @@ def run_batch(
 
 
 def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> list[JobContext]:
-    """Claim up to `limit` queued jobs of this type, oldest first, in one
-    transaction; a job another worker claims first is simply not ours."""
+    """Claim up to `limit` queued jobs of this type, in the order the broker
+    hands them out (priority, then oldest first), in one transaction; a job
+    another worker claims first is simply not ours."""
     if limit <= 0:
         return []
     batched_owner = owner + BATCHED_OWNER_SUFFIX
@@ -107,7 +108,7 @@ def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> li
         waiting = session.scalars(
             select(Job.id)
             .where(Job.status == JobStatus.QUEUED, Job.type == job_type, Job.id != exclude)
-            .order_by(Job.updated_at)
+            .order_by(Job.priority, Job.updated_at)
             .limit(limit)
         ).all()
         moves = (

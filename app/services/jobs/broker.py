@@ -4,7 +4,9 @@ messages wait in each queue.
 Messages carry a priority. Ordinary jobs go out at NORMAL_PRIORITY; a job
 re-sent by recovery, and the recovery task itself, at RECOVERY_PRIORITY, so
 they run ahead of any backlog instead of waiting behind it (on Redis, kombu
-keeps one list per priority step and takes the highest first).
+keeps one list per priority step and takes the highest first). A key's jobs
+past its fair share in flight go out at BULK_PRIORITY, behind every other
+key's ordinary ones: one key submitting in a tight loop delays only itself.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 # Redis: 0 is the highest priority; kombu rounds to its steps (0, 3, 6, 9).
 RECOVERY_PRIORITY = 0
 NORMAL_PRIORITY = 5
+BULK_PRIORITY = 9
 
 
 def send_job(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None) -> None:

@@ -21,7 +21,7 @@ from app import metrics
 from app.extensions import after_commit, settings
 from app.models import ApiKey, Collection, Job
 from app.services.errors import QuotaExceeded, ServiceUnavailable
-from app.services.jobs.broker import queue_depth, send_job
+from app.services.jobs.broker import BULK_PRIORITY, NORMAL_PRIORITY, queue_depth, send_job
 from app.services.jobs.idempotency import Idempotency, remember, replay
 from app.services.jobs.kinds import ACTIVE, JobStatus
 from app.services.jobs.transitions import transition
@@ -56,8 +56,9 @@ def submit(
         return earlier
     if params.get("callback_url"):
         check_url(params["callback_url"], "callback_url")
+    priority = NORMAL_PRIORITY
     if answered is None:  # an answered job takes no worker and no in-flight slot
-        admit(session, principal)
+        priority = admit(session, principal)
     job = Job(
         id=job_id or uuid.uuid4().hex,
         tenant_id=principal.tenant_id,
@@ -68,6 +69,7 @@ def submit(
         collection_id=collection.id if collection else None,
         collection_name=collection.name if collection else None,
         progress_total=total,
+        priority=priority,
     )
     session.add(job)
     after_commit(session, metrics.JOBS_SUBMITTED.labels(job_type).inc)
@@ -103,7 +105,7 @@ def send(session: Session, job: Job) -> None:
     """Send the job's message (task id == job id). If the broker refuses, the
     job is failed at once, so no accepted-looking job silently never runs."""
     try:
-        send_job(job.id, job.type, collection=job.collection_name)
+        send_job(job.id, job.type, priority=job.priority, collection=job.collection_name)
     except Exception as exc:  # kombu wraps broker errors in several types
         log.warning("broker refused job %s: %s", job.id, exc)
         transition(
@@ -122,9 +124,12 @@ def send(session: Session, job: Job) -> None:
         ) from exc
 
 
-def admit(session: Session, principal: Principal) -> None:
+def admit(session: Session, principal: Principal) -> int:
     """Backpressure before a job is accepted: the broker's queue depth, then
-    the key's in-flight quota. Raises instead of letting work pile up."""
+    the key's in-flight quota. Raises instead of letting work pile up;
+    returns the priority of the job's message: BULK_PRIORITY once the key
+    has its fair share of jobs in flight, so that other keys' jobs overtake
+    what it queues beyond that."""
     # The broker first: it is not asked while the key's row is locked.
     depth = queue_depth()
     if depth is not None and depth >= settings.queue_depth_limit:
@@ -143,3 +148,4 @@ def admit(session: Session, principal: Principal) -> None:
             f"allows {quota} at once. Wait for some to finish.",
             retry_after=QUOTA_RETRY_AFTER,
         )
+    return NORMAL_PRIORITY if in_flight < settings.fair_share_jobs else BULK_PRIORITY
