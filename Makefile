@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test lint bench bench-requests bench-webhooks bench-hnsw bench-scale bench-memory eval chaos load clean
+.PHONY: install redis-server run test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -63,6 +63,9 @@ bench-scale: install redis-server
 bench-requests: install redis-server
 	$(BIN)/python -m bench requests
 
+bench-fairness: install redis-server
+	$(BIN)/python -m bench fairness
+
 bench-memory: install redis-server
 	$(BIN)/python -m bench memory
 
@@ -80,14 +83,17 @@ chaos: install redis-server
 
 # Load test of a running `make run` (bench/locustfile.py): locust, headless, then
 # one summary line; exits non-zero on any error. HOST is the web's URL here (for
-# `make run` it is the address to bind), so only this target sets it.
+# `make run` it is the address to bind), so only this target sets it. NAIVE=1
+# adds the naive clients (10 ms pollers, with and without If-None-Match, and
+# a tight-loop submitter).
 USERS ?= 64
 SPAWN_RATE ?= 16
 DURATION ?= 60s
 load: HOST = http://127.0.0.1:$(or $(PORT),8000)
 load: install
 	$(BIN)/python -m locust -f bench/locustfile.py --headless --only-summary \
-		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --host $(HOST)
+		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) --host $(HOST) \
+		QuarryUser $(if $(NAIVE),NaivePoller ConditionalPoller QuotaBuster)
 
 clean:
 	rm -rf var .pytest_cache

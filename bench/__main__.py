@@ -65,6 +65,11 @@ def parser() -> argparse.ArgumentParser:
     requests = suites.add_parser("requests", help="web and Redis CPU per submit, poll and 304, each alone")
     requests.add_argument("--requests", type=int, default=300, help="requests of each kind")
     requests.set_defaults(module="request_cpu")
+    fairness = suites.add_parser(
+        "fairness", help="the load test alone, then beside a 10 ms poller and a tight-loop submitter"
+    )
+    fairness.add_argument("--load-seconds", type=int, default=60)
+    fairness.set_defaults(module="fairness")
     suites.add_parser("render", help="only render the Markdown from the results file").set_defaults(module=None)
     return top
 

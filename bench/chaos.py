@@ -24,7 +24,7 @@ from app.services.jobs import TERMINAL
 from bench import chaos_checks
 from bench.chaos_faults import Faults, ScriptedReceiver
 from bench.chaos_ledger import Corpus, Ledger, RecordingClient, Tally, make_document, upload_request
-from bench.chaos_load import FILE_KINDS, LoadContext, start_load
+from bench.chaos_load import FILE_KINDS, LoadContext, NaiveClient, start_load
 from bench.chaos_tables import CHECKS
 from bench.chaos_webhooks import check_webhooks
 from bench.common import BENCH_LIMITS, BENCH_TIER, Log
@@ -82,8 +82,13 @@ def chaos_service(workdir: Path, database: str) -> Iterator[tuple[Stack, Postgre
 def run_on(stack: Stack, postgres: PostgresServer | None, key: str, options: dict, log: Log) -> dict:
     tally, ledger = Tally(), Ledger()
 
+    naive_key = stack.create_key("chaos", scopes="read,write", tier="free", name="naive")
+
     def new_client() -> RecordingClient:
         return RecordingClient(stack.base_url, key, tally)
+
+    def naive_client() -> RecordingClient:
+        return RecordingClient(stack.base_url, naive_key, tally)
 
     stack.start_web(processes=2, threads=4)
     workers = [stack.start_worker(concurrency=1) for _ in range(2)]
@@ -94,7 +99,7 @@ def run_on(stack: Stack, postgres: PostgresServer | None, key: str, options: dic
     receivers = {name: ScriptedReceiver(name).start() for name in ("a", "b", "c")}
     registered_at = time.time()
     endpoints = register_endpoints(client, receivers)
-    context = LoadContext(new_client, ledger, tally, corpus, STATIC, LIVE, pipelines, receivers["c"].url)
+    context = LoadContext(new_client, ledger, tally, corpus, STATIC, LIVE, pipelines, receivers["c"].url, naive_client)
     faults = Faults(stack, workers, beat, postgres, receivers, new_client, ledger, STATIC[0], log)
     load_s = options["minutes"] * 60
     log(f"load for {options['minutes']:g} min on {options['database']}: pipelines {', '.join(pipelines)}")
@@ -115,6 +120,7 @@ def run_on(stack: Stack, postgres: PostgresServer | None, key: str, options: dic
         "service_settings": SERVICE_SETTINGS, "drain": drained,
         "faults": [asdict(record) for record in sorted(faults.records, key=lambda r: r.started_s or 0)],
         "answers": answer_figures(tally), "load_steps": {t.name: t.steps for t in threads},
+        "naive_answers": {t.name: dict(t.answers) for t in threads if isinstance(t, NaiveClient)},
         "script_errors": tally.script_errors[:10], "service_log_tracebacks": log_tracebacks(stack.workdir),
         "server_errors": server_error_evidence(tally, stack.workdir),
     }  # fmt: skip

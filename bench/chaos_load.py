@@ -2,16 +2,28 @@
 searches of every pipeline (single and batch), and submits cancelled at
 once. Each thread paces itself and waits for its job before the next, so
 the load stays moderate on a shared 2-core machine; every answer is
-counted and every accepted job goes in the ledger."""
+counted and every accepted job goes in the ledger. Beside them, two naive
+clients on a free-tier key of their own: one polls a job every 10 ms, one
+submits searches in a tight loop; both ignore every hint and refusal."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.chaos_ledger import Corpus, Document, Ledger, RecordingClient, Tally, make_document, upload_request
+from bench.chaos_ledger import (
+    Corpus,
+    Document,
+    Ledger,
+    RecordingClient,
+    Submitted,
+    Tally,
+    make_document,
+    upload_request,
+)
 
 FILE_KINDS = ("pdf", "docx", "txt", "md")
 UPLOAD_TIMEOUT_S = 300.0
@@ -34,6 +46,7 @@ class LoadContext:
     live: list[str]  # collections the uploads go to
     pipelines: list[str]
     callback_url: object  # (path) -> URL of the receiver of per-job callbacks
+    naive_client: object  # () -> RecordingClient on a free-tier key of its own
     stop: threading.Event = field(default_factory=threading.Event)
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -152,9 +165,52 @@ class Canceller(LoadThread):
         self.wait(job, UPLOAD_TIMEOUT_S)
 
 
+class NaiveClient(LoadThread):
+    """A client that ignores Retry-After and poll hints; counts what it is answered."""
+
+    pace = (0.01, 0.01)
+
+    def __init__(self, name: str, context: LoadContext, seed: int) -> None:
+        super().__init__(name, context, seed)
+        self.client = context.naive_client()
+        self.answers: Counter[str] = Counter()
+
+    def search(self) -> Submitted | None:
+        c = self.context
+        body = {"query": self.rng.choice(c.corpus.queries), "top_k": 5}
+        collection = self.rng.choice(c.live)
+        job = c.ledger.submit(self.client, "search", collection, f"/api/v1/collections/{collection}/search", json=body)
+        self.answers["202" if job is not None else "refused"] += 1
+        return job
+
+
+class NaivePoller(NaiveClient):
+    """One search, then its job polled every 10 ms, unconditionally, for the rest of the run."""
+
+    job_id: str | None = None
+
+    def step(self) -> None:
+        if self.job_id is None:
+            job = self.search()
+            self.job_id = job.id if job is not None else None
+            return
+        response = self.client.send("GET", f"/api/v1/jobs/{self.job_id}")
+        self.answers[str(response.status_code) if response is not None else "no answer"] += 1
+
+
+class QuotaBuster(NaiveClient):
+    """Searches submitted back to back, never waited for."""
+
+    pace = (0.0, 0.0)
+
+    def step(self) -> None:
+        self.search()
+
+
 def start_load(context: LoadContext, seed: int) -> list[LoadThread]:
     threads = [Uploader("uploader", context, seed), Searcher("searcher-1", context, seed + 1),
-               Searcher("searcher-2", context, seed + 2), Canceller("canceller", context, seed + 3)]  # fmt: skip
+               Searcher("searcher-2", context, seed + 2), Canceller("canceller", context, seed + 3),
+               NaivePoller("naive-poller", context, seed + 4), QuotaBuster("quota-buster", context, seed + 5)]  # fmt: skip
     for thread in threads:
         thread.start()
     return threads

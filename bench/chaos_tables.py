@@ -31,6 +31,9 @@ def chaos(r: dict) -> list[str]:
             ["Requests answered; 500; other 5xx but 503; 503; connection errors",
              f"{answers['requests']:,}; {answers['server_errors_500']}; {answers['other_5xx_but_503']}; "
              f"{answers['unavailable_503']:,}; {answers['connection_errors']:,}"],
+            ["Naive free-tier clients' answers (10 ms poller; tight-loop submitter)",
+             "; ".join(", ".join(f"{k}: {v:,}" for k, v in sorted(a.items())) for a in r.get("naive_answers", {}).values())
+             or "not run"],
             ["Collections at the end", collections],
             ["Documents lost / duplicated / unexpected / refused yet stored / wrong content / count disagreements",
              " / ".join(str(x) for x in (len(docs["lost"]), docs["duplicates"], len(docs["unexpected"]),

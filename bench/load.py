@@ -22,19 +22,28 @@ SETUP_ALLOWANCE_S = 900
 SEARCH_ROUTE, INGEST_ROUTE = "/api/v1/collections/[name]/search", "/api/v1/collections/[name]/documents"
 JOB_ROUTE, JOB_LIST = "/api/v1/jobs/[id]", "/api/v1/jobs?limit=20"
 SEARCH_JOB, CACHED_SEARCH_JOB = "search job (submit→result)", "search job, cached (submit→result)"
+# The same jobs as the service timed them (created_at → finished_at): what the
+# client's own pace (its polls, its process's load) adds is left out.
+SEARCH_JOB_IN_SERVICE = "search job in the service (created→finished)"
 INGEST_JOB = "ingest job (submit→result)"
 ROWS = {"submit": ("POST", SEARCH_ROUTE), "poll": ("GET", JOB_ROUTE), "search_job": ("JOB", SEARCH_JOB),
+        "search_job_in_service": ("JOB", SEARCH_JOB_IN_SERVICE),
         "ingest_job": ("JOB", INGEST_JOB)}  # fmt: skip
+# The naive clients' rows (bench/locustfile.py): their failures are the 429s they earn.
+NAIVE_ROWS = {"naive_submit": ("POST", f"naive: {SEARCH_ROUTE}"), "naive_poll": ("GET", f"naive: {JOB_ROUTE}"),
+              "naive_conditional_poll": ("GET", f"naive, conditional: {JOB_ROUTE}")}  # fmt: skip
+NAIVE_USERS = ["NaivePoller", "ConditionalPoller", "QuotaBuster"]
 
 
-def run(base_url: str, api_key: str, workdir: Path, seconds: int = SECONDS) -> dict:
-    """Locust's figures per row, its error count, and the app's own timing of the submits."""
+def run(base_url: str, api_key: str, workdir: Path, seconds: int = SECONDS, naive: bool = False) -> dict:
+    """Locust's figures per row, its error count, and the app's own timing of
+    the submits; with `naive`, the two naive clients run beside the users."""
     prefix, web_log = workdir / "load", workdir / "web.log"
     log_offset = web_log.stat().st_size
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless", "--only-summary",
         "--users", str(USERS), "--spawn-rate", str(SPAWN_RATE), "--run-time", f"{seconds}s",
-        "--host", base_url, "--csv", str(prefix),
+        "--host", base_url, "--csv", str(prefix), "QuarryUser", *(NAIVE_USERS if naive else []),
     ]  # fmt: skip
     env = {**os.environ, "QUARRY_KEY": api_key}
     try:
@@ -50,13 +59,14 @@ def run(base_url: str, api_key: str, workdir: Path, seconds: int = SECONDS) -> d
     ]
     exceptions = [f"{r['Message']} (×{r['Count']})" for r in csv_rows(workdir / "load_exceptions.csv")]
     total = rows[("", "Aggregated")]
+    naive_failures = sum(int(rows[key]["Failure Count"]) for key in NAIVE_ROWS.values() if key in rows)
     return {
         "users": USERS, "seconds": seconds, "exit_code": ran.returncode,
         "requests_per_s": float(total["Requests/s"]),
-        "errors": int(total["Failure Count"]) + sum(int(r["Count"]) for r in csv_rows(workdir / "load_exceptions.csv")),
+        "errors": int(total["Failure Count"]) - naive_failures + sum(int(r["Count"]) for r in csv_rows(workdir / "load_exceptions.csv")),
         "failures": failures + exceptions,
         "submit_in_app": submits_in_app(web_log, log_offset),
-        **{name: stats(rows.get(key)) for name, key in ROWS.items()},
+        **{name: stats(rows.get(key)) for name, key in (ROWS | NAIVE_ROWS if naive else ROWS).items()},
     }  # fmt: skip
 
 

@@ -9,6 +9,14 @@ succeed is a failure. Before the users start, the run ingests a SciFact
 slice (built-in texts without the dataset) into collections of its own,
 deleted when locust quits. The API key is QUARRY_KEY, else `make run`'s
 var/local-admin-key.
+
+Three naive clients run beside them when named on the command line (`make
+load NAIVE=1`), each with a free-tier key of its own, made for the run and
+revoked after it: NaivePoller polls one job every 10 ms, ignoring
+Retry-After; ConditionalPoller does the same with If-None-Match; QuotaBuster
+submits searches in a tight loop, ignoring 429s.
+Their requests are rows of their own, so the other users' figures show what
+they cost everyone else.
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import requests
-from locust import HttpUser, between, events, task
+from locust import HttpUser, between, constant, events, task
 
 ROOT = Path(__file__).resolve().parent.parent
 # `locust -f bench/locustfile.py` puts only bench/ on sys.path.
@@ -64,6 +73,7 @@ class Workload:
     search_collection: str
     ingest_collection: str
     queries: list[str]
+    naive_keys: dict[str, str]  # user class name -> its own free-tier key
 
 
 workload: Workload  # set by prepare_workload (locust's init event)
@@ -116,13 +126,13 @@ class QuarryUser(HttpUser):
         except JobNotFinal as exc:
             error = exc
         elapsed_ms = (time.perf_counter() - started) * 1000
+        self.record_job(job_name(job), elapsed_ms, error)
+        if job_name(job) == names.SEARCH_JOB and error is None:
+            self.record_job(names.SEARCH_JOB_IN_SERVICE, service_ms(job), None)
+
+    def record_job(self, name: str, elapsed_ms: float, error: Exception | None) -> None:
         self.environment.events.request.fire(
-            request_type="JOB",
-            name=job_name(job),
-            response_time=elapsed_ms,
-            response_length=0,
-            exception=error,
-            context={},
+            request_type="JOB", name=name, response_time=elapsed_ms, response_length=0, exception=error, context={}
         )
 
     def submit(self, route: str, path: str, body: dict) -> requests.Response | None:
@@ -138,6 +148,80 @@ class QuarryUser(HttpUser):
 
     def poll(self, path: str, headers: dict) -> requests.Response:
         return self.client.get(path, headers=headers, name=names.JOB_ROUTE)
+
+
+# The naive clients' rows: their failures are the refusals they should get
+# (429), not errors of the run.
+NAIVE_SUBMIT, NAIVE_POLL = f"naive: {names.SEARCH_ROUTE}", f"naive: {names.JOB_ROUTE}"
+NAIVE_CONDITIONAL_POLL = f"naive, conditional: {names.JOB_ROUTE}"
+
+
+class NaiveUser(HttpUser):
+    """A client that ignores every hint the API gives; one of each runs."""
+
+    abstract = True
+    fixed_count = 1
+    wait_time = constant(0.01)
+
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = f"Bearer {workload.naive_keys[type(self).__name__]}"
+
+    def search_body(self) -> dict:
+        return {"query": random.choice(workload.queries), "top_k": TOP_K}
+
+
+class NaivePoller(NaiveUser):
+    """Submits one search, then polls that job every 10 ms for the rest of the run."""
+
+    job_path: str | None = None
+    conditional = False
+    etag: str | None = None
+
+    @task
+    def poll(self) -> None:
+        if self.job_path is None:
+            path = f"/api/v1/collections/{workload.search_collection}/search"
+            response = self.client.post(path, json=self.search_body(), name=NAIVE_SUBMIT)
+            if response.status_code == 202:
+                self.job_path = response.headers["Location"]
+            return
+        headers = {"If-None-Match": self.etag} if self.etag else {}
+        response = self.client.get(self.job_path, headers=headers, name=self.poll_name)
+        if self.conditional and response.status_code == 200:
+            self.etag = response.headers.get("ETag")
+
+    @property
+    def poll_name(self) -> str:
+        return NAIVE_POLL
+
+
+class ConditionalPoller(NaivePoller):
+    """The same, sending the ETag it got: its 304s do not count against its rate limit."""
+
+    conditional = True
+
+    @property
+    def poll_name(self) -> str:
+        return NAIVE_CONDITIONAL_POLL
+
+
+class QuotaBuster(NaiveUser):
+    """Submits searches as fast as it can, whatever the answer."""
+
+    @task
+    def submit(self) -> None:
+        self.client.post(
+            f"/api/v1/collections/{workload.search_collection}/search", json=self.search_body(), name=NAIVE_SUBMIT
+        )
+
+
+NAIVE_USERS = (NaivePoller, ConditionalPoller, QuotaBuster)
+
+
+def service_ms(job: dict) -> float:
+    """A final job's time in the service, created to finished, by its own timestamps."""
+    created, finished = (datetime.fromisoformat(job[name]) for name in ("created_at", "finished_at"))
+    return (finished - created).total_seconds() * 1000
 
 
 def short_documents(texts: list[str]) -> list[dict]:
@@ -167,13 +251,16 @@ def prepare_workload(environment, **_kwargs) -> None:
     client = Client(base_url, key)
     documents, queries = corpus_and_queries(options.dataset, options.corpus_docs)
     run = f"load-{time.strftime('%Y%m%d-%H%M%S')}"
-    workload = Workload(key, search_collection=run, ingest_collection=f"{run}-notes", queries=queries)
+    naive_keys = {user.__name__: naive_key(client, f"{run}-{user.__name__}") for user in NAIVE_USERS}
+    workload = Workload(key, run, f"{run}-notes", queries, {name: secret for name, (secret, _id) in naive_keys.items()})
     log.info("Ingesting %d documents into %s at %s ...", len(documents), run, client.base_url)
     started = time.monotonic()
     run_setup_jobs(client, [(f"/api/v1/collections/{run}/documents", {"documents": documents})], key_source)
     run_setup_jobs(client, warm_up_searches(run), key_source)
     log.info("Setup took %.0f s; the users start now.", time.monotonic() - started)
     environment.events.quitting.add_listener(lambda **_: delete_collections(client, workload))
+    environment.events.quitting.add_listener(lambda **_: revoke_keys(client, [i for _s, i in naive_keys.values()]))
+    environment.events.quitting.add_listener(lambda **_: set_exit_code(environment))
     environment.events.quit.add_listener(lambda **_: print_summary(environment))
 
 
@@ -185,6 +272,19 @@ def api_key() -> tuple[str, str]:
     if not key_file.is_file():
         raise SystemExit(f"No API key: set QUARRY_KEY, or start the stack with `make run` (it writes {key_file}).")
     return key_file.read_text().strip(), str(key_file)
+
+
+def naive_key(client: Client, name: str) -> tuple[str, str]:
+    """A free-tier key (secret, id) of the run's own, in the admin key's tenant."""
+    response = client.post("/api/v1/keys", json={"name": name, "scopes": ["read", "write"], "tier": "free"})
+    if response.status_code != 201:
+        raise SystemExit(f"Could not make a key for {name}: {response.status_code} {response.text[:200]}")
+    return response.json()["key"], response.json()["id"]
+
+
+def revoke_keys(client: Client, key_ids: list[str]) -> None:
+    for key_id in key_ids:
+        client.delete(f"/api/v1/keys/{key_id}")
 
 
 def check_stack(base_url: str) -> None:
@@ -238,7 +338,7 @@ def print_summary(environment) -> None:
     submit = stats.get(names.SEARCH_ROUTE, "POST")
     searches = stats.get(names.SEARCH_JOB, "JOB")
     cached = stats.get(names.CACHED_SEARCH_JOB, "JOB")
-    errors = stats.total.num_failures + sum(e["count"] for e in environment.runner.exceptions.values())
+    errors = run_errors(environment)
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
         f"\nLoad test, {options.num_users} users: "
@@ -248,6 +348,31 @@ def print_summary(environment) -> None:
         f"(+{cached.num_requests} answered from the cache) · {http_requests_per_s(stats):.1f} HTTP requests/s · "
         f"errors {errors} (target 0) · load average {load}",
         flush=True,
+    )
+    if naive := naive_summary(stats):
+        print(f"Naive clients: {naive}", flush=True)
+
+
+def set_exit_code(environment) -> None:
+    """Non-zero on errors of the run, not on the refusals the naive clients earn."""
+    environment.process_exit_code = 1 if run_errors(environment) else 0
+
+
+def run_errors(environment) -> int:
+    """Failed requests and exceptions, the naive clients' refusals left out."""
+    naive = sum(entry.num_failures for entry in environment.stats.entries.values() if entry.name.startswith("naive"))
+    return (
+        environment.stats.total.num_failures - naive + sum(e["count"] for e in environment.runner.exceptions.values())
+    )
+
+
+def naive_summary(stats) -> str:
+    naive_rows = ((NAIVE_SUBMIT, "POST"), (NAIVE_POLL, "GET"), (NAIVE_CONDITIONAL_POLL, "GET"))
+    rows = [stats.get(name, method) for name, method in naive_rows]
+    return " · ".join(
+        f"{row.method} {row.name}: {row.num_requests} requests, {row.num_failures} refused"
+        for row in rows
+        if row.num_requests
     )
 
 

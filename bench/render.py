@@ -28,6 +28,7 @@ section comes from one run of its suite. See `bench/README.md`.
 SECTIONS = (  # (results key, heading, make target, tables)
     ("memory", "Worker memory", "bench-memory", tables.memory),
     ("requests", "CPU per request kind (web and Redis)", "bench-requests", tables.request_cpu),
+    ("fairness", "Naive clients beside the load test", "bench-fairness", tables.fairness),
     ("webhooks", "Webhook delivery", "bench-webhooks", tables.webhooks),
     ("hnsw", "HNSW at scale (random vectors, in process)", "bench-hnsw", tables.hnsw),
     ("scale", "Flat vs hnsw through the service", "bench-scale", tables.scale),

@@ -166,3 +166,30 @@ def quality(r: dict, targets: dict[str, float]) -> list[str]:
 
 def met(ok: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "–"}[ok]
+
+
+def fairness(r: dict) -> list[str]:
+    alone, crowded = r["alone"], r["with_naive"]
+    naive = {
+        "naive_poll": "10 ms poller: polls",
+        "naive_conditional_poll": "10 ms poller with If-None-Match: polls",
+        "naive_submit": "tight-loop submitter: submits",
+    }
+    slower = ", ".join(f"{p} {v:+.0%}" for p, v in r["slowdown"].items())
+    return [
+        *run_table(r, [["Load test, each run", f"{alone.get('users')} users, {r['seconds']} s"],
+                       ["Users' search jobs with the naive clients", f"{slower} (target ≤ {r['target_slowdown']:+.0%})"]]),
+        *table(["Users' figures", "Alone", "With the naive clients"], [
+            ["Search job submit → result p50 / p95 / p99 (ms)", stats(alone.get("search_job")), stats(crowded.get("search_job"))],
+            ["The same in the service, created → finished p50 / p95 / p99 (ms)",
+             stats(alone.get("search_job_in_service")), stats(crowded.get("search_job_in_service"))],
+            ["Search jobs", fmt(alone.get("search_job", {}).get("n")), fmt(crowded.get("search_job", {}).get("n"))],
+            ["Search submit POST → 202 p50 / p95 / p99 (ms)", stats(alone.get("submit")), stats(crowded.get("submit"))],
+            ["Errors", fmt(alone.get("errors")), fmt(crowded.get("errors"))],
+            *[[f"CPU of the {name}, setup included (core-seconds)", fmt(alone.get("cpu_s", {}).get(name)),
+               fmt(crowded.get("cpu_s", {}).get(name))] for name in ("web", "worker", "redis", "locust")],
+        ]),
+        *table(["Naive client (free tier)", "Requests", "Refused (429)"], [
+            [label, fmt(row.get("n")), fmt(row.get("failures"))] for key, label in naive.items() if (row := crowded.get(key))
+        ]),
+    ]  # fmt: skip
