@@ -1,7 +1,7 @@
-"""The `fairness` suite: what two naive clients cost everyone else. The load
+"""The `fairness` suite: what naive clients cost everyone else. The load
 test (bench/locustfile.py) runs twice on one service as deployed: its users
-alone, then with a key polling one job every 10 ms and a key submitting
-searches in a tight loop (free tier, both). The users' search jobs, submit to
+alone, then with keys polling one job every 10 ms (with and without
+If-None-Match) and a key submitting searches in a tight loop (free tier, all). The users' search jobs, submit to
 result, are compared; the naive clients' requests and the 429s they got are
 counted."""
 

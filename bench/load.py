@@ -30,14 +30,16 @@ ROWS = {"submit": ("POST", SEARCH_ROUTE), "poll": ("GET", JOB_ROUTE), "search_jo
         "search_job_in_service": ("JOB", SEARCH_JOB_IN_SERVICE),
         "ingest_job": ("JOB", INGEST_JOB)}  # fmt: skip
 # The naive clients' rows (bench/locustfile.py): their failures are the 429s they earn.
-NAIVE_ROWS = {"naive_submit": ("POST", f"naive: {SEARCH_ROUTE}"), "naive_poll": ("GET", f"naive: {JOB_ROUTE}"),
-              "naive_conditional_poll": ("GET", f"naive, conditional: {JOB_ROUTE}")}  # fmt: skip
+NAIVE_SUBMIT, NAIVE_POLL = f"naive: {SEARCH_ROUTE}", f"naive: {JOB_ROUTE}"
+NAIVE_CONDITIONAL_POLL = f"naive, conditional: {JOB_ROUTE}"
+NAIVE_ROWS = {"naive_submit": ("POST", NAIVE_SUBMIT), "naive_poll": ("GET", NAIVE_POLL),
+              "naive_conditional_poll": ("GET", NAIVE_CONDITIONAL_POLL)}  # fmt: skip
 NAIVE_USERS = ["NaivePoller", "ConditionalPoller", "QuotaBuster"]
 
 
 def run(base_url: str, api_key: str, workdir: Path, seconds: int = SECONDS, naive: bool = False) -> dict:
     """Locust's figures per row, its error count, and the app's own timing of
-    the submits; with `naive`, the two naive clients run beside the users."""
+    the submits; with `naive`, the naive clients run beside the users."""
     prefix, web_log = workdir / "load", workdir / "web.log"
     log_offset = web_log.stat().st_size
     command = [

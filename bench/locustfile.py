@@ -150,12 +150,6 @@ class QuarryUser(HttpUser):
         return self.client.get(path, headers=headers, name=names.JOB_ROUTE)
 
 
-# The naive clients' rows: their failures are the refusals they should get
-# (429), not errors of the run.
-NAIVE_SUBMIT, NAIVE_POLL = f"naive: {names.SEARCH_ROUTE}", f"naive: {names.JOB_ROUTE}"
-NAIVE_CONDITIONAL_POLL = f"naive, conditional: {names.JOB_ROUTE}"
-
-
 class NaiveUser(HttpUser):
     """A client that ignores every hint the API gives; one of each runs."""
 
@@ -174,14 +168,15 @@ class NaivePoller(NaiveUser):
     """Submits one search, then polls that job every 10 ms for the rest of the run."""
 
     job_path: str | None = None
-    conditional = False
     etag: str | None = None
+    conditional = False
+    poll_name = names.NAIVE_POLL
 
     @task
     def poll(self) -> None:
         if self.job_path is None:
             path = f"/api/v1/collections/{workload.search_collection}/search"
-            response = self.client.post(path, json=self.search_body(), name=NAIVE_SUBMIT)
+            response = self.client.post(path, json=self.search_body(), name=names.NAIVE_SUBMIT)
             if response.status_code == 202:
                 self.job_path = response.headers["Location"]
             return
@@ -190,19 +185,12 @@ class NaivePoller(NaiveUser):
         if self.conditional and response.status_code == 200:
             self.etag = response.headers.get("ETag")
 
-    @property
-    def poll_name(self) -> str:
-        return NAIVE_POLL
-
 
 class ConditionalPoller(NaivePoller):
     """The same, sending the ETag it got: its 304s do not count against its rate limit."""
 
     conditional = True
-
-    @property
-    def poll_name(self) -> str:
-        return NAIVE_CONDITIONAL_POLL
+    poll_name = names.NAIVE_CONDITIONAL_POLL
 
 
 class QuotaBuster(NaiveUser):
@@ -211,7 +199,7 @@ class QuotaBuster(NaiveUser):
     @task
     def submit(self) -> None:
         self.client.post(
-            f"/api/v1/collections/{workload.search_collection}/search", json=self.search_body(), name=NAIVE_SUBMIT
+            f"/api/v1/collections/{workload.search_collection}/search", json=self.search_body(), name=names.NAIVE_SUBMIT
         )
 
 
@@ -358,17 +346,19 @@ def set_exit_code(environment) -> None:
     environment.process_exit_code = 1 if run_errors(environment) else 0
 
 
+NAIVE_ROW_NAMES = {name for _method, name in names.NAIVE_ROWS.values()}
+
+
 def run_errors(environment) -> int:
     """Failed requests and exceptions, the naive clients' refusals left out."""
-    naive = sum(entry.num_failures for entry in environment.stats.entries.values() if entry.name.startswith("naive"))
+    naive = sum(entry.num_failures for entry in environment.stats.entries.values() if entry.name in NAIVE_ROW_NAMES)
     return (
         environment.stats.total.num_failures - naive + sum(e["count"] for e in environment.runner.exceptions.values())
     )
 
 
 def naive_summary(stats) -> str:
-    naive_rows = ((NAIVE_SUBMIT, "POST"), (NAIVE_POLL, "GET"), (NAIVE_CONDITIONAL_POLL, "GET"))
-    rows = [stats.get(name, method) for name, method in naive_rows]
+    rows = [stats.get(name, method) for method, name in names.NAIVE_ROWS.values()]
     return " · ".join(
         f"{row.method} {row.name}: {row.num_requests} requests, {row.num_failures} refused"
         for row in rows
