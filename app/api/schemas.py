@@ -25,13 +25,21 @@ COLLECTION_NAME_MAX_LENGTH = 64
 
 
 def as_error_messages(found: list[tuple[tuple, str]]) -> dict:
-    """marshmallow's nested error dict, so the field reads `documents.0.text`."""
+    """marshmallow's nested error dict, so the field reads `documents.0.text`.
+    A field with messages of its own and of fields within it (a bad key whose
+    value holds bad keys too) keeps its own under `_schema`, as marshmallow does."""
     messages: dict = {}
     for path, message in found:
+        *parents, leaf = path or ("_schema",)
         node = messages
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node.setdefault(path[-1] if path else "_schema", []).append(message)
+        for key in parents:
+            child = node.setdefault(key, {})
+            if isinstance(child, list):  # the field already has messages of its own
+                child = node[key] = {"_schema": child}
+            node = child
+        if isinstance(node.get(leaf), dict):  # the field already has fields with messages
+            node, leaf = node[leaf], "_schema"
+        node.setdefault(leaf, []).append(message)
     return messages
 
 

@@ -33,6 +33,14 @@ def test_surrogates_and_nul_in_bodies_are_422_naming_the_field(api, collection, 
     assert "metadata.k" in fields_of(multipart)
 
 
+def test_a_bad_key_whose_value_holds_bad_keys_too_is_422_naming_both(api, collection):
+    """The key itself cannot be stored, and neither can a key inside its value."""
+    metadata = {"a\x00b": [{"c\ud800": 1}]}
+    documents = f"/api/v1/collections/{collection}/documents"
+    fields = fields_of(api.post(documents, json={"documents": [{"text": "x", "metadata": metadata}]}))
+    assert any("a\x00b" in field for field in fields) and any("c\ud800" in field for field in fields), fields
+
+
 @pytest.mark.parametrize("segment", ["a%00b", "a%0A", "x" * 3000, "%ED%A0%80"])
 def test_odd_path_segments_are_404(api, segment):
     for path in (f"/api/v1/jobs/{segment}", f"/api/v1/collections/{segment}"):
