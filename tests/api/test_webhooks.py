@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from devstack.processes import wait_until
 from devstack.receiver import Receiver
-from quarry_webhooks import WebhookVerificationError, verify
+from quarry_client.webhooks import WebhookVerificationError, verify
 from tests.integration.corpora import large_corpus, unique
 from tests.webhook_calls import deliveries, settled, subscribe
 
@@ -40,11 +40,11 @@ def test_a_callback_url_gets_the_final_event_signed_with_the_job_as_polled(clien
     assert client.ingest("notes", [{"text": "Owls hunt at night."}])["status"] == "succeeded"
     job = client.search("notes", query="night birds", callback_url=receiver.url())
     [request] = receiver.wait_for(1)
-    event = verify(request.body, request.headers, secret)
+    event = verify(secret, request.headers, request.body)
     assert event["type"] == "job.succeeded" and event["id"] == request.headers["webhook-id"]
     assert event["data"]["job"] == client.get(f"/api/v1/jobs/{job['id']}").json()
     with pytest.raises(WebhookVerificationError):
-        verify(request.body.replace(b"Owls", b"Cats"), request.headers, secret)
+        verify(secret, request.headers, request.body.replace(b"Owls", b"Cats"))
 
 
 def test_an_endpoint_gets_an_ingest_jobs_progress_then_its_final_event_in_order(client, receiver):
@@ -57,7 +57,7 @@ def test_an_endpoint_gets_an_ingest_jobs_progress_then_its_final_event_in_order(
         return "job.succeeded" in [e["type"] for e in receiver.events()]
 
     wait_until(final_event_arrived, 60, what="job.succeeded")
-    events = [verify(r.body, r.headers, endpoint["secret"]) for r in receiver.received]
+    events = [verify(endpoint["secret"], r.headers, r.body) for r in receiver.received]
     types = [e["type"] for e in events]
     assert types[-1] == "job.succeeded" and set(types[:-1]) == {"job.progress"} and len(types) >= 3
     assert [e["created_at"] for e in events] == sorted(e["created_at"] for e in events)
@@ -82,7 +82,7 @@ def test_a_failing_receiver_is_retried_with_one_webhook_id_and_can_be_redelivere
     assert redelivered.status_code == 202
     receiver.wait_for(4)
     assert receiver.received[3].headers["webhook-id"] == delivery["event_id"]
-    assert verify(receiver.received[3].body, receiver.received[3].headers, endpoint["secret"])["type"] == "ping"
+    assert verify(endpoint["secret"], receiver.received[3].headers, receiver.received[3].body)["type"] == "ping"
 
 
 def test_a_receiver_that_is_down_gets_the_event_once_it_returns(client):
@@ -111,7 +111,7 @@ def test_rotating_a_secret_signs_with_both_during_the_grace_period(client, recei
     [request] = receiver.wait_for(1)
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     for secret in (endpoint["secret"], rotated.json()["secret"]):
-        assert verify(request.body, request.headers, secret)["type"] == "ping"
+        assert verify(secret, request.headers, request.body)["type"] == "ping"
     assert "secret" not in client.get(f"/api/v1/webhooks/{endpoint['id']}").json()
 
 

@@ -1,0 +1,66 @@
+"""How the CLI prints: rich tables for people, JSON (`--json`) for scripts,
+and errors as one line on stderr with the problem's detail and request id."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from quarry_client.models import Model
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def as_data(value: Any) -> Any:
+    """JSON-ready data: a model as the JSON the service sent."""
+    if isinstance(value, Model):
+        return value.raw
+    if isinstance(value, list | tuple):
+        return [as_data(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(as_data(value), indent=2, default=str))
+
+
+def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None) -> None:
+    grid = Table(*columns, title=title, title_justify="left")
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    out.print(grid)
+
+
+def fields(value: Model, names: Sequence[str]) -> None:
+    """One object as `name: value` lines."""
+    data = value.raw
+    width = max(len(n) for n in names)
+    for name in names:
+        if name in data:
+            cell = data[name]
+            shown = json.dumps(cell) if isinstance(cell, dict | list) else cell
+            out.print(f"[bold]{name.ljust(width)}[/bold]  {shown}", highlight=False)
+
+
+def note(message: str) -> None:
+    err.print(message, highlight=False)
+
+
+def shorten(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    sys.exit(code)
