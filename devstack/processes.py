@@ -125,7 +125,7 @@ class Stack(Client):
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
         self.processes: list[subprocess.Popen] = []
-        self._workers = 0
+        self.workers: dict[str, subprocess.Popen] = {}  # by Celery node name
 
     def _spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
         log = (self.workdir / log_name).open("ab")
@@ -160,8 +160,9 @@ class Stack(Client):
 
     def start_worker(self, concurrency: int = 1, **env: str) -> subprocess.Popen:
         """`env`: settings of this worker's own, beside the stack's (another UPLOAD_DIR, say)."""
-        self._workers += 1
-        log_name = f"worker{self._workers}.log"
+        number = len(self.workers) + 1
+        log_name = f"worker{number}.log"
+        name = f"test{number}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         process = self._spawn(
             [
                 str(BIN / "celery"),
@@ -173,7 +174,7 @@ class Stack(Client):
                 "--concurrency",
                 str(concurrency),
                 "-n",
-                f"test{self._workers}-{uuid.uuid4().hex[:6]}@%h",
+                name,
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel",
@@ -182,6 +183,7 @@ class Stack(Client):
             log_name,
             **{"WORKER_CONCURRENCY": str(concurrency), **env},
         )
+        self.workers[name] = process
         log_path = self.workdir / log_name
         wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")
         return process
@@ -223,6 +225,29 @@ class Stack(Client):
         )
         wait_until(lambda: log_path.exists() and b"beat: Starting" in log_path.read_bytes(), 60, what="Celery beat")
         return process
+
+    def pause_queue(self, queue: str) -> None:
+        """The stack's workers take no more messages from `queue`: they wait
+        there, as with no worker running, until resume_queue. (Celery's
+        remote control, as `celery control cancel_consumer` sends it.)"""
+        self._control("cancel_consumer", queue)
+
+    def resume_queue(self, queue: str) -> None:
+        """The stack's workers take messages from `queue` again."""
+        self._control("add_consumer", queue)
+
+    def _control(self, command: str, queue: str) -> None:
+        from celery import Celery
+
+        names = [name for name, process in self.workers.items() if process.poll() is None]
+        app = Celery(broker=self.redis.url)
+        try:
+            replies = getattr(app.control, command)(queue, destination=names, reply=True, limit=len(names), timeout=10)
+        finally:
+            app.close()
+        answers = {name: answer for reply in replies or [] for name, answer in reply.items()}
+        if sorted(answers) != sorted(names) or any("ok" not in answer for answer in answers.values()):
+            raise RuntimeError(f"{command} {queue}: the workers {names} answered {replies!r}")
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         try:

@@ -67,22 +67,22 @@ def test_batched_searches_match_one_by_one_and_survive_a_killed_worker(new_stack
     alone = [stack.search(collection, **body) for collection, body in SEARCHES]
     assert _batch_sizes(stack) == (len(SEARCHES), len(SEARCHES))  # one by one: batches of one
 
-    # Everything waits while no worker runs; the next worker takes it in batches.
-    stack.kill(worker)
+    # Everything waits while the worker takes no searches; then it takes them in batches.
+    stack.pause_queue("search")
     ids = _submit_all(stack, SEARCHES * 3)
-    worker = stack.start_worker()
+    stack.resume_queue("search")
     together = [stack.wait_job(job_id) for job_id in ids]
     assert [job["status"] for job in together] == ["succeeded"] * len(ids)
     assert [_hits(job) for job in together] == [_hits(job) for job in alone] * 3
     jobs_run, batches = _batch_sizes(stack)
     assert jobs_run == len(SEARCHES) * 4 and batches < len(SEARCHES) * 4
 
-    # A slow batch (12 reranked searches) whose worker is killed midway. (The
+    # A slow batch (4 reranked searches) whose worker is killed midway. (The
     # recovered jobs run one by one: each more costs the test a rerank.)
-    stack.kill(worker)
-    slow = [("words", {"query": f"people and places {i}", "pipeline": "rerank", "top_k": 5}) for i in range(12)]
+    stack.pause_queue("search")
+    slow = [("words", {"query": f"people and places {i}", "pipeline": "rerank", "top_k": 5}) for i in range(4)]
     ids = _submit_all(stack, slow)
-    worker = stack.start_worker()
+    stack.resume_queue("search")
 
     def running() -> list[dict]:
         items = stack.get("/api/v1/jobs", params={"status": "running", "collection": "words", "limit": 100}).json()
@@ -90,8 +90,7 @@ def test_batched_searches_match_one_by_one_and_survive_a_killed_worker(new_stack
 
     in_batch = {job["id"] for job in wait_until(running, 120, interval=0.05, what="a running batch")}
     stack.kill(worker)
-    time.sleep(4)  # the dead worker's leases run out
-    stack.start_worker()
+    stack.start_worker()  # the dead worker's leases run out while it starts; beat re-sends the jobs
     finished = [stack.wait_job(job_id, timeout=180) for job_id in ids]
     assert [job["status"] for job in finished] == ["succeeded"] * len(ids)
     assert all(job["attempts"] == 2 for job in finished if job["id"] in in_batch)
