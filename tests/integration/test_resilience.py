@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,9 @@ def test_a_killed_pool_child_is_replaced_and_takes_work(new_stack):
 
 
 def test_a_recovered_job_runs_ahead_of_a_200_job_backlog(new_stack):
-    stack = new_stack(JOB_LEASE_SECONDS="4")
+    # The worker's own sweep (every second) re-sends the job should its
+    # start-up recovery come before the lease ran out.
+    stack = new_stack(JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="1")
     stack.start_web()
     worker = stack.start_worker()
     big = stack.post("/api/v1/collections/backlog/documents", json={"documents": large_corpus(300)}).json()
@@ -133,12 +136,17 @@ def test_a_recovered_job_runs_ahead_of_a_200_job_backlog(new_stack):
         interval=0.05,
         what="ingest progress",
     )
-    for i in range(200):  # the backlog, queued behind the running job
+
+    def submit_small(i: int) -> None:  # the backlog, queued behind the running job
         small = {"documents": [{"id": f"small-{i}", "text": f"Small note number {i}."}]}
         assert stack.post("/api/v1/collections/backlog/documents", json=small).status_code == 202
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(submit_small, range(200)))
     stack.kill(worker)
-    time.sleep(5)  # the dead worker's lease runs out
-    stack.start_worker()  # its start-up recovery re-sends the job
+    stalled = stack.get(f"/api/v1/jobs/{big['id']}").json()
+    assert stalled["status"] == "running" and stalled["progress"]["processed"] < 300, stalled
+    stack.start_worker()  # the dead worker's lease runs out meanwhile; its start-up recovery re-sends the job
 
     assert stack.wait_job(big["id"], timeout=300)["status"] == "succeeded"
     still_queued = queued_jobs(stack)
