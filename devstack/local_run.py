@@ -194,6 +194,8 @@ def _serving(web: str) -> bool:
 
 def wait_ready(key_file: Path, timeout: float = READY_TIMEOUT_SECONDS) -> int:
     web = _url(Settings.from_env().web_host, Settings.from_env().web_port)
+    # Beside the key: the `quarry` command line finds both with no setup.
+    (key_file.parent / "local-url").write_text(web + "\n")
     flower_host, flower_port = _flower_address()
     try:
         wait_until(lambda: _serving(web), timeout, interval=1, what="the web and a worker")

@@ -13,6 +13,12 @@ export QUARRY_VAR_DIR="$VAR_DIR"
 # Only this machine reaches the service unless HOST / FLOWER_HOST say otherwise.
 export HOST="${HOST:-127.0.0.1}" PORT="${PORT:-8000}"
 export FLOWER_HOST="${FLOWER_HOST:-127.0.0.1}" FLOWER_PORT="${FLOWER_PORT:-5555}"
+# Listening on loopback, the service is this machine's alone, so its webhooks
+# may go to receivers on this machine too (`quarry listen`); one that others
+# can reach keeps refusing private addresses unless told otherwise.
+case "$HOST" in
+  127.*|localhost|::1) export WEBHOOK_ALLOW_PRIVATE_NETWORKS="${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-1}" ;;
+esac
 # Plain log lines for people; deployments default to JSON (LOG_FORMAT).
 export LOG_FORMAT="${LOG_FORMAT:-text}"
 local_run() { python -m devstack.local_run "$@"; }

@@ -73,7 +73,7 @@ def webhooks_update(
 @click.argument("webhook_id")
 def webhooks_delete(client: Quarry, webhook_id: str, as_json: bool) -> None:
     client.webhooks.delete(webhook_id)
-    output.emit_json({"deleted": webhook_id}) if as_json else output.out.print(f"Deleted {webhook_id}.")
+    output.emit_json({"deleted": webhook_id}) if as_json else output.say(f"Deleted {webhook_id}.")
 
 
 @command(webhooks, "rotate-secret")
@@ -89,7 +89,7 @@ def webhooks_rotate(client: Quarry, webhook_id: str, as_json: bool) -> None:
 def webhooks_test(client: Quarry, webhook_id: str, as_json: bool) -> None:
     """Send a ping event to the endpoint."""
     answer = client.webhooks.test(webhook_id)
-    output.emit_json(answer) if as_json else output.out.print("Ping sent.")
+    output.emit_json(answer) if as_json else output.say("Ping sent.")
 
 
 @command(webhooks, "deliveries")
@@ -99,7 +99,10 @@ def webhooks_deliveries(client: Quarry, webhook_id: str, limit: int, as_json: bo
     found = list(itertools.islice(client.webhooks.deliveries(webhook_id), limit))
     if as_json:
         return output.emit_json(found)
-    rows = [(d.id, d.event, d.state, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at) for d in found]
+    rows = [
+        (d.id, d.event, d.state, d.attempts, d.last_status_code, d.last_error, output.when(d.next_attempt_at))
+        for d in found
+    ]
     output.table(rows, ["id", "event", "state", "attempts", "last status", "last error", "next attempt"])
 
 
@@ -108,7 +111,7 @@ def webhooks_deliveries(client: Quarry, webhook_id: str, limit: int, as_json: bo
 @click.argument("delivery_id")
 def webhooks_redeliver(client: Quarry, webhook_id: str, delivery_id: str, as_json: bool) -> None:
     answer = client.webhooks.redeliver(webhook_id, delivery_id)
-    output.emit_json(answer) if as_json else output.out.print("Redelivery queued.")
+    output.emit_json(answer) if as_json else output.say("Redelivery queued.")
 
 
 @command(main, "listen")
@@ -176,7 +179,7 @@ def keys_list(client: Quarry, as_json: bool) -> None:
     found = list(client.keys.list())
     if as_json:
         return output.emit_json(found)
-    rows = [(k.id, k.name, k.prefix, ",".join(k.scopes), k.tier, k.last_used_at, k.revoked) for k in found]
+    rows = [(k.id, k.name, k.prefix, ",".join(k.scopes), k.tier, output.when(k.last_used_at), k.revoked) for k in found]
     output.table(rows, ["id", "name", "prefix", "scopes", "tier", "last used", "revoked"])
 
 
@@ -184,7 +187,7 @@ def keys_list(client: Quarry, as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(client: Quarry, key_id: str, as_json: bool) -> None:
     client.keys.revoke(key_id)
-    output.emit_json({"revoked": key_id}) if as_json else output.out.print(f"Revoked {key_id}.")
+    output.emit_json({"revoked": key_id}) if as_json else output.say(f"Revoked {key_id}.")
 
 
 @command(keys, "rotate")
@@ -201,5 +204,5 @@ def health(client: Quarry, as_json: bool) -> None:
     found = client.service.health()
     if as_json:
         return output.emit_json(found)
-    output.out.print(f"{found.status} (version {found.version}, up {found.uptime_s} s)")
+    output.say(f"{found.status} (version {found.version}, up {found.uptime_s} s)")
     output.table([(name, str(state)) for name, state in found.components.items()], ["component", "state"])

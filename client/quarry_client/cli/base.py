@@ -54,9 +54,11 @@ def command(group: click.Group, name: str | None = None) -> Callable[[Callable[.
     that prints a refusal's detail and request id instead of a traceback."""
 
     def decorate(function: Callable[..., Any]) -> click.Command:
-        @functools.wraps(function)
+        # wraps() first: it copies the function's click parameters, which
+        # --json then joins.
         @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
         @click.pass_obj
+        @functools.wraps(function)
         def run(context: Context, *args: Any, **kwargs: Any) -> Any:
             try:
                 return function(context.client, *args, **kwargs)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from quarry_client.cli import output
 from quarry_client.cli.base import EXIT_FAILED, command, main
@@ -96,7 +97,9 @@ def docs_list(client: Quarry, collection: str, limit: int, as_json: bool) -> Non
     found = list(itertools.islice(client.documents.list(collection), limit))
     if as_json:
         return output.emit_json(found)
-    output.table([(d.id, d.chunks, d.status, d.created_at) for d in found], ["id", "chunks", "status", "created"])
+    output.table(
+        [(d.id, d.chunks, d.status, output.when(d.created_at)) for d in found], ["id", "chunks", "status", "created"]
+    )
 
 
 @command(docs, "show")
@@ -157,9 +160,9 @@ def upload(
 
 def _report_upload(jobs: list[Job], skipped: list[Path], failed: list, waited: bool) -> None:
     for path in skipped:
-        output.note(f"skipped {path}: not a type the service reads")
+        output.note(f"skipped {escape(str(path))}: not a type the service reads")
     if not waited:
-        output.out.print(f"Submitted {len(jobs)} ingest job(s): {', '.join(job.id for job in jobs)}")
+        output.say(f"Submitted {len(jobs)} ingest job(s): {', '.join(job.id for job in jobs)}")
         return
     documents = sum(job.result.documents for job in jobs if job.status == "succeeded" and job.result)
     chunks = sum(job.result.chunks for job in jobs if job.status == "succeeded" and job.result)
@@ -169,7 +172,7 @@ def _report_upload(jobs: list[Job], skipped: list[Path], failed: list, waited: b
     )
     for job in jobs:
         if job.status != "succeeded":
-            output.note(f"[red]job {job.id} {job.status}[/red]: {(job.error or {}).get('message', '')}")
+            output.note(f"[red]job {job.id} {job.status}[/red]: {escape((job.error or {}).get('message', ''))}")
     if failed:
         output.table([(f.source, f.error) for f in failed], ["failed", "why"])
 
@@ -244,7 +247,9 @@ def jobs_list(
     found = list(itertools.islice(client.jobs.list(status=status, type=job_type, collection=collection), limit))
     if as_json:
         return output.emit_json(found)
-    rows = [(j.id, j.type, j.status, j.collection, f"{j.progress.percent:g}%", j.created_at) for j in found]
+    rows = [
+        (j.id, j.type, j.status, j.collection, f"{j.progress.percent:g}%", output.when(j.created_at)) for j in found
+    ]
     output.table(rows, ["id", "type", "status", "collection", "progress", "created"])
 
 

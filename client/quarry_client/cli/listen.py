@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from rich.markup import escape
 
 from quarry_client import webhooks
 from quarry_client.cli import output
@@ -47,7 +48,7 @@ class Listener:
         try:
             return httpx.post(self.forward_to or "", content=body, headers=passed, timeout=15).status_code
         except httpx.HTTPError as exc:
-            output.note(f"[red]could not forward to {self.forward_to}:[/red] {exc}")
+            output.note(f"[red]could not forward to {escape(self.forward_to or '')}:[/red] {escape(str(exc))}")
             return 502
 
     def _show(self, record: dict[str, Any]) -> None:
@@ -57,13 +58,17 @@ class Listener:
                 return
             stamp = datetime.now().strftime("%H:%M:%S")
             if not record["verified"]:
-                output.out.print(f"{stamp}  [red]rejected[/red] {record['webhook-id']}: {record['error']}")
+                output.out.print(
+                    f"{stamp}  [red]rejected[/red] {escape(str(record['webhook-id']))}: {escape(record['error'])}"
+                )
                 return
             event = record["event"]
             job = (event.get("data") or {}).get("job") or {}
             about = f" job {job.get('id')} ({job.get('type')}, {job.get('status')})" if job else ""
             sent = f"  → {record['forwarded_status']}" if record["forwarded_status"] is not None else ""
-            output.out.print(f"{stamp}  [green]{event.get('type')}[/green] {event.get('id')} verified{about}{sent}")
+            output.out.print(
+                f"{stamp}  [green]{escape(str(event.get('type')))}[/green] {event.get('id')} verified{escape(about)}{sent}"
+            )
 
 
 class _Server(ThreadingHTTPServer):

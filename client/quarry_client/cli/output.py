@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from quarry_client.models import Model
 
@@ -35,9 +37,13 @@ def emit_json(value: Any) -> None:
 
 
 def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None) -> None:
-    grid = Table(*columns, title=title, title_justify="left")
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        # Ids and names wrap rather than lose their ends to an ellipsis.
+        grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        # Text, not markup: a hit's text may hold [brackets] of its own.
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     out.print(grid)
 
 
@@ -49,11 +55,22 @@ def fields(value: Model, names: Sequence[str]) -> None:
         if name in data:
             cell = data[name]
             shown = json.dumps(cell) if isinstance(cell, dict | list) else cell
-            out.print(f"[bold]{name.ljust(width)}[/bold]  {shown}", highlight=False)
+            out.print(f"[bold]{name.ljust(width)}[/bold]  {escape(str(shown))}", highlight=False)
 
 
 def note(message: str) -> None:
+    """A line for the person on stderr (markup allowed: escape what you insert)."""
     err.print(message, highlight=False)
+
+
+def say(message: str) -> None:
+    """A plain line on stdout, printed as it is."""
+    out.print(message, markup=False, highlight=False)
+
+
+def when(timestamp: str | None) -> str:
+    """An ISO 8601 time as a table shows it: to the second, in UTC."""
+    return timestamp[:19].replace("T", " ") if timestamp else ""
 
 
 def shorten(text: str, width: int = 90) -> str:
@@ -62,5 +79,5 @@ def shorten(text: str, width: int = 90) -> str:
 
 
 def fail(message: str, code: int) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     sys.exit(code)
