@@ -4,6 +4,7 @@ free port under a directory of its own."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -105,6 +106,10 @@ def create_database(directory: Path) -> tuple[str, Any]:
     return url, drop
 
 
+def _says_ready(worker_log: Path) -> bool:
+    return b" ready." in worker_log.read_bytes()
+
+
 class Stack(Client):
     """The service's web and worker processes against one database and Redis."""
 
@@ -160,6 +165,17 @@ class Stack(Client):
 
     def start_worker(self, concurrency: int = 1, **env: str) -> subprocess.Popen:
         """`env`: settings of this worker's own, beside the stack's (another UPLOAD_DIR, say)."""
+        [process] = self.start_workers(1, concurrency, **env)
+        return process
+
+    def start_workers(self, count: int, concurrency: int = 1, **env: str) -> list[subprocess.Popen]:
+        """`count` workers started side by side (each loads the model): ready when all are."""
+        started = [self._spawn_worker(concurrency, **env) for _ in range(count)]
+        for log_path, _process in started:
+            wait_until(functools.partial(_says_ready, log_path), 120, what="the Celery worker")
+        return [process for _log_path, process in started]
+
+    def _spawn_worker(self, concurrency: int, **env: str) -> tuple[Path, subprocess.Popen]:
         number = len(self.workers) + 1
         log_name = f"worker{number}.log"
         name = f"test{number}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
@@ -184,9 +200,7 @@ class Stack(Client):
             **{"WORKER_CONCURRENCY": str(concurrency), **env},
         )
         self.workers[name] = process
-        log_path = self.workdir / log_name
-        wait_until(lambda: b" ready." in log_path.read_bytes(), 120, what="the Celery worker")
-        return process
+        return self.workdir / log_name, process
 
     def start_flower(self, **env: str) -> str:
         """Flower on a free port, as the Procfile starts it; returns its URL."""

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 def test_a_follower_frees_its_worker_and_is_recovered_when_its_leaders_worker_is_killed(new_stack, tiny_cross_encoder):
     """Two worker processes: the second identical search follows the first
     (its task ends at once, the leader still running); the leader's worker is
-    SIGKILLed; recovery re-sends both and both succeed, computed once more."""
+    SIGKILLed; the other worker's recovery sweep re-sends both and both
+    succeed, computed once more."""
     stack = new_stack(
         JOB_LEASE_SECONDS="4",
         RECOVERY_INTERVAL_SECONDS="1",
@@ -26,9 +27,8 @@ def test_a_follower_frees_its_worker_and_is_recovered_when_its_leaders_worker_is
         RERANK_CANDIDATES="100",
     )
     stack.start_web()
-    workers = [stack.start_worker(), stack.start_worker()]
+    workers = stack.start_workers(2)
     logs = [stack.workdir / f"worker{n}.log" for n in (1, 2)]
-    stack.start_beat()
     assert stack.ingest("words", large_corpus(120))["status"] == "succeeded"
     body = {"query": f"people and places {uuid.uuid4().hex[:6]}", "pipeline": "rerank", "top_k": 5}
 
