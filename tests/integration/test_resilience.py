@@ -45,7 +45,7 @@ def test_a_worker_killed_mid_ingest_is_recovered_by_another_with_beat_down(new_s
     (its start-up sweep is over): only its own sweep timer can re-send the job."""
     stack = new_stack(JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="2")
     stack.start_web()
-    workers = {stack.workdir / "worker1.log": stack.start_worker(), stack.workdir / "worker2.log": stack.start_worker()}
+    workers = dict(zip([stack.workdir / "worker1.log", stack.workdir / "worker2.log"], stack.start_workers(2)))
     documents = large_corpus(200)
     submitted = stack.post("/api/v1/collections/crash/documents", json={"documents": documents}).json()
 
