@@ -111,6 +111,7 @@ class Settings:
     hnsw_m: int
     hnsw_ef_construction: int
     hnsw_ef_search: int
+    index_cache_mb: int
     hnsw_rebuild_fraction: float
     search_cache_ttl_seconds: int
     search_batch_max: int
@@ -228,6 +229,10 @@ def _search(env: Environment) -> dict[str, Any]:
         hnsw_m=env.integer("HNSW_M", 32),
         hnsw_ef_construction=env.integer("HNSW_EF_CONSTRUCTION", 80),
         hnsw_ef_search=env.integer("HNSW_EF_SEARCH", 128),
+        # Collection indexes (vectors, BM25, document map) each worker process
+        # keeps in memory; past it the least recently searched are reloaded
+        # from their files when next searched. 0: no bound.
+        index_cache_mb=env.integer("INDEX_CACHE_MB", 1024),
         # Rebuild an hnsw index once this fraction of its vectors are deleted.
         hnsw_rebuild_fraction=env.number("HNSW_REBUILD_FRACTION", 0.2),
         # How long an identical search is answered from Redis; 0 turns the cache off.

@@ -28,6 +28,11 @@ def _canonical(value: Any) -> tuple[str, Any] | None:
     return None
 
 
+# A document id (or a metadata value) in memory: the string, its dict entry
+# and its list slot.
+_BYTES_PER_DOCUMENT = 160
+
+
 class DocumentMap:
     def __init__(
         self,
@@ -51,6 +56,18 @@ class DocumentMap:
                     canonical = _canonical(item)
                     if canonical is not None:
                         self._postings[(key, canonical)].append(position)
+
+    def nbytes(self) -> int:
+        """About what the map holds in memory: its arrays, one entry per
+        document id and per metadata posting."""
+        postings = sum(len(documents) for documents in self._postings.values())
+        return (
+            self.chunk_ids.nbytes
+            + self.chunk_documents.nbytes
+            + len(self.external_ids) * _BYTES_PER_DOCUMENT
+            + len(self._postings) * _BYTES_PER_DOCUMENT
+            + postings * 8
+        )
 
     def documents_matching(self, filters: dict[str, Any]) -> np.ndarray:
         """Positions of the documents that match every filter (a value, or a

@@ -15,12 +15,14 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from app.search.document_map import DocumentMap
 from app.search.keyword_index import KeywordIndex
 from app.search.vector_index import HnswParams, VectorIndex
 
@@ -35,15 +37,57 @@ class CollectionIndex:
     generation: int
     vectors: VectorIndex
     keywords: KeywordIndex
+    # Its documents and their metadata, for filters and collapse: built from
+    # SQL by the first search that needs them, then kept with the indexes.
+    documents: DocumentMap | None = None
+
+    def nbytes(self) -> int:
+        documents = self.documents.nbytes() if self.documents is not None else 0
+        return self.vectors.nbytes() + self.keywords.nbytes() + documents
 
 
 class IndexStore:
-    def __init__(self, root: Path, dimension: int, hnsw: HnswParams = HnswParams()) -> None:
+    """`budget_bytes`: how much of the collections' indexes this process keeps
+    in memory (None: no bound). Past it, the least recently searched ones are
+    forgotten; their files stay, and the next search reads them again."""
+
+    def __init__(
+        self, root: Path, dimension: int, hnsw: HnswParams = HnswParams(), budget_bytes: int | None = None
+    ) -> None:
         self.root = Path(root)
         self.dimension = dimension
         self.hnsw = hnsw
-        self._cache: dict[str, CollectionIndex] = {}
+        self.budget_bytes = budget_bytes
+        # Least recently used first.
+        self._cache: OrderedDict[str, CollectionIndex] = OrderedDict()
+        self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def cached_bytes(self) -> int:
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def cached_keys(self) -> list[str]:
+        """The collections in memory, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def _keep(self, key: str, index: CollectionIndex) -> None:
+        """Hold `index` as the most recently used, then forget the least
+        recently used others while over budget (one collection larger than
+        the whole budget is still served, alone). Called under the lock."""
+        self._cache[key] = index
+        self._cache.move_to_end(key)
+        self._sizes[key] = index.nbytes()
+        while self.budget_bytes is not None and sum(self._sizes.values()) > self.budget_bytes and len(self._cache) > 1:
+            oldest, _ = self._cache.popitem(last=False)
+            log.info(
+                "index cache: forgot collection %s (%d bytes) to stay within %d",
+                oldest,
+                self._sizes.pop(oldest),
+                self.budget_bytes,
+            )
 
     def _path(self, key: str, generation: int) -> Path:
         return self.root / key / f"gen-{generation}"
@@ -64,6 +108,7 @@ class IndexStore:
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached.generation == generation:
+                self._cache.move_to_end(key)
                 return cached
         loaded: CollectionIndex | None
         if generation == 0:
@@ -73,7 +118,7 @@ class IndexStore:
             if loaded is None:
                 return None
         with self._lock:
-            self._cache[key] = loaded
+            self._keep(key, loaded)
         return loaded
 
     def _load(self, path: Path, generation: int) -> CollectionIndex | None:
@@ -120,12 +165,28 @@ class IndexStore:
         """Serve `index` from memory: the writer calls this once the new
         generation is committed, so it never serves one nobody committed."""
         with self._lock:
-            self._cache[key] = index
+            self._keep(key, index)
+
+    def documents(self, key: str, generation: int) -> DocumentMap | None:
+        """The document map kept with the indexes at `generation`, if any."""
+        with self._lock:
+            cached = self._cache.get(key)
+            return cached.documents if cached is not None and cached.generation == generation else None
+
+    def attach_documents(self, key: str, generation: int, documents: DocumentMap) -> None:
+        """Keep `documents` with the indexes at `generation` (if those are
+        still the ones in memory), counted in the budget."""
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.generation == generation:
+                cached.documents = documents
+                self._keep(key, cached)
 
     def evict(self, key: str) -> None:
         """Forget the in-memory copy; the next get() reads the files."""
         with self._lock:
             self._cache.pop(key, None)
+            self._sizes.pop(key, None)
 
     def drop(self, key: str) -> None:
         self.evict(key)

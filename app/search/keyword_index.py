@@ -30,6 +30,10 @@ def tokenize(texts: list[str]) -> list[list[str]]:
     return bm25s.tokenize(texts, stopwords=_STOPWORDS, stemmer=_stemmer, return_ids=False, show_progress=False)
 
 
+# A vocabulary term in memory: its str object and its dict slot.
+_BYTES_PER_TERM = 120
+
+
 class KeywordIndex:
     def __init__(self, chunk_ids: np.ndarray, retriever: bm25s.BM25 | None) -> None:
         # Position i of the BM25 corpus is chunk chunk_ids[i]; sorted ascending,
@@ -51,6 +55,15 @@ class KeywordIndex:
     @property
     def size(self) -> int:
         return len(self.chunk_ids)
+
+    def nbytes(self) -> int:
+        """About what the index holds in memory: the BM25 score matrix and
+        its vocabulary (a dict entry and a short string per term)."""
+        total = self.chunk_ids.nbytes
+        if self.retriever is not None:
+            total += sum(a.nbytes for a in self.retriever.scores.values() if isinstance(a, np.ndarray))
+            total += len(self.retriever.vocab_dict) * _BYTES_PER_TERM
+        return total
 
     def search(
         self, queries: list[str], k: int, allowed_ids: np.ndarray | None = None

@@ -9,7 +9,7 @@ every search filters out; the owner rebuilds it once too many pile up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -61,6 +61,16 @@ class VectorIndex:
     def index_type(self) -> str:
         inner = faiss.downcast_index(self.index.index)
         return "hnsw" if isinstance(inner, faiss.IndexHNSW) else "flat"
+
+    def nbytes(self) -> int:
+        """About what the index holds in memory: its vectors and ids, and an
+        HNSW graph's links."""
+        total = int(self.index.ntotal) * (self.dimension * 4 + 8) + self.tombstones.nbytes
+        inner = faiss.downcast_index(self.index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            graph: Any = inner.hnsw  # faiss's hints leave out the graph's vectors
+            total += (int(graph.neighbors.size()) + int(graph.levels.size())) * 4
+        return total
 
     @property
     def size(self) -> int:

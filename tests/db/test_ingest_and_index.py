@@ -269,3 +269,29 @@ def test_the_sweep_removes_uploads_of_finished_jobs_and_old_orphans(runtime, col
     assert not (settings.upload_dir / finished).exists() and not old_orphan.exists()
     # A queued job still needs its upload; a fresh folder may be a submit in progress.
     assert (settings.upload_dir / waiting).exists() and new_orphan.exists()
+
+
+def test_past_the_index_budget_the_least_recent_collection_is_reloaded_from_its_files_not_rebuilt(
+    runtime, monkeypatch, caplog
+):
+    made = []
+    for _ in range(3):
+        name = f"c-{uuid.uuid4().hex[:8]}"
+        with runtime.session_scope() as session:
+            made.append(get_or_create_collection(session, "default", name))
+            session.commit()
+            assert jobs.run(submit(runtime, made[-1], DOCS)) == "succeeded"
+    store = index_store()
+    sizes = [index_for_search(c.id).nbytes() for c in made]
+    monkeypatch.setattr(store, "budget_bytes", sizes[0] + sizes[1] + sizes[2] // 2)  # two fit, not three
+    files = [settings.index_dir / c.id / "gen-1" / "vectors.faiss" for c in made]
+    written = [f.stat().st_mtime_ns for f in files]
+
+    for query in ("the moon pulls the sea", "why does the ocean rise and fall"):
+        for collection in made:  # round-robin: each search finds its collection evicted
+            assert top_document(runtime, collection, query) == "tides"
+            assert store.cached_keys()[-1] == collection.id  # it was loaded for this search
+            assert store.cached_bytes <= store.budget_bytes
+            assert made[(made.index(collection) + 1) % 3].id not in store.cached_keys()
+    assert [f.stat().st_mtime_ns for f in files] == written  # read again, never rebuilt
+    assert "missing" not in caplog.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.search.document_map import DocumentMap
 from app.search.index_store import CollectionIndex, IndexStore
 from app.search.keyword_index import KeywordIndex
 from app.search.vector_index import EXACT_FILTER_LIMIT, HnswParams, VectorIndex
@@ -165,3 +166,48 @@ def test_a_filter_naming_ids_the_index_lacks_is_answered_from_those_it_holds(mon
 def test_a_keyword_index_over_stop_words_only_is_empty_not_an_error():
     keywords = KeywordIndex.build(np.array([1, 2]), ["to be or not to be", "1 2 3"])
     assert keywords.search(["to be"], 5) == [[]]
+
+
+def saved_collection(store: IndexStore, key: str, seed: int, n: int = 300) -> CollectionIndex:
+    index = VectorIndex(DIM)
+    index.add(np.arange(n), vectors(n, seed=seed))
+    saved = bundle(1, index)
+    store.save(key, saved)
+    return saved
+
+
+def test_the_store_keeps_the_most_recently_searched_within_its_budget_and_reloads_the_others(tmp_path):
+    writer = IndexStore(tmp_path, DIM)
+    sizes = [saved_collection(writer, key, seed).nbytes() for seed, key in enumerate("abc")]
+    assert all(size > DIM * 4 * 300 for size in sizes)  # the vectors, at least
+    store = IndexStore(tmp_path, DIM, budget_bytes=sizes[0] + sizes[1] + sizes[2] // 2)
+    queries = vectors(3, seed=9)
+    first = {key: top_ids(store.get(key, 1).vectors.search(queries, 5)) for key in "abc"}
+    assert store.cached_keys() == ["b", "c"] and store.cached_bytes <= store.budget_bytes
+
+    store.get("b", 1)  # b is now the most recent: a's return pushes c out
+    again = store.get("a", 1)
+    assert store.cached_keys() == ["b", "a"] and store.cached_bytes <= store.budget_bytes
+    assert top_ids(again.vectors.search(queries, 5)) == first["a"]
+
+
+def test_one_collection_larger_than_the_budget_is_still_served_alone(tmp_path):
+    writer = IndexStore(tmp_path, DIM)
+    saved_collection(writer, "small", seed=1, n=10)
+    saved_collection(writer, "large", seed=2, n=500)
+    store = IndexStore(tmp_path, DIM, budget_bytes=1000)
+    assert store.get("small", 1) is not None
+    assert store.get("large", 1).vectors.size == 500
+    assert store.cached_keys() == ["large"]
+
+
+def test_a_document_map_counts_in_the_budget_of_its_generation(tmp_path):
+    writer = IndexStore(tmp_path, DIM)
+    saved_collection(writer, "a", seed=1)
+    store = IndexStore(tmp_path, DIM)
+    before = store.get("a", 1).nbytes()
+    documents = DocumentMap(np.arange(300), np.arange(300) // 3, [f"doc-{i}" for i in range(100)], [{}] * 100)
+    store.attach_documents("a", 2, documents)  # not the generation in memory: not kept
+    assert store.documents("a", 1) is None
+    store.attach_documents("a", 1, documents)
+    assert store.documents("a", 1) is documents and store.cached_bytes == before + documents.nbytes()

@@ -37,7 +37,8 @@ def hnsw_params() -> HnswParams:
 def index_store() -> IndexStore:
     global _store
     if _store is None:
-        _store = IndexStore(settings.index_dir, embedder().dimension, hnsw_params())
+        budget = settings.index_cache_mb * 1024 * 1024 if settings.index_cache_mb > 0 else None
+        _store = IndexStore(settings.index_dir, embedder().dimension, hnsw_params(), budget)
     return _store
 
 

@@ -5,7 +5,6 @@ into hits."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -17,24 +16,23 @@ from app.models import Chunk, Document
 from app.search.document_map import DocumentMap
 from app.search.index_store import CollectionIndex
 from app.search.pipelines import Pipeline, Ranking, SearchResources
-from app.services.handlers.indexing import embedder
+from app.services.handlers.indexing import embedder, index_store
 
 # A collapsed search first asks for this many chunks per wanted document, and
 # asks again for more while one long document crowds out the rest.
 COLLAPSE_OVERFETCH = 4
 
-_maps: dict[str, tuple[int, DocumentMap]] = {}
-_maps_lock = threading.Lock()
 _resources: SearchResources | None = None
 
 
 def document_map(collection_id: str, generation: int) -> DocumentMap:
     """The collection's chunk → document map and metadata postings, built once
-    per generation per process (a write moves the generation)."""
-    with _maps_lock:
-        cached = _maps.get(collection_id)
-        if cached is not None and cached[0] == generation:
-            return cached[1]
+    per generation and kept with its indexes, within the index memory budget
+    (a write moves the generation)."""
+    store = index_store()
+    cached = store.documents(collection_id, generation)
+    if cached is not None:
+        return cached
     with db.session_scope() as session:
         documents = session.execute(
             select(Document.id, Document.external_id, Document.meta).where(Document.collection_id == collection_id)
@@ -53,8 +51,7 @@ def document_map(collection_id: str, generation: int) -> DocumentMap:
         [row.external_id for row in documents],
         [row.meta or {} for row in documents],
     )
-    with _maps_lock:
-        _maps[collection_id] = (generation, built)
+    store.attach_documents(collection_id, generation, built)
     return built
 
 
