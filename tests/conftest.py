@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -103,10 +104,10 @@ def service(tmp_path_factory, database_url, redis_server, tiny_cross_encoder):
         stack.stop()
 
 
-@pytest.fixture
-def new_stack(tmp_path_factory):
-    """A private stack (own Redis and database) for tests that break things.
-    `database_url` names an already migrated database to use instead."""
+@contextlib.contextmanager
+def _private_stacks(tmp_path_factory):
+    """make(database_url=None, **env): a private stack (own Redis and
+    database), thrown away with them when the context ends."""
     made: list = []
 
     def make(database_url: str | None = None, **env: str) -> Stack:
@@ -118,11 +119,30 @@ def new_stack(tmp_path_factory):
         stack.authenticate(stack.create_key("private", tier="enterprise"))
         return stack
 
-    yield make
-    for stack, redis, drop in made:
-        stack.stop(graceful=False)  # thrown away with its Redis and database
-        redis.stop()
-        drop()
+    try:
+        yield make
+    finally:
+        for stack, redis, drop in made:
+            stack.stop(graceful=False)  # thrown away with its Redis and database
+            redis.stop()
+            drop()
+
+
+@pytest.fixture
+def new_stack(tmp_path_factory):
+    """A private stack (own Redis and database) for tests that break things.
+    `database_url` names an already migrated database to use instead."""
+    with _private_stacks(tmp_path_factory) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory):
+    """new_stack for a module's tests that break things but leave the stack
+    working for the next (a Redis restarted, a worker replaced): each starts
+    no processes of its own, so the module pays for one stack."""
+    with _private_stacks(tmp_path_factory) as make:
+        yield make
 
 
 @pytest.fixture

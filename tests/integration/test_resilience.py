@@ -17,10 +17,22 @@ from tests.integration.problems import assert_problem
 pytestmark = pytest.mark.integration
 
 
-def test_submit_while_redis_is_down_is_503_and_works_again_after(new_stack):
-    stack = new_stack()
+@pytest.fixture(scope="module")
+def stack(module_stack):
+    """Web and a worker with two pool processes, for the tests that leave
+    them working (Redis started again, a pool child replaced)."""
+    stack = module_stack()
     stack.start_web()
-    stack.start_worker()
+    stack.start_worker(concurrency=2)
+    wait_until(lambda: pool_ready_lines(stack) == 2, 120, what="both pool processes")
+    return stack
+
+
+def pool_ready_lines(stack) -> int:
+    return (stack.workdir / "worker1.log").read_text().count("pool process")
+
+
+def test_submit_while_redis_is_down_is_503_and_works_again_after(stack):
     assert stack.post("/api/v1/collections", json={"name": "outage"}).status_code == 201
 
     stack.redis.stop()
@@ -102,19 +114,17 @@ def pool_children(worker) -> set[int]:
     return {int(pid) for pid in children}
 
 
-def test_a_killed_pool_child_is_replaced_and_takes_work(new_stack):
-    stack = new_stack()
-    stack.start_web()
-    worker = stack.start_worker(concurrency=2)
+def test_a_killed_pool_child_is_replaced_and_takes_work(stack):
+    [worker] = stack.workers.values()
     log = stack.workdir / "worker1.log"
-    ready_lines = lambda: log.read_text().count("pool process")  # noqa: E731
-    wait_until(lambda: ready_lines() == 2, 120, what="both pool processes")
-    victim = sorted(pool_children(worker))[0]
+    children, ready = pool_children(worker), pool_ready_lines(stack)
+    assert len(children) == 2
+    victim = sorted(children)[0]
 
     os.kill(victim, signal.SIGKILL)
     # The replacement loads the model (longer than billiard's default 4 s
     # start-up allowance) and must then be kept, not killed and replaced.
-    wait_until(lambda: ready_lines() == 3, 120, what="the replacement pool process")
+    wait_until(lambda: pool_ready_lines(stack) == ready + 1, 120, what="the replacement pool process")
     time.sleep(2)
     assert len(pool_children(worker) - {victim}) == 2
     assert "Timed out waiting for UP message" not in log.read_text()
