@@ -30,42 +30,48 @@ def client(service):
     return service.client(service.create_key(unique("hooks")))
 
 
-def test_a_worker_killed_mid_delivery_loses_no_event(new_stack):
-    # The attempt's lease is the timeout and 5 s: the re-send comes after it.
-    stack = new_stack(**WEBHOOK_TEST_SETTINGS, WEBHOOK_TIMEOUT_SECONDS="3")
+@pytest.fixture(scope="module")
+def stack(module_stack):
+    """Web, worker and beat for the tests that break things and leave them
+    working (a worker replaced, Redis started again); each test is a tenant
+    of its own. The attempt's lease is the timeout and 5 s."""
+    stack = module_stack(**WEBHOOK_TEST_SETTINGS, WEBHOOK_TIMEOUT_SECONDS="3")
     stack.start_web()
-    worker = stack.start_worker()
+    stack.start_worker()
     stack.start_beat()
+    return stack
+
+
+def test_a_worker_killed_mid_delivery_loses_no_event(stack):
+    client = stack.client(stack.create_key(unique("killed")))
+    [worker] = [process for process in stack.workers.values() if process.poll() is None]
     slow = Receiver(delay=8).start()  # holds the first attempt open
     try:
-        endpoint = subscribe(stack, slow.url(), ["ping"])
-        assert stack.post(f"/api/v1/webhooks/{endpoint['id']}/test").status_code == 202
+        endpoint = subscribe(client, slow.url(), ["ping"])
+        assert client.post(f"/api/v1/webhooks/{endpoint['id']}/test").status_code == 202
         slow.wait_for(1)
         stack.kill(worker)  # in the middle of the attempt
         slow.delay = 0
         stack.start_worker()  # the attempt's lease runs out; beat's sweep sends it again
-        delivery = settled(stack, endpoint["id"])
+        delivery = settled(client, endpoint["id"])
         ids = {r.headers["webhook-id"] for r in slow.received}
         assert ids == {delivery["event_id"]} and len(slow.received) >= 2
     finally:
         slow.stop()
 
 
-def test_a_job_finishing_while_redis_is_down_has_its_event_delivered_after(new_stack, receiver):
-    stack = new_stack(**WEBHOOK_TEST_SETTINGS)
-    stack.start_web()
-    stack.start_worker()
-    stack.start_beat()
-    subscribe(stack, receiver.url(), ["job.succeeded"])
-    submitted = stack.post("/api/v1/collections/outage/documents", json={"documents": large_corpus(150)}).json()
+def test_a_job_finishing_while_redis_is_down_has_its_event_delivered_after(stack, receiver):
+    client = stack.client(stack.create_key(unique("outage")))
+    subscribe(client, receiver.url(), ["job.succeeded"])
+    submitted = client.post("/api/v1/collections/outage/documents", json={"documents": large_corpus(150)}).json()
     wait_until(
-        lambda: stack.get(f"/api/v1/jobs/{submitted['id']}").json()["progress"]["processed"] > 0,
+        lambda: client.get(f"/api/v1/jobs/{submitted['id']}").json()["progress"]["processed"] > 0,
         120,
         interval=0.05,
         what="ingest progress",
     )
     stack.redis.stop()  # the broker loses everything: it keeps nothing on disk
-    job = stack.wait_job(submitted["id"], timeout=180)  # polls read SQL
+    job = client.wait_job(submitted["id"], timeout=180)  # polls read SQL
     assert job["status"] == "succeeded" and receiver.received == []
     stack.redis.start()
     [request] = receiver.wait_for(1, timeout=90)
