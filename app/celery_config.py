@@ -10,7 +10,7 @@ from typing import Any
 from kombu import Queue
 
 from app.config import Settings
-from app.services.jobs.broker import NORMAL_PRIORITY, RECOVERY_PRIORITY
+from app.services.jobs.broker import AMQP_MAX_PRIORITY, NORMAL_PRIORITY, RECOVERY_PRIORITY, is_amqp, wire_priority
 from app.services.jobs.kinds import KINDS, MAINTENANCE_QUEUE, Task, worker_queues
 
 
@@ -18,7 +18,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         **_broker(settings),
         **_delivery(settings),
-        **_routing(),
+        **_routing(settings),
         "beat_schedule": _beat_schedule(settings),
         # Events for Flower, from the workers: received, started, succeeded.
         # No task-sent event: it would cost every submit a publish, and
@@ -33,16 +33,7 @@ def _broker(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "broker_url": settings.celery_broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            # A message whose worker died is handed out again after this long;
-            # the job lease (JOB_LEASE_SECONDS) recovers it much sooner, see
-            # app/services/jobs/runner.py.
-            "visibility_timeout": settings.broker_visibility_timeout,
-            # One list per priority step, the highest (0) taken first: recovery
-            # re-sends jobs at a higher priority than new ones (jobs/broker.py).
-            "priority_steps": [0, 3, 6, 9],
-            "socket_connect_timeout": 2,
-        },
+        "broker_transport_options": _transport_options(settings),
         # Submits must fail fast when the broker is down: the API answers 503.
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
@@ -53,6 +44,24 @@ def _broker(settings: Settings) -> dict[str, Any]:
         mode = ssl.VerifyMode[f"CERT_{settings.redis_ssl_cert_reqs.upper()}"]
         config["broker_use_ssl"] = {"ssl_cert_reqs": mode}
     return config
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if is_amqp(settings.celery_broker_url):
+        # RabbitMQ hands a dead worker's unacknowledged message out again as
+        # soon as its connection drops; priorities live in the queues
+        # (x-max-priority, _routing).
+        return {"connect_timeout": 2}
+    return {
+        # A message whose worker died is handed out again after this long;
+        # the job lease (JOB_LEASE_SECONDS) recovers it much sooner, see
+        # app/services/jobs/runner.py.
+        "visibility_timeout": settings.broker_visibility_timeout,
+        # One list per priority step, the highest (0) taken first: recovery
+        # re-sends jobs at a higher priority than new ones (jobs/broker.py).
+        "priority_steps": [0, 3, 6, 9],
+        "socket_connect_timeout": 2,
+    }
 
 
 def _delivery(settings: Settings) -> dict[str, Any]:
@@ -78,21 +87,24 @@ def _delivery(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _routing() -> dict[str, Any]:
+def _routing(settings: Settings) -> dict[str, Any]:
     """Queues and routes come from the registry of job kinds."""
+    # Redis keeps a list per priority step by itself; RabbitMQ orders by
+    # priority only in queues declared with a maximum.
+    arguments = {"x-max-priority": AMQP_MAX_PRIORITY} if is_amqp(settings.celery_broker_url) else None
     return {
-        "task_queues": tuple(Queue(name) for name in worker_queues()),
+        "task_queues": tuple(Queue(name, queue_arguments=arguments) for name in worker_queues()),
         "task_default_queue": MAINTENANCE_QUEUE,
         "task_routes": {
             **{kind.task: {"queue": kind.queue} for kind in KINDS.values()},
             **{str(task): {"queue": task.queue} for task in Task},
         },
-        "task_default_priority": NORMAL_PRIORITY,
+        "task_default_priority": wire_priority(NORMAL_PRIORITY, settings.celery_broker_url),
     }
 
 
 def _beat_schedule(settings: Settings) -> dict[str, Any]:
-    recovery = {"priority": RECOVERY_PRIORITY}
+    recovery = {"priority": wire_priority(RECOVERY_PRIORITY, settings.celery_broker_url)}
     return {
         "recover-stuck-jobs": {
             "task": str(Task.RECOVER_STUCK_JOBS),

@@ -18,7 +18,7 @@ from celery.signals import (
 )
 
 from app.extensions import celery, db, settings
-from app.services.jobs.broker import RECOVERY_PRIORITY
+from app.services.jobs.broker import RECOVERY_PRIORITY, wire_priority
 from app.services.jobs.kinds import KINDS, Task
 
 log = logging.getLogger(__name__)
@@ -95,5 +95,5 @@ def _recover_on_start(**_kwargs) -> None:
     """A worker that starts after a crash picks up the jobs (and webhook
     deliveries) the dead one held as soon as their leases run out, without
     waiting for beat."""
-    celery.send_task(Task.RECOVER_STUCK_JOBS, priority=RECOVERY_PRIORITY)
-    celery.send_task(Task.SWEEP_WEBHOOK_DELIVERIES, priority=RECOVERY_PRIORITY)
+    celery.send_task(Task.RECOVER_STUCK_JOBS, priority=wire_priority(RECOVERY_PRIORITY))
+    celery.send_task(Task.SWEEP_WEBHOOK_DELIVERIES, priority=wire_priority(RECOVERY_PRIORITY))

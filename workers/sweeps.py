@@ -15,7 +15,7 @@ import logging
 from celery import bootsteps
 
 from app.extensions import celery, settings
-from app.services.jobs.broker import RECOVERY_PRIORITY
+from app.services.jobs.broker import RECOVERY_PRIORITY, wire_priority
 from app.services.jobs.kinds import Task
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,6 @@ class Sweeps(bootsteps.StartStopStep):
 
 def send_sweep(task: Task, interval: int) -> None:
     try:
-        celery.send_task(task, priority=RECOVERY_PRIORITY, expires=float(interval), retry=False)
+        celery.send_task(task, priority=wire_priority(RECOVERY_PRIORITY), expires=float(interval), retry=False)
     except Exception as exc:  # the broker is down: the next tick tries again
         log.warning("could not send %s: %s", task, exc)

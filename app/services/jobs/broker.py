@@ -4,7 +4,8 @@ messages wait in each queue.
 Messages carry a priority. Ordinary jobs go out at NORMAL_PRIORITY; a job
 re-sent by recovery, and the recovery task itself, at RECOVERY_PRIORITY, so
 they run ahead of any backlog instead of waiting behind it (on Redis, kombu
-keeps one list per priority step and takes the highest first). A key's jobs
+keeps one list per priority step and takes the highest first; RabbitMQ
+declares each queue with x-max-priority). A key's jobs
 past its fair share in flight go out at BULK_PRIORITY, behind every other
 key's ordinary ones: one key submitting in a tight loop delays only itself.
 """
@@ -16,16 +17,30 @@ import time
 
 from kombu.exceptions import ChannelError
 
-from app.extensions import celery
+from app.extensions import celery, settings
 from app.logs import request_id_var
 from app.services.jobs.kinds import job_queues, kind_of
 
 log = logging.getLogger(__name__)
 
-# Redis: 0 is the highest priority; kombu rounds to its steps (0, 3, 6, 9).
+# 0 first, as Redis reads them (kombu rounds to its steps: 0, 3, 6, 9). The
+# job row keeps these; wire_priority() turns them round for AMQP.
 RECOVERY_PRIORITY = 0
 NORMAL_PRIORITY = 5
 BULK_PRIORITY = 9
+# RabbitMQ queues are declared with this x-max-priority (app/celery_config.py).
+AMQP_MAX_PRIORITY = 9
+
+
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+
+
+def wire_priority(priority: int, broker_url: str | None = None) -> int:
+    """The message priority the broker reads as `priority`: RabbitMQ takes
+    the highest number first, Redis the lowest."""
+    url = settings.celery_broker_url if broker_url is None else broker_url
+    return AMQP_MAX_PRIORITY - priority if is_amqp(url) else priority
 
 
 def send_job(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, collection: str | None = None) -> None:
@@ -36,7 +51,7 @@ def send_job(job_id: str, job_type: str, *, priority: int = NORMAL_PRIORITY, col
         args=[job_id],
         task_id=job_id,
         queue=kind.queue,
-        priority=priority,
+        priority=wire_priority(priority),
         # The worker's log lines for this job carry the submitting request's id.
         headers={"request_id": request_id_var.get()},
         # What Flower shows as the task's arguments: the task name says the
