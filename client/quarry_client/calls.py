@@ -29,6 +29,15 @@ REFUSED = (429, 503)
 GATEWAY = (502, 504)
 
 
+def _nothing_was_done(response: httpx.Response) -> bool:
+    """A 429 (whoever sent it), or a 503 in the service's own problem+json:
+    refused before any work. A proxy's 503 after an upstream timeout may
+    follow work that was done."""
+    return response.status_code == 429 or response.headers.get("Content-Type", "").startswith(
+        "application/problem+json"
+    )
+
+
 @dataclass(frozen=True)
 class Upload:
     """One file part of a multipart upload: a path (opened for each attempt)
@@ -56,6 +65,9 @@ class Call:
     repeatable: bool = False
     # False: the caller handles 429 and 503 itself (a wait, within its bound).
     retry_refusals: bool = True
+    # Statuses that are answers only on a retry: a DELETE whose first answer
+    # was lost finds the thing already gone (404).
+    accept_on_retry: tuple[int, ...] = ()
 
     @contextlib.contextmanager
     def files(self) -> Iterator[list[tuple[str, tuple[str, IO[bytes] | bytes, str | None]]] | None]:
@@ -73,6 +85,11 @@ class Call:
                 )
                 parts.append(("files", (upload.name, body, upload.content_type)))
             yield parts
+
+    def answered(self, response: httpx.Response, attempt: int) -> bool:
+        """Whether `response` is this call's answer rather than an error."""
+        status = response.status_code
+        return status < 300 or status in self.accept or (attempt > 0 and status in self.accept_on_retry)
 
     def request_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"params": self.params, "headers": self.headers}
@@ -116,7 +133,7 @@ class RetryPolicy:
         status = response.status_code
         if attempt >= self.max_retries:
             return None
-        if status in REFUSED and call.retry_refusals:
+        if status in REFUSED and call.retry_refusals and (call.repeatable or _nothing_was_done(response)):
             wait = retry_after(response)
             if wait is None:
                 return self.backoff_delay(attempt)

@@ -12,14 +12,17 @@ from typing import Any
 import httpx
 
 from quarry_client.calls import Call, RetryPolicy
-from quarry_client.config import resolve_key, resolve_url
-from quarry_client.errors import QuarryError, RetryLater, TransportError, error_from_response
+from quarry_client.config import resolve
+from quarry_client.errors import GatewayError, QuarryError, RetryLater, TransportError, error_from_response
 from quarry_client.models import Job
 from quarry_client.resources import Collections, Documents, Jobs, Keys, Pipelines, Search, Service, Webhooks
 from quarry_client.waiting import PollPlan, PollSchedule, outcome
 
 __version__ = "0.1.0"
 DEFAULT_WAIT_TIMEOUT = 600.0
+# What a wait rides out until its bound, polling again later: refusals
+# (after their Retry-After), no answer, and a gateway's 502 or 504.
+WAIT_THROUGH = (RetryLater, TransportError, GatewayError)
 OnUpdate = Callable[[Sequence[Job]], None] | None
 
 
@@ -35,8 +38,7 @@ class BaseClient:
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.base_url = resolve_url(base_url)
-        self.api_key = resolve_key(api_key)
+        self.base_url, self.api_key = resolve(base_url, api_key)
         self.timeout = timeout
         self.wait_timeout = wait_timeout
         self.retry = retry or RetryPolicy()
@@ -110,7 +112,7 @@ class Quarry(BaseClient):
                 if delay is None:
                     raise _failed_to_connect(call, exc) from exc
             else:
-                if response.status_code < 300 or response.status_code in call.accept:
+                if call.answered(response, attempt):
                     return call.parse(response)
                 delay = self.retry.after_answer(call, attempt, response)
                 if delay is None:
@@ -138,8 +140,8 @@ class Quarry(BaseClient):
                 plan.polled(index, self._send(self.jobs.poll(plan.jobs[index])))
                 if on_update:
                     on_update(plan.jobs)
-            except RetryLater as exc:
-                plan.refused(index, exc.retry_after)
+            except WAIT_THROUGH as exc:
+                plan.refused(index, getattr(exc, "retry_after", None))
         return plan.jobs
 
     def search_and_wait(self, collection: str, query: str, *, timeout: float | None = None, **options: Any) -> Any:
@@ -182,7 +184,7 @@ class AsyncQuarry(BaseClient):
                 if delay is None:
                     raise _failed_to_connect(call, exc) from exc
             else:
-                if response.status_code < 300 or response.status_code in call.accept:
+                if call.answered(response, attempt):
                     return call.parse(response)
                 delay = self.retry.after_answer(call, attempt, response)
                 if delay is None:
@@ -214,8 +216,8 @@ class AsyncQuarry(BaseClient):
                 plan.polled(index, await self._send(self.jobs.poll(plan.jobs[index])))
                 if on_update:
                     on_update(plan.jobs)
-            except RetryLater as exc:
-                plan.refused(index, exc.retry_after)
+            except WAIT_THROUGH as exc:
+                plan.refused(index, getattr(exc, "retry_after", None))
         return plan.jobs
 
     async def search_and_wait(

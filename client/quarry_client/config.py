@@ -1,7 +1,8 @@
 """Where the service is and which key to use, when the caller does not say:
 QUARRY_URL and QUARRY_API_KEY, else what `make run` wrote for this machine
 (var/local-url and var/local-admin-key of the checkout, found from the
-current folder upwards or QUARRY_VAR_DIR), else the local default port."""
+current folder upwards or QUARRY_VAR_DIR), else the local default port. The
+local admin key goes only to that local service."""
 
 from __future__ import annotations
 
@@ -31,12 +32,15 @@ def _local_file(name: str) -> str | None:
         return None
 
 
-def resolve_url(base_url: str | None = None) -> str:
-    """The service's root URL (a trailing /api/v1 is dropped: the client adds it)."""
-    url = base_url or os.environ.get("QUARRY_URL") or _local_file(URL_FILE) or DEFAULT_URL
-    url = url.rstrip("/")
-    return url.removesuffix("/api/v1")
+def resolve(base_url: str | None = None, api_key: str | None = None) -> tuple[str, str | None]:
+    """(the service's root URL, the API key). The local admin key is used
+    only with the local service's URL: it never goes to another server."""
+    given = base_url or os.environ.get("QUARRY_URL")
+    url = _root(given or _local_file(URL_FILE) or DEFAULT_URL)
+    local = given is None or url == _root(_local_file(URL_FILE) or DEFAULT_URL)
+    return url, api_key or os.environ.get("QUARRY_API_KEY") or (_local_file(KEY_FILE) if local else None)
 
 
-def resolve_key(api_key: str | None = None) -> str | None:
-    return api_key or os.environ.get("QUARRY_API_KEY") or _local_file(KEY_FILE)
+def _root(url: str) -> str:
+    """A trailing /api/v1 is dropped: the client adds it."""
+    return url.rstrip("/").removesuffix("/api/v1")

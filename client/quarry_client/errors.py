@@ -114,6 +114,11 @@ class ServerError(QuarryError):
     """500 or another 5xx the client could not retry away."""
 
 
+class GatewayError(ServerError):
+    """502 or 504 from a proxy in front of the service: the request may or
+    may not have reached it."""
+
+
 class JobFailed(QuarryError):
     """A waited-for job ended `failed`; `code` is the job's error code."""
 
@@ -153,7 +158,9 @@ _BY_STATUS: dict[int, type[QuarryError]] = {
     415: UnsupportedMediaType,
     422: ValidationError,
     429: RateLimited,
+    502: GatewayError,
     503: Unavailable,
+    504: GatewayError,
 }
 
 

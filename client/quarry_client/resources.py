@@ -7,6 +7,7 @@ sending; reading it is the Call's `parse`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from quarry_client.calls import Call, Upload, submit_headers
+from quarry_client.errors import retry_after
 from quarry_client.files import files_under, is_supported
 from quarry_client.models import (
     ApiKey,
@@ -48,6 +50,10 @@ def _nothing(response: httpx.Response) -> None:
     return None
 
 
+def _listed(values: Sequence[str] | None) -> list[str] | None:
+    return list(values) if values is not None else None
+
+
 def _options(**values: Any) -> dict[str, Any]:
     """The given options, leaving out those not set (the service's defaults apply)."""
     return {k: v for k, v in values.items() if v is not None}
@@ -65,10 +71,10 @@ class Resource:
             Call("GET", path, lambda r: model.from_json(r.json()), params=params or None, repeatable=True)
         )
 
-    def _page(self, path: str, model: type[M], **params: Any) -> Any:
+    def _page(self, path: str, item: Callable[[dict[str, Any]], Any], **params: Any) -> Any:
         """Every item of a paginated list, page after page, as an iterator
-        (an async iterator on AsyncQuarry)."""
-        return self._client._paginate(path, _options(**params), model.from_json)
+        (an async iterator on AsyncQuarry); `item` reads each one."""
+        return self._client._paginate(path, _options(**params), item)
 
     def _job(self, response: httpx.Response) -> Job:
         return self._client.jobs._from_response(response)
@@ -82,9 +88,14 @@ class Resource:
 
 class Jobs(Resource):
     def _from_response(self, response: httpx.Response) -> Job:
-        job = Job.from_json(response.json())
+        job = self._bound(response.json())
         job.etag = response.headers.get("ETag")
         job.replayed = response.headers.get("Idempotent-Replayed") == "true"
+        return job
+
+    def _bound(self, data: dict[str, Any]) -> Job:
+        """A job that can wait() and refresh() through this client."""
+        job = Job.from_json(data)
         job._jobs = self
         return job
 
@@ -96,7 +107,11 @@ class Jobs(Resource):
         left to the wait, which sleeps their Retry-After within its bound."""
 
         def parse(response: httpx.Response) -> Job:
-            return job if response.status_code == 304 else self._from_response(response)
+            if response.status_code != 304:
+                return self._from_response(response)
+            # Unchanged, but the hint moves on: the answer's Retry-After.
+            hint = retry_after(response)
+            return job if hint is None else dataclasses.replace(job, poll_after_ms=int(hint * 1000))
 
         return Call(
             "GET",
@@ -110,7 +125,7 @@ class Jobs(Resource):
 
     def list(self, *, status: str | None = None, type: str | None = None, collection: str | None = None) -> Any:
         """Jobs, newest first, every page."""
-        return self._page(f"{API}/jobs", Job, status=status, type=type, collection=collection)
+        return self._page(f"{API}/jobs", self._bound, status=status, type=type, collection=collection)
 
     def cancel(self, job_id: str) -> Any:
         return self._send(Call("POST", f"{API}/jobs/{_segment(job_id)}/cancel", self._from_response))
@@ -143,7 +158,7 @@ class Collections(Resource):
         return self._send(Call("POST", f"{API}/collections", lambda r: Collection.from_json(r.json()), json=body))
 
     def list(self) -> Any:
-        return self._page(f"{API}/collections", Collection)
+        return self._page(f"{API}/collections", Collection.from_json)
 
     def get(self, name: str) -> Any:
         return self._read(f"{API}/collections/{_segment(name)}", Collection)
@@ -160,34 +175,46 @@ class Documents(Resource):
         documents: Sequence[Mapping[str, Any]],
         *,
         callback_url: str | None = None,
+        callback_events: Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """An ingest job for documents given as JSON ({"text", "id"?, "metadata"?})."""
-        body = _options(documents=[dict(d) for d in documents], callback_url=callback_url)
+        body = _options(
+            documents=[dict(d) for d in documents], callback_url=callback_url, callback_events=_listed(callback_events)
+        )
         return self._submit("POST", self._path(collection), idempotency_key, json=body)
 
     def upload(
         self,
         collection: str,
-        files: Iterable[str | Path | tuple[str, bytes]],
+        files: str | Path | Iterable[str | Path | tuple[str, bytes]],
         *,
         metadata: Mapping[str, Any] | None = None,
         callback_url: str | None = None,
+        callback_events: Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """An ingest job for files: paths (a folder stands for the files in
         it that the service reads, recursively), or (name, bytes) pairs."""
         uploads: list[Upload] = []
-        for item in files:
+        for item in [files] if isinstance(files, str | Path) else files:
             if isinstance(item, tuple):
                 uploads.append(Upload(*item))
             else:
                 uploads.extend(Upload(path.name, path) for path in _readable_files(Path(item)))
-        form = _options(metadata=json.dumps(dict(metadata)) if metadata else None, callback_url=callback_url)
+        form = _options(
+            metadata=json.dumps(dict(metadata)) if metadata else None,
+            callback_url=callback_url,
+            callback_events=_listed(callback_events),
+        )
         return self._submit("POST", self._path(collection), idempotency_key, uploads=tuple(uploads), data=form or None)
 
-    def list(self, collection: str) -> Any:
-        return self._page(self._path(collection), Document)
+    def list(self, collection: str, *, metadata: Mapping[str, Any] | None = None) -> Any:
+        """The collection's documents; `metadata` keeps those whose metadata
+        holds every given key and value."""
+        return self._page(
+            self._path(collection), Document.from_json, metadata=json.dumps(dict(metadata)) if metadata else None
+        )
 
     def get(self, collection: str, document_id: str) -> Any:
         return self._read(f"{self._path(collection)}/{_segment(document_id)}", Document)
@@ -212,11 +239,18 @@ class Search(Resource):
         filters: Mapping[str, Any] | None = None,
         collapse: str | None = None,
         callback_url: str | None = None,
+        callback_events: Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """A search job (its result: SearchResult)."""
         body = _options(
-            query=query, top_k=top_k, pipeline=pipeline, filters=filters, collapse=collapse, callback_url=callback_url
+            query=query,
+            top_k=top_k,
+            pipeline=pipeline,
+            filters=filters,
+            collapse=collapse,
+            callback_url=callback_url,
+            callback_events=_listed(callback_events),
         )
         return self._submit("POST", f"{API}/collections/{_segment(collection)}/search", idempotency_key, json=body)
 
@@ -230,6 +264,7 @@ class Search(Resource):
         filters: Mapping[str, Any] | None = None,
         collapse: str | None = None,
         callback_url: str | None = None,
+        callback_events: Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """One job for up to 100 queries (its result: BatchSearchResult)."""
@@ -240,6 +275,7 @@ class Search(Resource):
             filters=filters,
             collapse=collapse,
             callback_url=callback_url,
+            callback_events=_listed(callback_events),
         )
         path = f"{API}/collections/{_segment(collection)}/search/batch"
         return self._submit("POST", path, idempotency_key, json=body)
@@ -252,7 +288,7 @@ class Webhooks(Resource):
         return self._send(Call("POST", f"{API}/webhooks", self._webhook, json=body))
 
     def list(self) -> Any:
-        return self._page(f"{API}/webhooks", Webhook)
+        return self._page(f"{API}/webhooks", Webhook.from_json)
 
     def get(self, webhook_id: str) -> Any:
         return self._read(self._path(webhook_id), Webhook)
@@ -272,7 +308,7 @@ class Webhooks(Resource):
         return self._send(Call("PATCH", self._path(webhook_id), self._webhook, json=body, repeatable=True))
 
     def delete(self, webhook_id: str) -> Any:
-        return self._send(Call("DELETE", self._path(webhook_id), _nothing, repeatable=True))
+        return self._send(Call("DELETE", self._path(webhook_id), _nothing, repeatable=True, accept_on_retry=(404,)))
 
     def rotate_secret(self, webhook_id: str) -> Any:
         return self._send(Call("POST", f"{self._path(webhook_id)}/rotate-secret", self._webhook))
@@ -282,7 +318,7 @@ class Webhooks(Resource):
         return self._send(Call("POST", f"{self._path(webhook_id)}/test", _json))
 
     def deliveries(self, webhook_id: str) -> Any:
-        return self._page(f"{self._path(webhook_id)}/deliveries", Delivery)
+        return self._page(f"{self._path(webhook_id)}/deliveries", Delivery.from_json)
 
     def redeliver(self, webhook_id: str, delivery_id: str) -> Any:
         path = f"{self._path(webhook_id)}/deliveries/{_segment(delivery_id)}/redeliver"
@@ -315,10 +351,12 @@ class Keys(Resource):
         return self._send(Call("POST", f"{API}/keys", lambda r: ApiKey.from_json(r.json()), json=body))
 
     def list(self) -> Any:
-        return self._page(f"{API}/keys", ApiKey)
+        return self._page(f"{API}/keys", ApiKey.from_json)
 
     def revoke(self, key_id: str) -> Any:
-        return self._send(Call("DELETE", f"{API}/keys/{_segment(key_id)}", _nothing, repeatable=True))
+        return self._send(
+            Call("DELETE", f"{API}/keys/{_segment(key_id)}", _nothing, repeatable=True, accept_on_retry=(404,))
+        )
 
     def rotate(self, key_id: str) -> Any:
         """A new key; the old one works on for the grace period."""

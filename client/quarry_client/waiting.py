@@ -38,16 +38,20 @@ class PollSchedule:
         return time.monotonic() >= self.deadline
 
     def delay(self, job: Job, retry_after: float | None = None) -> float:
-        """Seconds until the next poll of `job`: the refusal's Retry-After,
-        else the job's poll_after_ms, else a growing fallback; never past the
+        """Seconds until the next poll of `job`: a refusal's Retry-After (or
+        a fallback after no answer), else the job's poll_after_ms within
+        [min_interval, max_interval], else a growing fallback; never past the
         deadline (the last poll is made at it)."""
         if retry_after is not None:
-            wait = retry_after
-        elif job.poll_after_ms is not None:
-            wait = job.poll_after_ms / 1000
-        else:
-            wait, self._fallback = self._fallback, min(_FALLBACK_MAX, self._fallback * 2)
+            # The service's own word on when to come back: only the deadline cuts it.
+            return min(max(retry_after, self.min_interval), self.remaining())
+        wait = job.poll_after_ms / 1000 if job.poll_after_ms is not None else self.fallback()
         return min(max(wait, self.min_interval), self.max_interval, self.remaining())
+
+    def fallback(self) -> float:
+        """The next of a growing series of waits, for when nothing says how long."""
+        wait, self._fallback = self._fallback, min(_FALLBACK_MAX, self._fallback * 2)
+        return wait
 
 
 class PollPlan:
@@ -76,7 +80,10 @@ class PollPlan:
         self._due[index] = time.monotonic() + self.schedule.delay(job)
 
     def refused(self, index: int, retry_after: float | None) -> None:
-        self._due[index] = time.monotonic() + self.schedule.delay(self.jobs[index], retry_after)
+        """A poll was refused (its Retry-After) or got no usable answer (a
+        growing back-off, not the job's poll hint)."""
+        wait = retry_after if retry_after is not None else self.schedule.fallback()
+        self._due[index] = time.monotonic() + self.schedule.delay(self.jobs[index], wait)
 
 
 def outcome(job: Job) -> Job:

@@ -172,13 +172,23 @@ def test_a_submit_retried_after_a_dropped_connection_creates_one_job(tenant):
 
 
 def test_wait_all_waits_for_many_jobs_in_one_loop(tenant):
-    quarry, _ = connect(tenant)
+    quarry, transport = connect(tenant)
     ingest = quarry.documents.add("notes", [{"id": "owl", "text": "Owls hunt mice at night."}])
     ingest.wait()
-    submitted = [quarry.search("notes", query) for query in ("owls", "night hunting", "mice")]
+    with tenant.worker.paused():
+        submitted = [quarry.search("notes", query) for query in ("owls", "night hunting", "mice")]
+        start = len(transport.answers)
+        updates: list[list[str]] = []
+        with pytest.raises(WaitTimeout):  # one loop: every job is polled before any is final
+            quarry.jobs.wait_all(submitted, timeout=2, on_update=lambda jobs: updates.append([j.id for j in jobs]))
+        assert updates and all(ids == [j.id for j in submitted] for ids in updates)
+        polls = [(path.rsplit("/", 1)[1], status) for _, path, status in transport.answers[start:]]
+        assert {job_id for job_id, _ in polls} == {j.id for j in submitted}
+        assert 304 in [status for _, status in polls]  # unchanged jobs answer the wait's If-None-Match
     finished = quarry.jobs.wait_all(submitted)
     assert [j.id for j in finished] == [j.id for j in submitted]
     assert all(j.status == "succeeded" and j.result.hits[0].document_id == "owl" for j in finished)
+    assert next(iter(quarry.jobs.list(type="search"))).wait().status == "succeeded"  # listed jobs wait too
 
 
 def test_results_are_typed_by_job_type(tenant):

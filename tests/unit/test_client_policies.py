@@ -3,6 +3,7 @@ again, and when a wait polls next."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -18,8 +19,9 @@ CREATE = Call("POST", "/api/v1/collections", lambda r: r)
 
 
 def answer(status: int, retry_after: str | None = None, body: dict | None = None) -> httpx.Response:
-    headers = {"Retry-After": retry_after} if retry_after else {}
-    return httpx.Response(status, headers=headers, json=body or {})
+    """An error answer as the service gives it: problem+json."""
+    headers = {"Content-Type": "application/problem+json", **({"Retry-After": retry_after} if retry_after else {})}
+    return httpx.Response(status, headers=headers, content=json.dumps(body or {}).encode())
 
 
 def test_refusals_are_retried_after_their_retry_after_and_gateway_errors_only_when_repeatable():
@@ -67,3 +69,39 @@ def test_a_plan_polls_the_job_due_first_and_ends_at_its_bound():
     with pytest.raises(WaitTimeout) as timeout:
         plan.next()
     assert timeout.value.job.id == "slow"
+
+
+def test_a_503_is_sent_again_only_when_the_service_itself_refused_or_the_call_is_repeatable():
+    policy = RetryPolicy()
+    proxy_503 = httpx.Response(503, headers={"Retry-After": "1"}, text="upstream timed out")
+    service_503 = httpx.Response(
+        503, headers={"Retry-After": "1", "Content-Type": "application/problem+json"}, json={"code": "x"}
+    )
+    assert policy.after_answer(CREATE, 0, proxy_503) is None  # the key may have been made: not twice
+    assert policy.after_answer(CREATE, 0, service_503) == 1.0
+    assert policy.after_answer(SUBMIT, 0, proxy_503) == 1.0  # its Idempotency-Key makes it safe
+
+
+def test_a_refusals_retry_after_is_followed_past_the_usual_poll_spacing_up_to_the_deadline():
+    schedule = PollSchedule(timeout=600)
+    assert schedule.delay(job("queued", 200), retry_after=120) == pytest.approx(120)
+    short = PollSchedule(timeout=5)
+    assert short.delay(job("queued", 200), retry_after=120) <= 5
+
+
+def test_the_local_admin_key_goes_only_to_the_local_service(tmp_path, monkeypatch):
+    from quarry_client.config import resolve
+
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "local-admin-key").write_text("qk_local\n")
+    (tmp_path / "var" / "local-url").write_text("http://127.0.0.1:8123\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("QUARRY_URL", "QUARRY_API_KEY", "QUARRY_VAR_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert resolve() == ("http://127.0.0.1:8123", "qk_local")
+    assert resolve("http://127.0.0.1:8123/api/v1/") == ("http://127.0.0.1:8123", "qk_local")
+    assert resolve("https://quarry.example.com") == ("https://quarry.example.com", None)
+    monkeypatch.setenv("QUARRY_URL", "https://quarry.example.com")
+    assert resolve() == ("https://quarry.example.com", None)
+    monkeypatch.setenv("QUARRY_API_KEY", "qk_given")
+    assert resolve() == ("https://quarry.example.com", "qk_given")

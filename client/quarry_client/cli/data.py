@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -147,6 +148,8 @@ def upload(
         extra = json.loads(metadata) if metadata else None
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from exc
+    if extra is not None and not isinstance(extra, dict):
+        raise click.BadParameter('a JSON object, e.g. \'{"team": "docs"}\'', param_hint="--metadata")
     report = submit(client, collection, paths, extra)
     jobs = wait_with_progress(client, report.jobs, timeout, show=not as_json) if wait else report.jobs
     failed = report.refused + [f for job in jobs if job.status == "succeeded" and job.result for f in job.result.failed]
@@ -218,14 +221,25 @@ def search(
     output.table(rows, ["#", "score", "document", "text"], title=f"{len(hits)} hit(s), {job.result.pipeline}")
 
 
-def _filters(pairs: tuple[str, ...]) -> dict[str, list[str]]:
-    chosen: dict[str, list[str]] = {}
+def _filters(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+    """KEY=VALUE pairs as filters; a value that reads as a JSON number,
+    true, false or null is that (metadata keeps types: "2024" is not 2024),
+    and a quoted one ('year="2024"') stays a string."""
+    chosen: dict[str, list[Any]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
-        chosen.setdefault(key, []).append(value)
+        chosen.setdefault(key, []).append(_scalar(value))
     return chosen
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, bool | int | float | str) else text
 
 
 # --- jobs -----------------------------------------------------------------------

@@ -20,8 +20,11 @@ from quarry_client.cli import output
 from quarry_client.clients import Quarry
 from quarry_client.errors import ValidationError
 
-# The headers a receiver needs to verify a delivery, passed on as they came.
-_FORWARDED = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "user-agent")
+# Hop-by-hop headers, and those httpx sets for the forwarded request itself;
+# every other header is passed on as it came.
+_NOT_FORWARDED = frozenset(
+    {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"}
+)
 
 
 class Listener:
@@ -44,7 +47,7 @@ class Listener:
         return status
 
     def _forward(self, headers: dict[str, str], body: bytes) -> int:
-        passed = {name: headers[name] for name in _FORWARDED if name in headers}
+        passed = {name: value for name, value in headers.items() if name not in _NOT_FORWARDED}
         try:
             return httpx.post(self.forward_to or "", content=body, headers=passed, timeout=15).status_code
         except httpx.HTTPError as exc:
@@ -67,7 +70,7 @@ class Listener:
             about = f" job {job.get('id')} ({job.get('type')}, {job.get('status')})" if job else ""
             sent = f"  → {record['forwarded_status']}" if record["forwarded_status"] is not None else ""
             output.out.print(
-                f"{stamp}  [green]{escape(str(event.get('type')))}[/green] {event.get('id')} verified{escape(about)}{sent}"
+                f"{stamp}  [green]{escape(str(event.get('type')))}[/green] {escape(str(event.get('id')))} verified{escape(about)}{sent}"
             )
 
 

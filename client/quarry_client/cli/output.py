@@ -17,8 +17,9 @@ from rich.text import Text
 
 from quarry_client.models import Model
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No emoji codes: a ":fire:" in a document's text stays as it is.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def as_data(value: Any) -> Any:
@@ -27,6 +28,8 @@ def as_data(value: Any) -> Any:
         return value.raw
     if isinstance(value, list | tuple):
         return [as_data(v) for v in value]
+    if isinstance(value, dict):
+        return {key: as_data(v) for key, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value

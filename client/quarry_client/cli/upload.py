@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from quarry_client.clients import Quarry
-from quarry_client.errors import PayloadTooLarge, UnsupportedMediaType
+from quarry_client.errors import PayloadTooLarge, RateLimited, UnsupportedMediaType
 from quarry_client.files import files_under, is_supported
 from quarry_client.models import Failure, Job
 
@@ -42,24 +42,49 @@ def _batches(files: list[Path]) -> Iterator[list[Path]]:
 
 
 def submit(client: Quarry, collection: str, paths: Iterable[Path], metadata: dict | None) -> UploadReport:
+    """Send the files in batches; a batch the service refuses as a whole
+    (413 too large, 415 a file whose content is not its type) is split until
+    the files it refuses stand alone, and those are reported with its reason."""
     report = UploadReport()
-    wanted: list[Path] = []
-    for file in files_under(paths):
-        (wanted if is_supported(file) else report.skipped).append(file)
+    wanted = _unique_names(files_under(paths), report)
     pending = list(_batches(wanted))
     while pending:
         batch = pending.pop(0)
         try:
             report.jobs.append(client.documents.upload(collection, batch, metadata=metadata))
-        except PayloadTooLarge as exc:
+        except (PayloadTooLarge, UnsupportedMediaType) as exc:
             if len(batch) == 1:
-                report.refused.append(Failure(source=batch[0].name, error=exc.detail))
+                report.refused.append(_failure(batch[0].name, exc.detail))
             else:
                 half = len(batch) // 2
                 pending[:0] = [batch[:half], batch[half:]]
-        except UnsupportedMediaType as exc:
-            report.refused.extend(Failure(source=file.name, error=exc.detail) for file in batch)
+        except RateLimited:
+            # The key's jobs in flight are at its quota: let those finish first.
+            if not report.jobs or all(job.final for job in report.jobs):
+                raise
+            report.jobs = client.jobs.wait_all(report.jobs)
+            pending.insert(0, batch)
     return report
+
+
+def _unique_names(files: Iterable[Path], report: UploadReport) -> list[Path]:
+    """The files to send: of the types the service reads (the others are
+    skipped), and one per file name, since a document's id is its file name."""
+    wanted: dict[str, Path] = {}
+    for file in files:
+        if not is_supported(file):
+            report.skipped.append(file)
+        elif file.name in wanted:
+            report.refused.append(
+                _failure(str(file), f"another file of this upload is named {file.name} too ({wanted[file.name]})")
+            )
+        else:
+            wanted[file.name] = file
+    return list(wanted.values())
+
+
+def _failure(source: str, error: str) -> Failure:
+    return Failure.from_json({"source": source, "error": error})
 
 
 def wait_with_progress(client: Quarry, jobs: list[Job], timeout: float, show: bool) -> list[Job]:
