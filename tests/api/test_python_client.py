@@ -4,6 +4,7 @@ Against the real processes: tests/integration/test_client.py."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from app.extensions import db
 from app.models import Collection
 from quarry_client import (
+    AsyncQuarry,
     Conflict,
     JobCancelled,
     JobFailed,
@@ -200,3 +202,37 @@ def test_results_are_typed_by_job_type(tenant):
     batch = quarry.search.batch("notes", ["honey", "bees"], top_k=1).wait().result
     assert [(r.query, r.hits[0].document_id) for r in batch.results] == [("honey", "a.txt"), ("bees", "a.txt")]
     assert dataclasses.asdict(batch.results[0].hits[0])["document_id"] == "a.txt"
+
+
+class AsyncInProcess(httpx.AsyncBaseTransport):
+    """AsyncQuarry's way to the same in-process app: each request is handed to
+    a synchronous transport in a thread."""
+
+    def __init__(self, transport: InProcess) -> None:
+        self.transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        copy = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        response = await asyncio.to_thread(self.transport.handle_request, copy)
+        return httpx.Response(response.status_code, headers=response.headers, content=response.read())
+
+
+def test_async_quarry_retries_a_dropped_submit_once_and_raises_job_cancelled(tenant):
+    transport = DropsFirstSubmit(tenant)
+    key = tenant.headers["Authorization"].removeprefix("Bearer ")
+
+    async def scenario() -> None:
+        async with AsyncQuarry(BASE_URL, key, transport=AsyncInProcess(transport), wait_timeout=60) as quarry:
+            await quarry.collections.create("notes")
+            with tenant.worker.paused():
+                transport.armed = True  # the search's first answer is lost
+                job = await quarry.search("notes", "owls")
+                assert job.replayed and [j.id async for j in quarry.jobs.list()] == [job.id]
+                await quarry.jobs.cancel(job.id)
+            with pytest.raises(JobCancelled):
+                await job.wait()
+            with pytest.raises(NotFound):
+                await quarry.jobs.get("no-such-job")
+
+    asyncio.run(scenario())
