@@ -131,6 +131,7 @@ class Stack(Client):
         super().__init__(f"http://127.0.0.1:{self.port}")
         self.processes: list[subprocess.Popen] = []
         self.workers: dict[str, subprocess.Popen] = {}  # by Celery node name
+        self._starting: list = []  # waits for the processes started with wait=False
 
     def _spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
         log = (self.workdir / log_name).open("ab")
@@ -145,7 +146,9 @@ class Stack(Client):
         self.processes.append(process)
         return process
 
-    def start_web(self, processes: int = 1, threads: int = 4) -> Stack:
+    def start_web(self, processes: int = 1, threads: int = 4, wait: bool = True) -> Stack:
+        """`wait=False`: return at once; wait_started() waits for it to answer
+        (so that the stack's other processes start meanwhile)."""
         self._spawn(
             [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
             "web.log",
@@ -154,8 +157,15 @@ class Stack(Client):
             WEB_CONCURRENCY=str(processes),
             WEB_THREADS=str(threads),
         )
-        wait_until(self._web_answers, 60, what="the web process")
+        self._starting.append(lambda: wait_until(self._web_answers, 60, what="the web process"))
+        if wait:
+            self.wait_started()
         return self
+
+    def wait_started(self) -> None:
+        """Wait until every process started with `wait=False` is ready."""
+        while self._starting:
+            self._starting.pop(0)()
 
     def _web_answers(self) -> bool:
         try:
@@ -222,7 +232,8 @@ class Stack(Client):
         wait_until(answers, 60, what="Flower")
         return url
 
-    def start_beat(self) -> subprocess.Popen:
+    def start_beat(self, wait: bool = True) -> subprocess.Popen:
+        """`wait=False`: as for start_web."""
         log_path = self.workdir / "beat.log"
         process = self._spawn(
             [
@@ -237,7 +248,13 @@ class Stack(Client):
             ],
             "beat.log",
         )
-        wait_until(lambda: log_path.exists() and b"beat: Starting" in log_path.read_bytes(), 60, what="Celery beat")
+        self._starting.append(
+            lambda: wait_until(
+                lambda: log_path.exists() and b"beat: Starting" in log_path.read_bytes(), 60, what="Celery beat"
+            )
+        )
+        if wait:
+            self.wait_started()
         return process
 
     def pause_queue(self, queue: str) -> None:

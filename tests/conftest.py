@@ -96,9 +96,11 @@ def service(tmp_path_factory, database_url, redis_server, tiny_cross_encoder):
     )
     try:
         stack.authenticate(stack.create_key("main", tier="enterprise"))
-        stack.start_web()
+        # Web and beat start while the worker loads the model.
+        stack.start_web(wait=False)
+        stack.start_beat(wait=False)
         stack.start_worker(concurrency=2, UPLOAD_DIR=str(stack.workdir / WORKER_UPLOAD_DIR))
-        stack.start_beat()
+        stack.wait_started()
         yield stack
     finally:
         stack.stop()
