@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-memory eval chaos load clean
+.PHONY: install redis-server run test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -61,6 +61,9 @@ bench-hnsw: install
 
 bench-scale: install redis-server
 	$(BIN)/python -m bench scale
+
+bench-index-cache: install redis-server
+	$(BIN)/python -m bench index-cache
 
 bench-requests: install redis-server
 	$(BIN)/python -m bench requests

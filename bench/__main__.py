@@ -70,6 +70,14 @@ def parser() -> argparse.ArgumentParser:
     )
     fairness.add_argument("--load-seconds", type=int, default=60)
     fairness.set_defaults(module="fairness")
+    cache = suites.add_parser(
+        "index-cache", help="many collections round-robin within INDEX_CACHE_MB: memory, warm and cold"
+    )
+    cache.add_argument("--collections", type=int, default=200)
+    cache.add_argument("--chunks", type=int, default=2000, help="chunks per collection")
+    cache.add_argument("--clients", type=int, default=8)
+    cache.add_argument("--budget-mb", type=int, default=256, help="INDEX_CACHE_MB of each worker process")
+    cache.set_defaults(module="index_cache")
     suites.add_parser("render", help="only render the Markdown from the results file").set_defaults(module=None)
     return top
 

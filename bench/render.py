@@ -32,6 +32,7 @@ SECTIONS = (  # (results key, heading, make target, tables)
     ("webhooks", "Webhook delivery", "bench-webhooks", tables.webhooks),
     ("hnsw", "HNSW at scale (random vectors, in process)", "bench-hnsw", tables.hnsw),
     ("scale", "Flat vs hnsw through the service", "bench-scale", tables.scale),
+    ("index-cache", "Many collections within INDEX_CACHE_MB", "bench-index-cache", tables.index_cache),
     ("chaos", "Chaos run (faults under load)", "chaos", chaos),
 )
 

@@ -193,3 +193,23 @@ def fairness(r: dict) -> list[str]:
             [label, fmt(row.get("n")), fmt(row.get("failures"))] for key, label in naive.items() if (row := crowded.get(key))
         ]),
     ]  # fmt: skip
+
+
+def index_cache(r: dict) -> list[str]:
+    phases = (("build", "First search of each collection (builds its indexes from SQL)", r["collections"]),
+              ("cold", "Round-robin over all: each search reads its index files", r["collections"]),
+              ("warm", "Round-robin over those that fit: indexes in memory", r["warm_collections"]))  # fmt: skip
+    rows = [[label, n, r[key]["n"], r[key]["failed"], fmt(r[key]["qps"]), stats(r[key].get("took"), ("p50", "p95")),
+             stats(r[key]["latency"], ("p50", "p95")), fmt(r[key]["child_rss_mb"], 0)]
+            for key, label, n in phases]  # fmt: skip
+    return [
+        *run_table(r, [
+            ["Collections × chunks", f"{r['collections']} × {r['chunks']:,}"],
+            ["INDEX_CACHE_MB per worker process (one collection's indexes)", f"{r['budget_mb']} ({fmt(r['index_mb'])} MB)"],
+            ["Worker pool processes / clients", f"{r['worker_concurrency']} / {r['clients']}"],
+            ["Largest pool process RSS after searching an empty collection (MB)", fmt(r["model_only_child_rss_mb"], 0)],
+            ["Tracebacks in the service logs", fmt(r["tracebacks"])],
+        ]),
+        *table(["Phase", "Collections", "Searches", "Failed", "Searches/s", "`took_ms` p50 / p95",
+                "Client p50 / p95 (ms)", "Largest pool process RSS after (MB)"], rows),
+    ]  # fmt: skip
