@@ -93,8 +93,15 @@ def _send_upload(stack, path: str, declared: int, pieces: list[bytes], pause: fl
         return _read_answer(sock, time.monotonic() + WEB_TIMEOUT + 8)
 
 
-def test_a_large_body_that_keeps_arriving_is_not_cut_short_and_one_that_stalls_is_408(new_stack):
-    stack = new_stack(WEB_TIMEOUT=str(WEB_TIMEOUT)).start_web()
+@pytest.fixture(scope="module")
+def stack(module_stack):
+    """One web process for the tests below that need no settings of their
+    own: each uses collections of its own, and leaves no connection open
+    longer than WEB_TIMEOUT."""
+    return module_stack(WEB_TIMEOUT=str(WEB_TIMEOUT)).start_web()
+
+
+def test_a_large_body_that_keeps_arriving_is_not_cut_short_and_one_that_stalls_is_408(stack):
     path = f"/api/v1/collections/{unique('slowupload')}/documents"
     body = json.dumps({"documents": [{"text": "steady " * 100_000}]}).encode()  # 700 KB: read on a thread
     pieces = [body[i : i + len(body) // 8] for i in range(0, len(body), len(body) // 8)]
@@ -107,8 +114,7 @@ def test_a_large_body_that_keeps_arriving_is_not_cut_short_and_one_that_stalls_i
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
 
 
-def test_a_body_shorter_than_its_content_length_is_400_and_no_job(new_stack):
-    stack = new_stack(WEB_TIMEOUT=str(WEB_TIMEOUT)).start_web()
+def test_a_body_shorter_than_its_content_length_is_400_and_no_job(stack):
     name = unique("truncated")
     assert stack.post("/api/v1/collections", json={"name": name}).status_code == 201
     body = b'{"query": "hello there"}'
@@ -126,15 +132,13 @@ def test_a_body_shorter_than_its_content_length_is_400_and_no_job(new_stack):
 
 
 @pytest.mark.parametrize("parameter", ["cursor", "collection"])
-def test_a_query_parameter_of_a_few_kilobytes_is_422_naming_it(new_stack, parameter):
-    stack = new_stack().start_web()
+def test_a_query_parameter_of_a_few_kilobytes_is_422_naming_it(stack, parameter):
     response = stack.get("/api/v1/jobs", params={parameter: "a" * 6000})
     problem = assert_problem(response, 422, "validation_error")
     assert [e["field"] for e in problem["errors"]] == [parameter]
 
 
-def test_an_idempotency_key_of_ten_kilobytes_is_422_naming_it(new_stack):
-    stack = new_stack().start_web()
+def test_an_idempotency_key_of_ten_kilobytes_is_422_naming_it(stack):
     name = unique("longkey")
     assert stack.post("/api/v1/collections", json={"name": name}).status_code == 201
     path = f"/api/v1/collections/{name}/search"
@@ -145,8 +149,7 @@ def test_an_idempotency_key_of_ten_kilobytes_is_422_naming_it(new_stack):
     assert stack.get("/api/v1/jobs", params={"collection": name}).json()["items"] == []
 
 
-def test_an_x_request_id_of_ten_kilobytes_is_replaced(new_stack):
-    stack = new_stack().start_web()
+def test_an_x_request_id_of_ten_kilobytes_is_replaced(stack):
     response = stack.get("/api/v1/jobs", headers={"X-Request-ID": "r" * 10 * 1024})
     assert response.status_code == 200, response.text
     assert 0 < len(response.headers["X-Request-ID"]) <= 128
@@ -158,8 +161,7 @@ def _index_series(stack, **headers: str) -> list[str]:
     return [line for line in response.text.splitlines() if line.startswith("quarry_index_vectors")]
 
 
-def test_metrics_without_a_token_name_no_collection_or_tenant(new_stack):
-    stack = new_stack().start_web()
+def test_metrics_without_a_token_name_no_collection_or_tenant(stack):
     name = unique("alpha-secret")
     assert stack.post("/api/v1/collections", json={"name": name}).status_code == 201
     series = _index_series(stack)
