@@ -102,7 +102,7 @@ def test_a_search_submitted_during_a_large_ingest_does_not_wait_for_it(service):
     the shared stack's two stays free for searches while one ingests."""
     name = f"busy-{time.time_ns()}"
     service.ingest(name, [{"id": topic, "text": text} for topic, text in TOPICS[:5]])
-    response = service.post(f"/api/v1/collections/{name}-big/documents", json={"documents": large_corpus(400)})
+    response = service.post(f"/api/v1/collections/{name}-big/documents", json={"documents": large_corpus(200)})
     assert response.status_code == 202
     ingest_id = response.json()["id"]
     wait_until(lambda: service.get(f"/api/v1/jobs/{ingest_id}").json()["status"] == "running", 60, interval=0.05)
