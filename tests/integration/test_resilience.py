@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devstack.processes import wait_until
+from tests.integration.brokers import redis_broker_only
 from tests.integration.corpora import large_corpus
 from tests.integration.problems import assert_problem
 
@@ -22,8 +23,9 @@ def stack(module_stack):
     """Web and a worker with two pool processes, for the tests that leave
     them working (Redis started again, a pool child replaced)."""
     stack = module_stack()
-    stack.start_web()
+    stack.start_web(wait=False)
     stack.start_worker(concurrency=2)
+    stack.wait_started()
     wait_until(lambda: pool_ready_lines(stack) == 2, 120, what="both pool processes")
     return stack
 
@@ -32,6 +34,7 @@ def pool_ready_lines(stack) -> int:
     return (stack.workdir / "worker1.log").read_text().count("pool process")
 
 
+@redis_broker_only
 def test_submit_while_redis_is_down_is_503_and_works_again_after(stack):
     assert stack.post("/api/v1/collections", json={"name": "outage"}).status_code == 201
 
@@ -56,8 +59,9 @@ def test_a_worker_killed_mid_ingest_is_recovered_by_another_with_beat_down(new_s
     """No beat runs, and the surviving worker started long before the kill
     (its start-up sweep is over): only its own sweep timer can re-send the job."""
     stack = new_stack(JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="2")
-    stack.start_web()
+    stack.start_web(wait=False)
     workers = dict(zip([stack.workdir / "worker1.log", stack.workdir / "worker2.log"], stack.start_workers(2)))
+    stack.wait_started()
     documents = large_corpus(200)
     submitted = stack.post("/api/v1/collections/crash/documents", json={"documents": documents}).json()
 
@@ -137,8 +141,9 @@ def test_a_recovered_job_runs_ahead_of_a_200_job_backlog(new_stack):
     # The worker's own sweep (every second) re-sends the job should its
     # start-up recovery come before the lease ran out.
     stack = new_stack(JOB_LEASE_SECONDS="4", RECOVERY_INTERVAL_SECONDS="1")
-    stack.start_web()
+    stack.start_web(wait=False)
     worker = stack.start_worker()
+    stack.wait_started()
     big = stack.post("/api/v1/collections/backlog/documents", json={"documents": large_corpus(300)}).json()
     wait_until(
         lambda: stack.get(f"/api/v1/jobs/{big['id']}").json()["progress"]["processed"] > 0,

@@ -59,9 +59,10 @@ def test_batched_searches_match_one_by_one_and_survive_a_killed_worker(new_stack
         RERANK_MODEL=str(tiny_cross_encoder),
         RERANK_CANDIDATES="50",
     )
-    stack.start_web()
+    stack.start_web(wait=False)
+    stack.start_beat(wait=False)
     worker = stack.start_worker()
-    stack.start_beat()
+    stack.wait_started()
     stack.ingest("topics", [{"id": name, "text": text, "metadata": {"topic": name}} for name, text in TOPICS])
     stack.ingest("words", large_corpus(100))
     alone = [stack.search(collection, **body) for collection, body in SEARCHES]

@@ -26,8 +26,9 @@ def test_a_follower_frees_its_worker_and_is_recovered_when_its_leaders_worker_is
         RERANK_MODEL=str(tiny_cross_encoder),
         RERANK_CANDIDATES="100",
     )
-    stack.start_web()
+    stack.start_web(wait=False)
     workers = stack.start_workers(2)
+    stack.wait_started()
     logs = [stack.workdir / f"worker{n}.log" for n in (1, 2)]
     assert stack.ingest("words", large_corpus(120))["status"] == "succeeded"
     body = {"query": f"people and places {uuid.uuid4().hex[:6]}", "pipeline": "rerank", "top_k": 5}

@@ -11,6 +11,7 @@ import pytest
 from devstack.processes import wait_until
 from devstack.receiver import Receiver
 from tests.conftest import WEBHOOK_TEST_SETTINGS
+from tests.integration.brokers import redis_broker_only
 from tests.integration.corpora import large_corpus, unique
 from tests.webhook_calls import settled, subscribe
 
@@ -36,9 +37,10 @@ def stack(module_stack):
     working (a worker replaced, Redis started again); each test is a tenant
     of its own. The attempt's lease is the timeout and 5 s."""
     stack = module_stack(**WEBHOOK_TEST_SETTINGS, WEBHOOK_TIMEOUT_SECONDS="3")
-    stack.start_web()
+    stack.start_web(wait=False)
+    stack.start_beat(wait=False)
     stack.start_worker()
-    stack.start_beat()
+    stack.wait_started()
     return stack
 
 
@@ -60,6 +62,7 @@ def test_a_worker_killed_mid_delivery_loses_no_event(stack):
         slow.stop()
 
 
+@redis_broker_only
 def test_a_job_finishing_while_redis_is_down_has_its_event_delivered_after(stack, receiver):
     client = stack.client(stack.create_key(unique("outage")))
     subscribe(client, receiver.url(), ["job.succeeded"])
