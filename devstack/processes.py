@@ -271,7 +271,7 @@ class Stack(Client):
         from celery import Celery
 
         names = [name for name, process in self.workers.items() if process.poll() is None]
-        app = Celery(broker=self.redis.url)
+        app = Celery(broker=self.env.get("CELERY_BROKER_URL") or self.redis.url)
         try:
             replies = getattr(app.control, command)(queue, destination=names, reply=True, limit=len(names), timeout=10)
         finally:
