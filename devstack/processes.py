@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from app.services.jobs import worker_queues
 from devstack.client import Client
 from devstack.ports import free_port
+from devstack.rabbitmq import VirtualHost
 from devstack.waiting import wait_until
 
 __all__ = ["BIN", "PROJECT_ROOT", "Client", "RedisServer", "Stack", "create_database", "free_port", "wait_until"]
@@ -127,6 +128,12 @@ class Stack(Client):
             "PYTHONUNBUFFERED": "1",
             **env,
         }
+        # TEST_BROKER_URL (a RabbitMQ server): the stack's broker is a virtual
+        # host of its own there; Redis stays its cache and rate-limit store.
+        self.vhost: VirtualHost | None = None
+        if os.environ.get("TEST_BROKER_URL") and "CELERY_BROKER_URL" not in env:
+            self.vhost = VirtualHost(os.environ["TEST_BROKER_URL"])
+            self.env["CELERY_BROKER_URL"] = self.vhost.url
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
         self.processes: list[subprocess.Popen] = []

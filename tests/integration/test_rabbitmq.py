@@ -5,43 +5,30 @@ where no RabbitMQ answers on 127.0.0.1:5672."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
+import os
 import time
-import uuid
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
 from app.services.jobs.broker import AMQP_MAX_PRIORITY, BULK_PRIORITY, NORMAL_PRIORITY, RECOVERY_PRIORITY, wire_priority
+from devstack import rabbitmq
 from devstack.receiver import Receiver
 from devstack.waiting import wait_until
 from tests.integration.corpora import large_corpus
 
 pytestmark = pytest.mark.integration
-
-
-def _rabbitmq_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), 1).close()
-    except OSError:
-        return False
-    return shutil.which("rabbitmqctl") is not None
+SERVER = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672")
 
 
 @pytest.fixture
 def amqp_url():
     """A virtual host of this test's own on the machine's RabbitMQ."""
-    if not _rabbitmq_answers():
+    if not rabbitmq.answers(SERVER):
         pytest.skip("no RabbitMQ (with rabbitmqctl) on 127.0.0.1:5672")
-    vhost = f"quarry-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, timeout=60
-    )
-    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], timeout=60)
+    vhost = rabbitmq.VirtualHost(SERVER)
+    yield vhost.url
+    vhost.delete()
 
 
 def test_rabbitmq_hands_out_recovery_first_and_bulk_last(amqp_url):

@@ -12,6 +12,7 @@ import redis
 import requests
 
 from devstack.processes import Stack, create_database, free_port, wait_until
+from tests.integration.brokers import redis_broker_only
 from tests.integration.corpora import unique
 
 pytestmark = pytest.mark.integration
@@ -102,6 +103,7 @@ def tls_stack(tmp_path):
         drop()
 
 
+@redis_broker_only
 def test_every_redis_client_connects_to_a_tls_redis_with_a_self_signed_certificate(tls_stack):
     stack = tls_stack
     assert stack.env["REDIS_URL"].startswith("rediss://")
