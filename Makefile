@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-memory eval chaos load clean
+.PHONY: install redis-server run cluster test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ redis-server:
 
 run: install redis-server
 	@scripts/run-local.sh
+
+# The same processes on five "hosts" of this machine (network namespaces on a
+# private bridge: data, web, two workers, beat; devstack/cluster.py). Needs
+# root. Prints the web address and an admin key; Ctrl-C removes everything.
+cluster: install redis-server
+	$(BIN)/python -m devstack.cluster
 
 # Every tier (tests/README.md), with the coverage of app/ in process (the
 # in-process tier runs the jobs; code run inside gunicorn and Celery is not counted).

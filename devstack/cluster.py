@@ -1,0 +1,630 @@
+"""Quarry on several "hosts" of one machine: Linux network namespaces joined
+by veth pairs to a bridge in the root namespace, each host with its own
+address on a private /24, its own loopback and its own var/ directory (no
+disk path is shared between hosts; the database stages uploads).
+
+    data      PostgreSQL (the machine's binaries) and redis-server, bound to its address
+    web       gunicorn (UPLOAD_STAGING=database)
+    worker1   a Celery worker, its own INDEX_DIR
+    worker2   another
+    beat      Celery beat
+
+The hosts have a route to their subnet and nothing else: no packet they
+send can leave the machine. The bridge's own address (.1) lets this
+machine's root namespace reach them; a relay on 127.0.0.1
+(devstack/forward.py) carries a loopback client's requests to the web host.
+
+    python -m devstack.cluster      # `make cluster`: start, print the web address and a key, Ctrl-C ends it
+
+Needs root and iproute2; NamespacesUnavailable says why not otherwise.
+Everything (processes, namespaces, veths, bridge, PostgreSQL's files) goes
+in stop(), which start() calls itself when it fails; a cluster left behind
+by a process that was killed is removed by the next one's start.
+
+Figures on this 2-core machine: start 20-50 s (the two workers loading the
+model; the upper end while other test runs load it), a killed worker host's
+ingest taken over by the other 5 s later (JOB_LEASE_SECONDS=4,
+RECOVERY_INTERVAL_SECONDS=2), stop under 1 s."""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from app.services.jobs import worker_queues
+from devstack.client import Client
+from devstack.ports import free_port
+from devstack.postgres import PostgresServer, postgres_binaries
+from devstack.processes import BIN, PROJECT_ROOT
+from devstack.waiting import wait_until
+
+__all__ = ["Cluster", "Host", "NamespacesUnavailable", "namespaces_problem"]
+
+# A file per running cluster, named by its tag: the pid of the process that
+# owns it, then the directories to remove with it.
+STATE_DIR = Path("/run/quarry-cluster")
+PREFIX = "quarry-"
+WEB_PORT, REDIS_PORT, POSTGRES_PORT = 8000, 6379, 5432
+# Host number (the last octet of its address) by role.
+ROLES = {"data": 2, "web": 3, "beat": 4, "worker1": 11, "worker2": 12}
+WORKERS = ("worker1", "worker2")
+# Settings that name one host's paths or the cluster's servers: never
+# inherited from the environment of whoever starts the cluster.
+HOST_SPECIFIC = {
+    "QUARRY_VAR_DIR",
+    "INDEX_DIR",
+    "UPLOAD_DIR",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "RATELIMIT_STORAGE_URL",
+    "HOST",
+    "PORT",
+    "TEST_BROKER_URL",
+    "TEST_DATABASE_URL",
+}
+
+
+class NamespacesUnavailable(RuntimeError):
+    """This machine (or user) cannot make the cluster's namespaces."""
+
+
+def namespaces_problem() -> str | None:
+    """Why a cluster cannot be built here, or None."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (run as root, or in a VM or container with CAP_SYS_ADMIN)"
+    if shutil.which("ip") is None:
+        return "no `ip` command (iproute2)"
+    if shutil.which("redis-server") is None:
+        return "no redis-server on this machine"
+    if postgres_binaries() is None:
+        return "no PostgreSQL binaries under /usr/lib/postgresql"
+    return None
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the root namespace has an address or a route in."""
+    used = []
+    for entry in json.loads(_ip("-4", "-j", "addr").stdout or "[]"):
+        for info in entry.get("addr_info", []):
+            used.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    for route in json.loads(_ip("-4", "-j", "route", "show", "table", "all").stdout or "[]"):
+        destination = route.get("dst", "default")
+        if destination != "default":
+            try:
+                used.append(ipaddress.IPv4Network(destination, strict=False))
+            except ValueError:
+                continue
+    return used
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """The first 10.77.N.0/24 that overlaps nothing this machine routes."""
+    used = _used_networks()
+    for third in range(256):
+        candidate = ipaddress.IPv4Network(f"10.77.{third}.0/24")
+        if not any(candidate.overlaps(network) for network in used):
+            return candidate
+    raise NamespacesUnavailable("every 10.77.N.0/24 is in use on this machine")
+
+
+def _namespaces() -> list[str]:
+    return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
+
+
+def remove_abandoned() -> None:
+    """Clusters whose owning process is gone (killed before its stop()):
+    their processes, namespaces and bridge."""
+    if not STATE_DIR.exists():
+        return
+    for state in STATE_DIR.iterdir():
+        if state.name.startswith("."):
+            continue
+        try:
+            lines = state.read_text().split("\n")
+            owner = int(lines[0])
+        except (OSError, ValueError):
+            lines, owner = [], 0
+        if owner and _alive(owner):
+            continue
+        tag = state.name
+        for namespace in _namespaces():
+            if namespace.startswith(f"{PREFIX}{tag}-"):
+                _kill_namespace(namespace, signal.SIGKILL)
+                _ip("netns", "del", namespace, check=False)
+        _remove_links(tag)
+        for directory in lines[1:]:  # PostgreSQL's files, the work folder
+            if directory.startswith(tempfile.gettempdir()):
+                shutil.rmtree(directory, ignore_errors=True)
+        state.unlink(missing_ok=True)
+
+
+def _remove_links(tag: str) -> None:
+    """The cluster's bridge and the root ends of its veths (the kernel removes
+    a veth with its namespace, but not always at once)."""
+    for link in json.loads(_ip("-j", "link").stdout or "[]"):
+        if link["ifname"].startswith(f"qv{tag}"):
+            _ip("link", "del", link["ifname"], check=False)
+    _ip("link", "del", f"qbr-{tag}", check=False)
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    result = _ip("netns", "pids", namespace, check=False)
+    return [int(pid) for pid in result.stdout.split()]
+
+
+def _kill_namespace(namespace: str, sig: int) -> None:
+    for pid in _namespace_pids(namespace):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Host:
+    """One network namespace: an address, a directory, and the processes
+    started in it."""
+
+    role: str
+    namespace: str
+    address: str
+    directory: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def var_dir(self) -> Path:
+        return self.directory / "var"
+
+    def spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, *args],
+            cwd=PROJECT_ROOT,
+            env={**self.env, **env},
+            stdout=(self.directory / log_name).open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        path = self.directory / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def pids(self) -> list[int]:
+        """Every process in the host's namespace (children and daemons too)."""
+        return _namespace_pids(self.namespace)
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20) -> None:
+        """`sig` to every process of the host; wait until none is left (then
+        SIGKILL whatever is)."""
+        _kill_namespace(self.namespace, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                process.poll()
+            if not self.pids():
+                break
+            time.sleep(0.1)
+        else:
+            _kill_namespace(self.namespace, signal.SIGKILL)
+            wait_until(lambda: not self.pids(), 10, what=f"the processes of {self.role}")
+        for process in self.processes:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class Cluster(Client):
+    """The topology of this module's docstring; a client of its web host
+    (through the relay on 127.0.0.1) once started."""
+
+    def __init__(self, workdir: Path, worker_concurrency: int = 1, remove_workdir: bool = False, **env: str) -> None:
+        """`remove_workdir`: stop() removes `workdir` too (the hosts' logs and var/)."""
+        problem = namespaces_problem()
+        if problem:
+            raise NamespacesUnavailable(problem)
+        super().__init__("http://127.0.0.1:0")
+        self.workdir = workdir
+        self.remove_workdir = remove_workdir
+        self.worker_concurrency = worker_concurrency
+        self.settings = env
+        self.tag = uuid.uuid4().hex[:5]
+        self.bridge = f"qbr-{self.tag}"
+        self.subnet: ipaddress.IPv4Network | None = None
+        self.hosts: dict[str, Host] = {}
+        self.workers: dict[str, Host] = {}  # by Celery node name
+        self.postgres: PostgresServer | None = None
+        self.relay: subprocess.Popen | None = None
+        self.web_url = ""
+        # Seconds from the start of start() to the end of each phase.
+        self.timings: dict[str, float] = {}
+
+    # --- addresses ---
+
+    def address(self, role: str) -> str:
+        assert self.subnet is not None
+        return str(self.subnet.network_address + ROLES[role])
+
+    @property
+    def database_url(self) -> str:
+        """As the hosts reach PostgreSQL: over the bridge."""
+        return f"postgresql+psycopg://postgres@{self.address('data')}:{POSTGRES_PORT}/postgres"
+
+    @property
+    def local_database_url(self) -> str:
+        """As this (root) namespace reaches it: PostgreSQL's Unix socket."""
+        assert self.postgres is not None
+        return f"postgresql+psycopg://postgres@/postgres?host={self.postgres.directory}&port={POSTGRES_PORT}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.address('data')}:{REDIS_PORT}/0"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.hosts["data"].directory / "redis.sock"
+
+    # --- start and stop ---
+
+    def start(self) -> Cluster:
+        """Build everything; on any failure, remove what was built and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop(graceful=False)
+            raise
+        return self
+
+    def _start(self) -> None:
+        began = time.monotonic()
+
+        def done(phase: str) -> None:
+            self.timings[phase] = round(time.monotonic() - began, 1)
+
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        # One cluster at a time picks its subnet and puts it on its bridge.
+        with (STATE_DIR / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            remove_abandoned()
+            owned = f"{self.workdir}\n" if self.remove_workdir else ""
+            (STATE_DIR / self.tag).write_text(f"{os.getpid()}\n{owned}")
+            self.subnet = free_subnet()
+            self._make_network()
+        done("network")
+        self._start_redis()
+        # The workers load the model (the longest start) while PostgreSQL is
+        # made; they touch the database only once they take a task, after
+        # "ready", long after the migrations.
+        for role in WORKERS:
+            self._spawn_worker(self.hosts[role])
+        self._start_postgres()
+        done("data")
+        self.hosts["web"].spawn(
+            [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
+            "web.log",
+            HOST=self.address("web"),
+            PORT=str(WEB_PORT),
+            WEB_CONCURRENCY="1",
+            WEB_THREADS="4",
+        )
+        beat = self.hosts["beat"]
+        beat.spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(beat.var_dir / "celerybeat-schedule"),
+            ],
+            "beat.log",
+        )
+        self.web_url = f"http://{self.address('web')}:{WEB_PORT}"
+        port = free_port()
+        self.relay = subprocess.Popen(
+            [str(BIN / "python"), "-m", "devstack.forward", f"127.0.0.1:{port}", f"{self.address('web')}:{WEB_PORT}"],
+            cwd=PROJECT_ROOT,
+            stdout=(self.workdir / "relay.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.base_url = f"http://127.0.0.1:{port}"
+        wait_until(self._web_answers, 60, what="the web host")
+        done("web")
+        wait_until(lambda: "beat: Starting" in beat.log("beat.log"), 60, what="beat")
+        done("beat")
+        for role in WORKERS:
+            wait_until(lambda host=self.hosts[role]: " ready." in host.log("worker.log"), 180, what=f"{role}")
+        done("workers")
+
+    def _make_network(self) -> None:
+        assert self.subnet is not None
+        prefix = self.subnet.prefixlen
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.subnet.network_address + 1}/{prefix}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        base = {name: value for name, value in os.environ.items() if name not in HOST_SPECIFIC}
+        base.update(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+            UPLOAD_STAGING="database",
+            **self.settings,
+        )
+        for number, role in enumerate(ROLES):
+            namespace = f"{PREFIX}{self.tag}-{role}"
+            try:
+                _ip("netns", "add", namespace)
+            except subprocess.CalledProcessError as exc:
+                raise NamespacesUnavailable(f"`ip netns add` failed: {exc.stderr.strip()}") from exc
+            directory = self.workdir / role
+            var = directory / "var"
+            host = Host(
+                role,
+                namespace,
+                self.address(role),
+                directory,
+                {
+                    **base,
+                    "QUARRY_VAR_DIR": str(var),
+                    "INDEX_DIR": str(var / "indexes"),
+                    "UPLOAD_DIR": str(var / "uploads"),
+                    "PROMETHEUS_MULTIPROC_DIR": str(var / "metrics"),
+                },
+            )
+            var.mkdir(parents=True, exist_ok=True)
+            self.hosts[role] = host
+            outside = f"qv{self.tag}{number}"
+            _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+            _ip("link", "set", outside, "master", self.bridge, "up")
+            inside = ["netns", "exec", namespace, "ip"]
+            _ip(*inside, "link", "set", "lo", "up")
+            _ip(*inside, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0")
+            _ip(*inside, "link", "set", "eth0", "up")
+
+    def _start_redis(self) -> None:
+        data = self.hosts["data"]
+        data.spawn(
+            [
+                "redis-server",
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                data.address,
+                # Bound to the cluster's private subnet only, which nothing
+                # off this machine reaches; the hosts connect without a password.
+                "--protected-mode",
+                "no",
+                "--unixsocket",
+                str(self.redis_socket),
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data.var_dir),
+            ],
+            "redis.log",
+        )
+
+    def _start_postgres(self) -> None:
+        data = self.hosts["data"]
+        postgres = PostgresServer()
+        self.postgres = postgres
+        with (STATE_DIR / self.tag).open("a") as state:
+            state.write(f"{postgres.directory}\n")
+        postgres.port = POSTGRES_PORT  # the data host's own port space
+        postgres.as_user = ["ip", "netns", "exec", data.namespace, *postgres.as_user]
+        postgres.init()
+        with (postgres.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {self.subnet} trust\n")
+        options = (
+            f"-p {POSTGRES_PORT} -k {postgres.directory} -c listen_addresses={data.address} -c fsync=off"
+            " -c max_connections=200"
+        )
+        log = str(postgres.directory / "server.log")
+        postgres._run("pg_ctl", "-D", str(postgres.data), "-l", log, "-w", "-o", options, "start")
+        wait_until(self._redis_answers, 10, what="redis-server")
+        from app.cli import upgrade_database
+
+        upgrade_database(self.local_database_url)
+
+    def _spawn_worker(self, host: Host) -> None:
+        name = f"{host.role}@{host.namespace}"
+        host.spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                ",".join(worker_queues()),
+                "--concurrency",
+                str(self.worker_concurrency),
+                "-n",
+                name,
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+            "worker.log",
+            WORKER_CONCURRENCY=str(self.worker_concurrency),
+        )
+        self.workers[name] = host
+
+    def _redis_answers(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.5)
+                sock.connect(str(self.redis_socket))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _web_answers(self) -> bool:
+        try:
+            return self.http.get(self.base_url + "/health/live", timeout=1).status_code == 200
+        except Exception:
+            return False
+
+    def stop(self, graceful: bool = False) -> None:
+        """Every process (SIGTERM and a short wait when `graceful`, else
+        SIGKILL), then the namespaces, their veths and the bridge."""
+        if self.relay is not None and self.relay.poll() is None:
+            self.relay.kill()
+            self.relay.wait(10)
+        data = self.hosts.get("data")
+        if self.postgres is not None and data is not None and (self.postgres.data / "postmaster.pid").exists():
+            try:
+                self.postgres._run("pg_ctl", "-D", str(self.postgres.data), "-m", "immediate", "-w", "stop")
+            except (subprocess.SubprocessError, OSError):
+                pass  # killed with the rest of its host below
+        for host in self.hosts.values():
+            _kill_namespace(host.namespace, signal.SIGTERM if graceful else signal.SIGKILL)
+        for host in self.hosts.values():
+            host.kill(signal.SIGKILL, timeout=15 if graceful else 10)
+        for host in self.hosts.values():
+            _ip("netns", "del", host.namespace, check=False)
+        _remove_links(self.tag)
+        if self.postgres is not None:
+            shutil.rmtree(self.postgres.directory, ignore_errors=True)
+        if self.remove_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        (STATE_DIR / self.tag).unlink(missing_ok=True)
+
+    # --- for tests and people ---
+
+    def worker_host(self, role: str) -> tuple[str, Host]:
+        """(Celery node name, host) of a worker host."""
+        [(name, host)] = [(name, host) for name, host in self.workers.items() if host.role == role]
+        return name, host
+
+    def consume(self, role: str, queue: str, on: bool = True) -> None:
+        """Make a worker host take messages from `queue` again, or no more
+        (Celery's remote control: add_consumer / cancel_consumer), through
+        the broker's Unix socket."""
+        from celery import Celery
+
+        name, _host = self.worker_host(role)
+        app = Celery(broker=f"redis+socket://{self.redis_socket}")
+        try:
+            control = app.control.add_consumer if on else app.control.cancel_consumer
+            replies = control(queue, destination=[name], reply=True, limit=1, timeout=10)
+        finally:
+            app.close()
+        answers = {node: answer for reply in replies or [] for node, answer in reply.items()}
+        if list(answers) != [name] or "ok" not in answers[name]:
+            raise RuntimeError(f"{'add' if on else 'cancel'}_consumer {queue} on {name}: {replies!r}")
+
+    def sql(self, query: str, **params) -> list[tuple]:
+        engine = sa.create_engine(self.local_database_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(sa.text(query), params)]
+        finally:
+            engine.dispose()
+
+    def create_key(
+        self, tenant: str, scopes: str = "read,write,admin", tier: str = "enterprise", name: str = "cluster"
+    ) -> str:
+        """An API key made in the cluster's database through the service calls."""
+        from dataclasses import replace
+
+        from sqlalchemy.orm import Session
+
+        from app.config import Settings
+        from app.services import keys
+
+        engine = sa.create_engine(
+            replace(Settings.from_env(), database_url=self.local_database_url).normalized_database_url()
+        )
+        try:
+            with Session(engine) as session:
+                owner = keys.ensure_tenant(session, tenant)
+                _key, plaintext = keys.create_key(session, owner.id, name=name, scopes=scopes.split(","), tier=tier)
+        finally:
+            engine.dispose()
+        return plaintext
+
+    def authenticate(self, key: str) -> None:
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="quarry-cluster-"))
+    try:
+        cluster = Cluster(workdir, remove_workdir=True)
+    except NamespacesUnavailable as exc:
+        print(f"Cannot build the cluster: {exc}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 1
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    # Ctrl-C ends it even when started with SIGINT ignored (in the background, say).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        print(f"Building the cluster in {workdir} (hosts' logs and var/ there) ...", flush=True)
+        cluster.start()
+        key = cluster.create_key("cluster")
+        print(f"Started in {cluster.timings['workers']} s ({cluster.timings})")
+        print(f"Web host:   {cluster.web_url}  (also {cluster.base_url} on this machine's loopback)")
+        print(f"Admin key:  {key}")
+        for role, host in cluster.hosts.items():
+            print(f"  {role:8} {host.address:15} ip netns exec {host.namespace} ...")
+        print(f"Try: curl -H 'Authorization: Bearer {key}' {cluster.web_url}/health")
+        print("Ctrl-C stops it and removes everything.", flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("\nStopping the cluster ...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the teardown short
+        cluster.stop(graceful=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
