@@ -277,15 +277,24 @@ class Stack(Client):
     def _control(self, command: str, queue: str) -> None:
         from celery import Celery
 
-        names = [name for name, process in self.workers.items() if process.poll() is None]
+        waiting = [name for name, process in self.workers.items() if process.poll() is None]
+        answers: dict[str, dict] = {}
         app = Celery(broker=self.env.get("CELERY_BROKER_URL") or self.redis.url)
         try:
-            replies = getattr(app.control, command)(queue, destination=names, reply=True, limit=len(names), timeout=10)
+            # A broadcast a busy machine's worker missed or answered late is
+            # sent again to those that did not answer (both commands may be
+            # repeated); the call returns as soon as all have answered.
+            for _attempt in range(3):
+                send = getattr(app.control, command)
+                replies = send(queue, destination=waiting, reply=True, limit=len(waiting), timeout=15)
+                answers.update(answer for reply in replies or [] for answer in reply.items())
+                waiting = [name for name in waiting if name not in answers]
+                if not waiting:
+                    break
         finally:
             app.close()
-        answers = {name: answer for reply in replies or [] for name, answer in reply.items()}
-        if sorted(answers) != sorted(names) or any("ok" not in answer for answer in answers.values()):
-            raise RuntimeError(f"{command} {queue}: the workers {names} answered {replies!r}")
+        if waiting or any("ok" not in answer for answer in answers.values()):
+            raise RuntimeError(f"{command} {queue}: no answer from {waiting}; answers: {answers!r}")
 
     def kill(self, process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         try:
