@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install redis-server run cluster test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-memory eval chaos load clean
+.PHONY: install redis-server run cluster test lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-cluster bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -70,6 +70,9 @@ bench-scale: install redis-server
 
 bench-index-cache: install redis-server
 	$(BIN)/python -m bench index-cache
+
+bench-cluster: install redis-server
+	$(BIN)/python -m bench cluster
 
 bench-requests: install redis-server
 	$(BIN)/python -m bench requests

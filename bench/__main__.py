@@ -78,6 +78,11 @@ def parser() -> argparse.ArgumentParser:
     cache.add_argument("--clients", type=int, default=8)
     cache.add_argument("--budget-mb", type=int, default=256, help="INDEX_CACHE_MB of each worker process")
     cache.set_defaults(module="index_cache")
+    hosts = suites.add_parser("cluster", help="one worker host, then two, on the namespace topology (root)")
+    hosts.add_argument("--chunks", type=int, default=20_000, help="chunks in the collection searched")
+    hosts.add_argument("--clients", type=int, default=8)
+    hosts.add_argument("--seconds", type=float, default=30, help="seconds of load per phase")
+    hosts.set_defaults(module="cluster")
     suites.add_parser("render", help="only render the Markdown from the results file").set_defaults(module=None)
     return top
 

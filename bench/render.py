@@ -33,6 +33,7 @@ SECTIONS = (  # (results key, heading, make target, tables)
     ("hnsw", "HNSW at scale (random vectors, in process)", "bench-hnsw", tables.hnsw),
     ("scale", "Flat vs hnsw through the service", "bench-scale", tables.scale),
     ("index-cache", "Many collections within INDEX_CACHE_MB", "bench-index-cache", tables.index_cache),
+    ("cluster", "One worker host and two (network namespaces)", "bench-cluster", tables.cluster),
     ("chaos", "Chaos run (faults under load)", "chaos", chaos),
 )
 

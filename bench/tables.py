@@ -213,3 +213,18 @@ def index_cache(r: dict) -> list[str]:
         *table(["Phase", "Collections", "Searches", "Failed", "Searches/s", "`took_ms` p50 / p95",
                 "Client p50 / p95 (ms)", "Largest pool process RSS after (MB)"], rows),
     ]  # fmt: skip
+
+
+def cluster(r: dict) -> list[str]:
+    phases = (("one_host", "one worker host"), ("two_hosts", "two worker hosts"))
+    roles = ("worker1", "worker2", "web", "beat")
+    rows = [[label, r[key]["n"], r[key]["failed"], fmt(r[key]["qps"]), stats(r[key].get("took"), ("p50", "p95")),
+             stats(r[key]["latency"], ("p50", "p95")),
+             *(fmt(r[key]["cpu_ms_per_search"].get(role), 1) for role in roles),
+             fmt(sum(r[key]["cpu_ms_per_search"].values()), 1)]
+            for key, label in phases]  # fmt: skip
+    return [
+        *run_table(r, [["Collection (chunks) / clients / seconds per phase", f"{r['chunks']:,} / {r['clients']} / {r['seconds']:g}"]]),
+        *table(["Served by", "Searches", "Failed", "Searches/s", "`took_ms` p50 / p95", "Client p50 / p95 (ms)",
+                "CPU ms per search: worker1", "worker2", "web", "beat", "all hosts"], rows),
+    ]  # fmt: skip
