@@ -111,6 +111,15 @@ def _says_ready(worker_log: Path) -> bool:
     return b" ready." in worker_log.read_bytes()
 
 
+# The sweeps a worker sends itself as it starts (workers/signals.py).
+START_UP_SWEEPS = (b"quarry.maintenance.recover_stuck_jobs[", b"quarry.webhooks.sweep_due_deliveries[")
+
+
+def _start_up_sweeps_done(worker_log: Path) -> bool:
+    lines = worker_log.read_bytes().splitlines()
+    return all(any(task in line and b"succeeded" in line for line in lines) for task in START_UP_SWEEPS)
+
+
 class Stack(Client):
     """The service's web and worker processes against one database and Redis."""
 
@@ -179,6 +188,15 @@ class Stack(Client):
             return self.http.get(self.base_url + "/health/live", timeout=1).status_code == 200
         except requests.RequestException:
             return False
+
+    def wait_start_up_sweeps(self, timeout: float = 60) -> None:
+        """Until every worker has finished the sweeps it sent itself on start.
+        For tests that stop Redis next: the broker going away while a
+        message is unacknowledged can end the worker ("Unrecoverable error"
+        in kombu's Redis transport, restoring it without a connection)."""
+        for number in range(1, len(self.workers) + 1):
+            log_path = self.workdir / f"worker{number}.log"
+            wait_until(functools.partial(_start_up_sweeps_done, log_path), timeout, what="the start-up sweeps")
 
     def start_worker(self, concurrency: int = 1, **env: str) -> subprocess.Popen:
         """`env`: settings of this worker's own, beside the stack's (another UPLOAD_DIR, say)."""

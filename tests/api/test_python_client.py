@@ -110,11 +110,11 @@ def test_wait_on_a_job_that_never_finishes_raises_wait_timeout_at_its_bound(tena
         job = quarry.search("notes", "anything")
         started = time.monotonic()
         with pytest.raises(WaitTimeout) as timeout:
-            job.wait(timeout=1.5)
-    assert time.monotonic() - started >= 1.5
+            job.wait(timeout=1.0)
+    assert time.monotonic() - started >= 1.0
     assert timeout.value.job.id == job.id and timeout.value.job.status == "queued"
     polls = [path for method, path, _ in transport.answers if path == f"/api/v1/jobs/{job.id}"]
-    assert 1 <= len(polls) <= 15  # as poll_after_ms says, not a tight loop
+    assert 1 <= len(polls) <= 10  # as poll_after_ms says, not a tight loop
 
 
 def test_a_cancelled_job_raises_job_cancelled(tenant):
@@ -182,7 +182,7 @@ def test_wait_all_waits_for_many_jobs_in_one_loop(tenant):
         start = len(transport.answers)
         updates: list[list[str]] = []
         with pytest.raises(WaitTimeout):  # one loop: every job is polled before any is final
-            quarry.jobs.wait_all(submitted, timeout=2, on_update=lambda jobs: updates.append([j.id for j in jobs]))
+            quarry.jobs.wait_all(submitted, timeout=1, on_update=lambda jobs: updates.append([j.id for j in jobs]))
         assert updates and all(ids == [j.id for j in submitted] for ids in updates)
         polls = [(path.rsplit("/", 1)[1], status) for _, path, status in transport.answers[start:]]
         assert {job_id for job_id, _ in polls} == {j.id for j in submitted}

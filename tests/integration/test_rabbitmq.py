@@ -62,7 +62,7 @@ def test_on_rabbitmq_jobs_webhooks_and_a_killed_workers_ingest_complete(new_stac
     first, second = stack.start_workers(2)
     receiver = Receiver().start()
     try:
-        documents = large_corpus(200)
+        documents = large_corpus(100)
         submitted = stack.post(
             "/api/v1/collections/rabbit/documents",
             json={"documents": documents, "callback_url": receiver.url(), "callback_events": ["job.succeeded"]},
@@ -70,7 +70,7 @@ def test_on_rabbitmq_jobs_webhooks_and_a_killed_workers_ingest_complete(new_stac
 
         def mid_way():
             job = stack.get(f"/api/v1/jobs/{submitted['id']}").json()
-            return job if 0 < job["progress"]["processed"] < 200 else None
+            return job if 0 < job["progress"]["processed"] < 100 else None
 
         wait_until(mid_way, 120, interval=0.05, what="ingest progress")
         logs = {first: stack.workdir / "worker1.log", second: stack.workdir / "worker2.log"}
@@ -81,7 +81,7 @@ def test_on_rabbitmq_jobs_webhooks_and_a_killed_workers_ingest_complete(new_stac
         job = stack.wait_job(submitted["id"], timeout=180)
         recovered_in = time.monotonic() - killed_at
         assert job["status"] == "succeeded" and job["attempts"] == 2, job
-        assert (job["result"]["documents"], job["result"]["chunks"]) == (200, 200)
+        assert (job["result"]["documents"], job["result"]["chunks"]) == (100, 100)
         print(f"RabbitMQ: a killed worker's ingest finished {recovered_in:.1f} s after the kill")
 
         hits = stack.search("rabbit", query=documents[42]["text"], top_k=5)["result"]["hits"]

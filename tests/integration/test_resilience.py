@@ -27,6 +27,7 @@ def stack(module_stack):
     stack.start_worker(concurrency=2)
     stack.wait_started()
     wait_until(lambda: pool_ready_lines(stack) == 2, 120, what="both pool processes")
+    stack.wait_start_up_sweeps()  # before any test stops Redis under them
     return stack
 
 

@@ -41,6 +41,7 @@ def stack(module_stack):
     stack.start_beat(wait=False)
     stack.start_worker()
     stack.wait_started()
+    stack.wait_start_up_sweeps()  # before a test stops Redis under them
     return stack
 
 
