@@ -10,12 +10,16 @@ folder and renamed into place, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import re
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +50,24 @@ class CollectionIndex:
         return self.vectors.nbytes() + self.keywords.nbytes() + documents
 
 
+def return_freed_memory() -> None:
+    """Hand the heap an index freed back to the system. glibc keeps freed
+    memory for reuse, so a process that forgets indexes to stay within its
+    budget would otherwise keep their pages resident anyway."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class IndexStore:
     """`budget_bytes`: how much of the collections' indexes this process keeps
     in memory (None: no bound). Past it, the least recently searched ones are
@@ -73,14 +95,17 @@ class IndexStore:
         with self._lock:
             return list(self._cache)
 
-    def _keep(self, key: str, index: CollectionIndex) -> None:
+    def _keep(self, key: str, index: CollectionIndex) -> int:
         """Hold `index` as the most recently used, then forget the least
         recently used others while over budget (one collection larger than
-        the whole budget is still served, alone). Called under the lock."""
+        the whole budget is still served, alone); how many it forgot.
+        Called under the lock."""
         self._cache[key] = index
         self._cache.move_to_end(key)
         self._sizes[key] = index.nbytes()
+        forgotten = 0
         while self.budget_bytes is not None and sum(self._sizes.values()) > self.budget_bytes and len(self._cache) > 1:
+            forgotten += 1
             oldest, _ = self._cache.popitem(last=False)
             log.info(
                 "index cache: forgot collection %s (%d bytes) to stay within %d",
@@ -88,6 +113,7 @@ class IndexStore:
                 self._sizes.pop(oldest),
                 self.budget_bytes,
             )
+        return forgotten
 
     def _path(self, key: str, generation: int) -> Path:
         return self.root / key / f"gen-{generation}"
@@ -118,7 +144,9 @@ class IndexStore:
             if loaded is None:
                 return None
         with self._lock:
-            self._keep(key, loaded)
+            forgotten = self._keep(key, loaded)
+        if forgotten:
+            return_freed_memory()
         return loaded
 
     def _load(self, path: Path, generation: int) -> CollectionIndex | None:
@@ -165,7 +193,9 @@ class IndexStore:
         """Serve `index` from memory: the writer calls this once the new
         generation is committed, so it never serves one nobody committed."""
         with self._lock:
-            self._keep(key, index)
+            forgotten = self._keep(key, index)
+        if forgotten:
+            return_freed_memory()
 
     def documents(self, key: str, generation: int) -> DocumentMap | None:
         """The document map kept with the indexes at `generation`, if any."""
@@ -180,7 +210,11 @@ class IndexStore:
             cached = self._cache.get(key)
             if cached is not None and cached.generation == generation:
                 cached.documents = documents
-                self._keep(key, cached)
+                forgotten = self._keep(key, cached)
+            else:
+                forgotten = 0
+        if forgotten:
+            return_freed_memory()
 
     def evict(self, key: str) -> None:
         """Forget the in-memory copy; the next get() reads the files."""
