@@ -24,7 +24,12 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0, pump=None) -> None:
+    def __init__(
+        self, statuses: list[int] | None = None, delay: float = 0.0, pump=None, host: str = "127.0.0.1"
+    ) -> None:
+        # `host`: the address to listen on (another network namespace's
+        # hosts reach this one at its bridge address, not loopback).
+        self.host = host
         self.port = free_port()
         # Called while waiting: the in-process tier's inline worker sends the
         # deliveries from there (tests/api); real workers need nothing.
@@ -36,7 +41,7 @@ class Receiver:
         self._server: ThreadingHTTPServer | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def start(self) -> Receiver:
         receiver = self
@@ -56,7 +61,7 @@ class Receiver:
             def log_message(self, *_args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -14,8 +14,11 @@ import time
 
 import pytest
 
+from devstack.client import Client
+from devstack.receiver import Receiver
 from devstack.waiting import wait_until
 from tests.integration.corpora import large_corpus, unique
+from tests.webhook_calls import subscribe
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +34,8 @@ def cluster(tmp_path_factory):
             tmp_path_factory.mktemp("cluster"),
             JOB_LEASE_SECONDS=str(LEASE_SECONDS),
             RECOVERY_INTERVAL_SECONDS=str(SWEEP_SECONDS),
+            # The webhook receiver is this machine, at the bridge's address.
+            WEBHOOK_ALLOW_PRIVATE_NETWORKS="1",
         )
         cluster.start()
     except NamespacesUnavailable as exc:
@@ -108,6 +113,25 @@ def test_health_on_the_web_host_counts_both_worker_hosts(cluster):
     workers = cluster.get("/health").json()["components"]["workers"]
     assert workers["status"] == "up" and workers["count"] == 2
     assert workers["names"] == sorted(cluster.workers)
+
+
+def test_each_worker_hosts_jobs_are_delivered_to_a_webhook_once(cluster):
+    bridge = str(cluster.subnet.network_address + 1)
+    receiver = Receiver(host=bridge).start()
+    try:
+        tenant = Client(cluster.base_url, cluster.create_key(unique("hooks")))
+        subscribe(tenant, receiver.url(), ["job.succeeded"])
+        name = unique("hooked")
+        ingest = tenant.ingest(name, [{"id": "owls", "text": "Owls hunt mice at night with silent wings."}])
+        search = tenant.search(name, query="silent night hunters", pipeline="dense", top_k=1)
+        assert (ran_on(cluster, ingest["id"]), ran_on(cluster, search["id"])) == (["worker1"], ["worker2"])
+        receiver.wait_for(2, timeout=60)
+        time.sleep(2)  # a duplicate would arrive about now
+        events = receiver.events()
+        assert sorted(e["data"]["job"]["id"] for e in events) == sorted([ingest["id"], search["id"]])
+        assert len({r.headers["webhook-id"] for r in receiver.received}) == len(receiver.received) == 2
+    finally:
+        receiver.stop()
 
 
 def test_a_worker_host_killed_mid_ingest_loses_and_duplicates_nothing(cluster):
