@@ -83,10 +83,14 @@ class Client(JobCalls):
         self.base_url = base_url
         self.http = requests.Session()
         if key:
-            self.http.headers["Authorization"] = f"Bearer {key}"
+            self.authenticate(key)
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def authenticate(self, key: str) -> None:
+        """Send `key` from now on."""
+        self.http.headers["Authorization"] = f"Bearer {key}"
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.http.get(self.url(path), timeout=30, **kwargs)

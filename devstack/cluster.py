@@ -21,16 +21,12 @@ Everything (processes, namespaces, veths, bridge, PostgreSQL's files) goes
 in stop(), which start() calls itself when it fails; a cluster left behind
 by a process that was killed is removed by the next one's start.
 
-Figures on this 2-core machine: start 20-50 s (the two workers loading the
-model; the upper end while other test runs load it), a killed worker host's
-ingest taken over by the other 5 s later (JOB_LEASE_SECONDS=4,
-RECOVERY_INTERVAL_SECONDS=2), stop under 1 s."""
+It starts in 20-50 s on 2 cores (the two workers loading the model)."""
 
 from __future__ import annotations
 
 import fcntl
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -40,24 +36,32 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from app.services.jobs import worker_queues
 from devstack.client import Client
+from devstack.netns import (
+    PREFIX,
+    STATE_DIR,
+    Host,
+    NamespacesUnavailable,
+    add_bridge,
+    add_namespace,
+    free_subnet,
+    ip,
+    kill_namespace,
+    namespaces_problem,
+    remove_abandoned,
+    remove_links,
+)
 from devstack.ports import free_port
-from devstack.postgres import PostgresServer, postgres_binaries
-from devstack.processes import BIN, PROJECT_ROOT
+from devstack.postgres import PostgresServer
+from devstack.processes import BIN, PROJECT_ROOT, WEB_COMMAND, beat_command, create_key, worker_command
 from devstack.waiting import wait_until
 
 __all__ = ["Cluster", "Host", "NamespacesUnavailable", "namespaces_problem"]
 
-# A file per running cluster, named by its tag: the pid of the process that
-# owns it, then the directories to remove with it.
-STATE_DIR = Path("/run/quarry-cluster")
-PREFIX = "quarry-"
 WEB_PORT, REDIS_PORT, POSTGRES_PORT = 8000, 6379, 5432
 # Host number (the last octet of its address) by role.
 ROLES = {"data": 2, "web": 3, "beat": 4, "worker1": 11, "worker2": 12}
@@ -78,173 +82,6 @@ HOST_SPECIFIC = {
     "TEST_BROKER_URL",
     "TEST_DATABASE_URL",
 }
-
-
-class NamespacesUnavailable(RuntimeError):
-    """This machine (or user) cannot make the cluster's namespaces."""
-
-
-def namespaces_problem() -> str | None:
-    """Why a cluster cannot be built here, or None."""
-    if os.geteuid() != 0:
-        return "network namespaces need root (run as root, or in a VM or container with CAP_SYS_ADMIN)"
-    if shutil.which("ip") is None:
-        return "no `ip` command (iproute2)"
-    if shutil.which("redis-server") is None:
-        return "no redis-server on this machine"
-    if postgres_binaries() is None:
-        return "no PostgreSQL binaries under /usr/lib/postgresql"
-    return None
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 network the root namespace has an address or a route in."""
-    used = []
-    for entry in json.loads(_ip("-4", "-j", "addr").stdout or "[]"):
-        for info in entry.get("addr_info", []):
-            used.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False))
-    for route in json.loads(_ip("-4", "-j", "route", "show", "table", "all").stdout or "[]"):
-        destination = route.get("dst", "default")
-        if destination != "default":
-            try:
-                used.append(ipaddress.IPv4Network(destination, strict=False))
-            except ValueError:
-                continue
-    return used
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    """The first 10.77.N.0/24 that overlaps nothing this machine routes."""
-    used = _used_networks()
-    for third in range(256):
-        candidate = ipaddress.IPv4Network(f"10.77.{third}.0/24")
-        if not any(candidate.overlaps(network) for network in used):
-            return candidate
-    raise NamespacesUnavailable("every 10.77.N.0/24 is in use on this machine")
-
-
-def _namespaces() -> list[str]:
-    return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
-
-
-def remove_abandoned() -> None:
-    """Clusters whose owning process is gone (killed before its stop()):
-    their processes, namespaces and bridge."""
-    if not STATE_DIR.exists():
-        return
-    for state in STATE_DIR.iterdir():
-        if state.name.startswith("."):
-            continue
-        try:
-            lines = state.read_text().split("\n")
-            owner = int(lines[0])
-        except (OSError, ValueError):
-            lines, owner = [], 0
-        if owner and _alive(owner):
-            continue
-        tag = state.name
-        for namespace in _namespaces():
-            if namespace.startswith(f"{PREFIX}{tag}-"):
-                _kill_namespace(namespace, signal.SIGKILL)
-                _ip("netns", "del", namespace, check=False)
-        _remove_links(tag)
-        for directory in lines[1:]:  # PostgreSQL's files, the work folder
-            if directory.startswith(tempfile.gettempdir()):
-                shutil.rmtree(directory, ignore_errors=True)
-        state.unlink(missing_ok=True)
-
-
-def _remove_links(tag: str) -> None:
-    """The cluster's bridge and the root ends of its veths (the kernel removes
-    a veth with its namespace, but not always at once)."""
-    for link in json.loads(_ip("-j", "link").stdout or "[]"):
-        if link["ifname"].startswith(f"qv{tag}"):
-            _ip("link", "del", link["ifname"], check=False)
-    _ip("link", "del", f"qbr-{tag}", check=False)
-
-
-def _namespace_pids(namespace: str) -> list[int]:
-    result = _ip("netns", "pids", namespace, check=False)
-    return [int(pid) for pid in result.stdout.split()]
-
-
-def _kill_namespace(namespace: str, sig: int) -> None:
-    for pid in _namespace_pids(namespace):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-@dataclass
-class Host:
-    """One network namespace: an address, a directory, and the processes
-    started in it."""
-
-    role: str
-    namespace: str
-    address: str
-    directory: Path
-    env: dict[str, str]
-    processes: list[subprocess.Popen] = field(default_factory=list)
-
-    @property
-    def var_dir(self) -> Path:
-        return self.directory / "var"
-
-    def spawn(self, args: list[str], log_name: str, **env: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace, *args],
-            cwd=PROJECT_ROOT,
-            env={**self.env, **env},
-            stdout=(self.directory / log_name).open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def log(self, name: str) -> str:
-        path = self.directory / name
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def pids(self) -> list[int]:
-        """Every process in the host's namespace (children and daemons too)."""
-        return _namespace_pids(self.namespace)
-
-    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20) -> None:
-        """`sig` to every process of the host; wait until none is left (then
-        SIGKILL whatever is)."""
-        _kill_namespace(self.namespace, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for process in self.processes:
-                process.poll()
-            if not self.pids():
-                break
-            time.sleep(0.1)
-        else:
-            _kill_namespace(self.namespace, signal.SIGKILL)
-            wait_until(lambda: not self.pids(), 10, what=f"the processes of {self.role}")
-        for process in self.processes:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 class Cluster(Client):
@@ -333,7 +170,7 @@ class Cluster(Client):
         self._start_postgres()
         done("data")
         self.hosts["web"].spawn(
-            [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
+            WEB_COMMAND,
             "web.log",
             HOST=self.address("web"),
             PORT=str(WEB_PORT),
@@ -342,16 +179,7 @@ class Cluster(Client):
         )
         beat = self.hosts["beat"]
         beat.spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "workers",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(beat.var_dir / "celerybeat-schedule"),
-            ],
+            beat_command(beat.var_dir / "celerybeat-schedule"),
             "beat.log",
         )
         self.web_url = f"http://{self.address('web')}:{WEB_PORT}"
@@ -375,9 +203,7 @@ class Cluster(Client):
     def _make_network(self) -> None:
         assert self.subnet is not None
         prefix = self.subnet.prefixlen
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.subnet.network_address + 1}/{prefix}", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
+        add_bridge(self.bridge, f"{self.subnet.network_address + 1}/{prefix}")
         base = {name: value for name, value in os.environ.items() if name not in HOST_SPECIFIC}
         base.update(
             DATABASE_URL=self.database_url,
@@ -389,10 +215,6 @@ class Cluster(Client):
         )
         for number, role in enumerate(ROLES):
             namespace = f"{PREFIX}{self.tag}-{role}"
-            try:
-                _ip("netns", "add", namespace)
-            except subprocess.CalledProcessError as exc:
-                raise NamespacesUnavailable(f"`ip netns add` failed: {exc.stderr.strip()}") from exc
             directory = self.workdir / role
             var = directory / "var"
             host = Host(
@@ -410,13 +232,7 @@ class Cluster(Client):
             )
             var.mkdir(parents=True, exist_ok=True)
             self.hosts[role] = host
-            outside = f"qv{self.tag}{number}"
-            _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", namespace)
-            _ip("link", "set", outside, "master", self.bridge, "up")
-            inside = ["netns", "exec", namespace, "ip"]
-            _ip(*inside, "link", "set", "lo", "up")
-            _ip(*inside, "addr", "add", f"{host.address}/{prefix}", "dev", "eth0")
-            _ip(*inside, "link", "set", "eth0", "up")
+            add_namespace(namespace, self.bridge, f"qv{self.tag}{number}", f"{host.address}/{prefix}")
 
     def _start_redis(self) -> None:
         data = self.hosts["data"]
@@ -470,22 +286,7 @@ class Cluster(Client):
     def _spawn_worker(self, host: Host) -> None:
         name = f"{host.role}@{host.namespace}"
         host.spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "workers",
-                "worker",
-                "-Q",
-                ",".join(worker_queues()),
-                "--concurrency",
-                str(self.worker_concurrency),
-                "-n",
-                name,
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_command(name, self.worker_concurrency),
             "worker.log",
             WORKER_CONCURRENCY=str(self.worker_concurrency),
         )
@@ -520,12 +321,12 @@ class Cluster(Client):
             except (subprocess.SubprocessError, OSError):
                 pass  # killed with the rest of its host below
         for host in self.hosts.values():
-            _kill_namespace(host.namespace, signal.SIGTERM if graceful else signal.SIGKILL)
+            kill_namespace(host.namespace, signal.SIGTERM if graceful else signal.SIGKILL)
         for host in self.hosts.values():
             host.kill(signal.SIGKILL, timeout=15 if graceful else 10)
         for host in self.hosts.values():
-            _ip("netns", "del", host.namespace, check=False)
-        _remove_links(self.tag)
+            ip("netns", "del", host.namespace, check=False)
+        remove_links(self.tag)
         if self.postgres is not None:
             shutil.rmtree(self.postgres.directory, ignore_errors=True)
         if self.remove_workdir:
@@ -568,26 +369,7 @@ class Cluster(Client):
         self, tenant: str, scopes: str = "read,write,admin", tier: str = "enterprise", name: str = "cluster"
     ) -> str:
         """An API key made in the cluster's database through the service calls."""
-        from dataclasses import replace
-
-        from sqlalchemy.orm import Session
-
-        from app.config import Settings
-        from app.services import keys
-
-        engine = sa.create_engine(
-            replace(Settings.from_env(), database_url=self.local_database_url).normalized_database_url()
-        )
-        try:
-            with Session(engine) as session:
-                owner = keys.ensure_tenant(session, tenant)
-                _key, plaintext = keys.create_key(session, owner.id, name=name, scopes=scopes.split(","), tier=tier)
-        finally:
-            engine.dispose()
-        return plaintext
-
-    def authenticate(self, key: str) -> None:
-        self.http.headers["Authorization"] = f"Bearer {key}"
+        return create_key(self.local_database_url, tenant, scopes, tier, name)
 
 
 def main() -> int:

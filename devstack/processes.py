@@ -111,6 +111,56 @@ def _says_ready(worker_log: Path) -> bool:
     return b" ready." in worker_log.read_bytes()
 
 
+def create_key(database_url: str, tenant: str, scopes: str, tier: str, name: str) -> str:
+    """A key made in that database through the service calls `flask keys
+    create` makes (the CLI itself: tests/api/test_cli.py and `make run`),
+    without starting a process for it."""
+    from dataclasses import replace
+
+    from sqlalchemy.orm import Session
+
+    from app.config import Settings
+    from app.services import keys
+
+    engine = sa.create_engine(replace(Settings.from_env(), database_url=database_url).normalized_database_url())
+    try:
+        with Session(engine) as session:
+            owner = keys.ensure_tenant(session, tenant)
+            _key, plaintext = keys.create_key(session, owner.id, name=name, scopes=scopes.split(","), tier=tier)
+    finally:
+        engine.dispose()
+    return plaintext
+
+
+# The service's processes' command lines, for a Stack and a Cluster's hosts alike.
+WEB_COMMAND = [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"]
+
+
+def worker_command(name: str, concurrency: int) -> list[str]:
+    """A Celery worker named `name` on every job queue (no gossip or mingle:
+    a test's workers need not know each other)."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "workers",
+        "worker",
+        "-Q",
+        ",".join(worker_queues()),
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def beat_command(schedule: Path) -> list[str]:
+    return [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+
+
 # The sweeps a worker sends itself as it starts (workers/signals.py).
 START_UP_SWEEPS = (b"quarry.maintenance.recover_stuck_jobs[", b"quarry.webhooks.sweep_due_deliveries[")
 
@@ -166,7 +216,7 @@ class Stack(Client):
         """`wait=False`: return at once; wait_started() waits for it to answer
         (so that the stack's other processes start meanwhile)."""
         self._spawn(
-            [str(BIN / "gunicorn"), "wsgi:app", "-c", "gunicorn.conf.py"],
+            WEB_COMMAND,
             "web.log",
             PORT=str(self.port),
             HOST="127.0.0.1",
@@ -215,22 +265,7 @@ class Stack(Client):
         log_name = f"worker{number}.log"
         name = f"test{number}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         process = self._spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "workers",
-                "worker",
-                "-Q",
-                ",".join(worker_queues()),
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                name,
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_command(name, concurrency),
             log_name,
             **{"WORKER_CONCURRENCY": str(concurrency), **env},
         )
@@ -261,16 +296,7 @@ class Stack(Client):
         """`wait=False`: as for start_web."""
         log_path = self.workdir / "beat.log"
         process = self._spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "workers",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.workdir / "celerybeat-schedule"),
-            ],
+            beat_command(self.workdir / "celerybeat-schedule"),
             "beat.log",
         )
         self._starting.append(
@@ -352,30 +378,7 @@ class Stack(Client):
     def create_key(
         self, tenant: str, scopes: str = "read,write,admin", tier: str = "enterprise", name: str = "test"
     ) -> str:
-        """A key made in the stack's database through the service calls
-        `flask keys create` makes (the CLI itself: tests/api/test_cli.py and
-        `make run`), without starting a process for it."""
-        from dataclasses import replace
-
-        from sqlalchemy.orm import Session
-
-        from app.config import Settings
-        from app.services import keys
-
-        engine = sa.create_engine(
-            replace(Settings.from_env(), database_url=self.env["DATABASE_URL"]).normalized_database_url()
-        )
-        try:
-            with Session(engine) as session:
-                owner = keys.ensure_tenant(session, tenant)
-                _key, plaintext = keys.create_key(session, owner.id, name=name, scopes=scopes.split(","), tier=tier)
-        finally:
-            engine.dispose()
-        return plaintext
+        return create_key(self.env["DATABASE_URL"], tenant, scopes, tier, name)
 
     def client(self, key: str | None = None) -> Client:
         return Client(self.base_url, key)
-
-    def authenticate(self, key: str) -> None:
-        """Make this stack's own helpers send `key`."""
-        self.http.headers["Authorization"] = f"Bearer {key}"
