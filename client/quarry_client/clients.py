@@ -5,6 +5,7 @@ polls differ between the two; what to send and when to retry is shared."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
@@ -63,6 +64,21 @@ class BaseClient:
     def _send(self, call: Call) -> Any:
         raise NotImplementedError
 
+    def _delay_after(
+        self, call: Call, attempt: int, *, response: httpx.Response | None = None, error: Exception | None = None
+    ) -> float:
+        """Seconds before the next attempt of `call`, after an error answer
+        or none at all; the error itself when the call is not tried again."""
+        if response is None:
+            delay = self.retry.after_error(call, attempt)
+            if delay is None:
+                raise _failed_to_connect(call, error) from error
+            return delay
+        delay = self.retry.after_answer(call, attempt, response)
+        if delay is None:
+            raise error_from_response(response)
+        return delay
+
     def _paginate(self, path: str, params: dict[str, Any], item: Callable[[dict[str, Any]], Any]) -> Any:
         raise NotImplementedError
 
@@ -77,7 +93,7 @@ def _page_call(path: str, params: dict[str, Any]) -> Call:
     return Call("GET", path, lambda r: r.json(), params=params, repeatable=True)
 
 
-def _failed_to_connect(call: Call, exc: httpx.TransportError) -> TransportError:
+def _failed_to_connect(call: Call, exc: Exception | None) -> TransportError:
     return TransportError(f"{call.method} {call.path}: no answer ({exc.__class__.__name__}: {exc})", code="transport")
 
 
@@ -102,23 +118,16 @@ class Quarry(BaseClient):
         self.close()
 
     def _send(self, call: Call) -> Any:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
                 with call.files() as files:
                     response = self._http.request(call.method, call.path, files=files, **call.request_options())
             except httpx.TransportError as exc:
-                delay = self.retry.after_error(call, attempt)
-                if delay is None:
-                    raise _failed_to_connect(call, exc) from exc
-            else:
-                if call.answered(response, attempt):
-                    return call.parse(response)
-                delay = self.retry.after_answer(call, attempt, response)
-                if delay is None:
-                    raise error_from_response(response)
-            time.sleep(delay)
-            attempt += 1
+                time.sleep(self._delay_after(call, attempt, error=exc))
+                continue
+            if call.answered(response, attempt):
+                return call.parse(response)
+            time.sleep(self._delay_after(call, attempt, response=response))
 
     def _paginate(self, path: str, params: dict[str, Any], item: Callable[[dict[str, Any]], Any]) -> Iterator[Any]:
         cursor = None
@@ -174,23 +183,16 @@ class AsyncQuarry(BaseClient):
         await self.close()
 
     async def _send(self, call: Call) -> Any:
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             try:
                 with call.files() as files:
                     response = await self._http.request(call.method, call.path, files=files, **call.request_options())
             except httpx.TransportError as exc:
-                delay = self.retry.after_error(call, attempt)
-                if delay is None:
-                    raise _failed_to_connect(call, exc) from exc
-            else:
-                if call.answered(response, attempt):
-                    return call.parse(response)
-                delay = self.retry.after_answer(call, attempt, response)
-                if delay is None:
-                    raise error_from_response(response)
-            await asyncio.sleep(delay)
-            attempt += 1
+                await asyncio.sleep(self._delay_after(call, attempt, error=exc))
+                continue
+            if call.answered(response, attempt):
+                return call.parse(response)
+            await asyncio.sleep(self._delay_after(call, attempt, response=response))
 
     async def _paginate(
         self, path: str, params: dict[str, Any], item: Callable[[dict[str, Any]], Any]

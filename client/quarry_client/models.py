@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from quarry_client.resources import Jobs
@@ -23,13 +23,22 @@ T = TypeVar("T", bound="Model")
 @dataclass
 class Model:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Fields that hold other models (an object, or a list of them), by name.
+    _nested: ClassVar[dict[str, type[Model]]] = {}
 
     @classmethod
     def from_json(cls: type[T], data: dict[str, Any]) -> T:
         """The object for `data`, taking the fields this class names (the
         rest stays in `raw`)."""
         names = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "raw"}
-        return cls(raw=data, **{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        for name, kind in cls._nested.items():
+            value = values.pop(name, None)
+            if isinstance(value, list):
+                values[name] = [kind.from_json(item) for item in value]
+            elif isinstance(value, dict):
+                values[name] = kind.from_json(value)
+        return cls(raw=data, **values)
 
 
 @dataclass
@@ -45,43 +54,31 @@ class Hit(Model):
 class SearchResult(Model):
     """A search job's result: its hits, best first."""
 
+    _nested: ClassVar[dict[str, type[Model]]] = {"hits": Hit}
+
     hits: list[Hit] = field(default_factory=list)
     pipeline: str = ""
     took_ms: float | None = None
     index_generation: int | None = None
     cached: bool = False
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SearchResult:
-        result = super().from_json(data)
-        result.hits = [Hit.from_json(h) for h in data.get("hits") or []]
-        return result
-
 
 @dataclass
 class QueryResult(Model):
     """One query of a batch search, with its hits."""
 
+    _nested: ClassVar[dict[str, type[Model]]] = {"hits": Hit}
+
     query: str = ""
     hits: list[Hit] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> QueryResult:
-        result = super().from_json(data)
-        result.hits = [Hit.from_json(h) for h in data.get("hits") or []]
-        return result
 
 
 @dataclass
 class BatchSearchResult(Model):
+    _nested: ClassVar[dict[str, type[Model]]] = {"results": QueryResult}
+
     results: list[QueryResult] = field(default_factory=list)
     pipeline: str = ""
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BatchSearchResult:
-        result = super().from_json(data)
-        result.results = [QueryResult.from_json(r) for r in data.get("results") or []]
-        return result
 
 
 @dataclass
@@ -94,16 +91,12 @@ class Failure(Model):
 
 @dataclass
 class IngestResult(Model):
+    _nested: ClassVar[dict[str, type[Model]]] = {"failed": Failure}
+
     documents: int = 0
     chunks: int = 0
     skipped_duplicates: int = 0
     failed: list[Failure] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IngestResult:
-        result = super().from_json(data)
-        result.failed = [Failure.from_json(f) for f in data.get("failed") or []]
-        return result
 
 
 _RESULTS: dict[str, type[Model]] = {
@@ -126,6 +119,8 @@ class Job(Model):
     (SearchResult, BatchSearchResult, IngestResult; a dict for the others).
     `wait()` polls it until it is final."""
 
+    _nested: ClassVar[dict[str, type[Model]]] = {"progress": Progress}
+
     id: str = ""
     type: str = ""
     status: str = ""
@@ -145,7 +140,6 @@ class Job(Model):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
         job = super().from_json(data)
-        job.progress = Progress.from_json(data.get("progress") or {})
         kind = _RESULTS.get(job.type)
         if job.result is not None and kind is not None:
             job.result = kind.from_json(job.result)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -228,57 +228,33 @@ class Documents(Resource):
         return f"{API}/collections/{_segment(collection)}/documents"
 
 
-class Search(Resource):
-    def __call__(
-        self,
-        collection: str,
-        query: str,
-        *,
-        top_k: int | None = None,
-        pipeline: str | None = None,
-        filters: Mapping[str, Any] | None = None,
-        collapse: str | None = None,
-        callback_url: str | None = None,
-        callback_events: Sequence[str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        """A search job (its result: SearchResult)."""
-        body = _options(
-            query=query,
-            top_k=top_k,
-            pipeline=pipeline,
-            filters=filters,
-            collapse=collapse,
-            callback_url=callback_url,
-            callback_events=_listed(callback_events),
-        )
-        return self._submit("POST", f"{API}/collections/{_segment(collection)}/search", idempotency_key, json=body)
+class SearchOptions(TypedDict, total=False):
+    """What a search and a batch search take beside their query or queries
+    (None, like leaving one out, takes the service's default)."""
 
-    def batch(
-        self,
-        collection: str,
-        queries: Sequence[str],
-        *,
-        top_k: int | None = None,
-        pipeline: str | None = None,
-        filters: Mapping[str, Any] | None = None,
-        collapse: str | None = None,
-        callback_url: str | None = None,
-        callback_events: Sequence[str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
+    top_k: int | None
+    pipeline: str | None
+    filters: Mapping[str, Any] | None
+    collapse: str | None
+    callback_url: str | None
+    callback_events: Sequence[str] | None
+    idempotency_key: str | None
+
+
+class Search(Resource):
+    def __call__(self, collection: str, query: str, **options: Unpack[SearchOptions]) -> Any:
+        """A search job (its result: SearchResult)."""
+        return self._search(f"{API}/collections/{_segment(collection)}/search", {"query": query}, options)
+
+    def batch(self, collection: str, queries: Sequence[str], **options: Unpack[SearchOptions]) -> Any:
         """One job for up to 100 queries (its result: BatchSearchResult)."""
-        body = _options(
-            queries=list(queries),
-            top_k=top_k,
-            pipeline=pipeline,
-            filters=filters,
-            collapse=collapse,
-            callback_url=callback_url,
-            callback_events=_listed(callback_events),
-        )
         path = f"{API}/collections/{_segment(collection)}/search/batch"
-        return self._submit("POST", path, idempotency_key, json=body)
+        return self._search(path, {"queries": list(queries)}, options)
+
+    def _search(self, path: str, body: dict[str, Any], options: SearchOptions) -> Any:
+        given: dict[str, Any] = {**options, "callback_events": _listed(options.get("callback_events"))}
+        key = given.pop("idempotency_key", None)
+        return self._submit("POST", path, key, json={**body, **_options(**given)})
 
 
 class Webhooks(Resource):
