@@ -7,7 +7,7 @@ disk path is shared between hosts; the database stages uploads).
     web       gunicorn (UPLOAD_STAGING=database)
     worker1   a Celery worker, its own INDEX_DIR
     worker2   another
-    beat      Celery beat
+    beat      Celery beat, and Flower (behind basic auth)
 
 The hosts have a route to their subnet and nothing else: no packet they
 send can leave the machine. The bridge's own address (.1) lets this
@@ -62,7 +62,9 @@ from devstack.waiting import wait_until
 
 __all__ = ["Cluster", "Host", "NamespacesUnavailable", "namespaces_problem"]
 
-WEB_PORT, REDIS_PORT, POSTGRES_PORT = 8000, 6379, 5432
+WEB_PORT, REDIS_PORT, POSTGRES_PORT, FLOWER_PORT = 8000, 6379, 5432, 5555
+FLOWER_AUTH = ("ops", "cluster")
+FLOWER_COMMAND = [str(BIN / "celery"), "-A", "workers", "-q", "flower"]
 # Host number (the last octet of its address) by role.
 ROLES = {"data": 2, "web": 3, "beat": 4, "worker1": 11, "worker2": 12}
 WORKERS = ("worker1", "worker2")
@@ -104,8 +106,8 @@ class Cluster(Client):
         self.hosts: dict[str, Host] = {}
         self.workers: dict[str, Host] = {}  # by Celery node name
         self.postgres: PostgresServer | None = None
-        self.relay: subprocess.Popen | None = None
-        self.web_url = ""
+        self.relays: list[subprocess.Popen] = []
+        self.web_url = self.flower_url = self.local_flower_url = ""
         # Seconds from the start of start() to the end of each phase.
         self.timings: dict[str, float] = {}
 
@@ -182,16 +184,17 @@ class Cluster(Client):
             beat_command(beat.var_dir / "celerybeat-schedule"),
             "beat.log",
         )
-        self.web_url = f"http://{self.address('web')}:{WEB_PORT}"
-        port = free_port()
-        self.relay = subprocess.Popen(
-            [str(BIN / "python"), "-m", "devstack.forward", f"127.0.0.1:{port}", f"{self.address('web')}:{WEB_PORT}"],
-            cwd=PROJECT_ROOT,
-            stdout=(self.workdir / "relay.log").open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        # Flower beside beat, as the Procfile starts it, behind a password
+        # because it listens beyond loopback.
+        beat.spawn(
+            [*FLOWER_COMMAND, f"--address={beat.address}", f"--port={FLOWER_PORT}"],
+            "flower.log",
+            FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH),
         )
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.flower_url = f"http://{beat.address}:{FLOWER_PORT}"
+        self.web_url = f"http://{self.address('web')}:{WEB_PORT}"
+        self.base_url = self._relay(f"{self.address('web')}:{WEB_PORT}", "relay.log")
+        self.local_flower_url = self._relay(f"{beat.address}:{FLOWER_PORT}", "flower-relay.log")
         wait_until(self._web_answers, 60, what="the web host")
         done("web")
         wait_until(lambda: "beat: Starting" in beat.log("beat.log"), 60, what="beat")
@@ -199,6 +202,21 @@ class Cluster(Client):
         for role in WORKERS:
             wait_until(lambda host=self.hosts[role]: " ready." in host.log("worker.log"), 180, what=f"{role}")
         done("workers")
+
+    def _relay(self, target: str, log_name: str) -> str:
+        """A relay from a loopback port of this machine to `target` (a
+        host's address:port), for clients kept on loopback; its URL."""
+        port = free_port()
+        self.relays.append(
+            subprocess.Popen(
+                [str(BIN / "python"), "-m", "devstack.forward", f"127.0.0.1:{port}", target],
+                cwd=PROJECT_ROOT,
+                stdout=(self.workdir / log_name).open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        return f"http://127.0.0.1:{port}"
 
     def _make_network(self) -> None:
         assert self.subnet is not None
@@ -311,9 +329,10 @@ class Cluster(Client):
     def stop(self, graceful: bool = False) -> None:
         """Every process (SIGTERM and a short wait when `graceful`, else
         SIGKILL), then the namespaces, their veths and the bridge."""
-        if self.relay is not None and self.relay.poll() is None:
-            self.relay.kill()
-            self.relay.wait(10)
+        for relay in self.relays:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait(10)
         data = self.hosts.get("data")
         if self.postgres is not None and data is not None and (self.postgres.data / "postmaster.pid").exists():
             try:
@@ -394,6 +413,7 @@ def main() -> int:
         print(f"Started in {cluster.timings['workers']} s ({cluster.timings})")
         print(f"Web host:   {cluster.web_url}  (also {cluster.base_url} on this machine's loopback)")
         print(f"Admin key:  {key}")
+        print(f"Flower:     {cluster.flower_url}  (user {FLOWER_AUTH[0]}, password {FLOWER_AUTH[1]})")
         for role, host in cluster.hosts.items():
             print(f"  {role:8} {host.address:15} ip netns exec {host.namespace} ...")
         print(f"Try: curl -H 'Authorization: Bearer {key}' {cluster.web_url}/health")

@@ -9,12 +9,17 @@ logs which one ran its jobs. The test that kills a host runs last."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
+import requests
 
 from devstack.client import Client
+from devstack.cluster import FLOWER_AUTH, FLOWER_PORT, POSTGRES_PORT, REDIS_PORT, WEB_PORT
+from devstack.processes import PROJECT_ROOT
 from devstack.receiver import Receiver
 from devstack.waiting import wait_until
 from tests.integration.corpora import large_corpus, unique
@@ -113,6 +118,76 @@ def test_health_on_the_web_host_counts_both_worker_hosts(cluster):
     workers = cluster.get("/health").json()["components"]["workers"]
     assert workers["status"] == "up" and workers["count"] == 2
     assert workers["names"] == sorted(cluster.workers)
+
+
+def test_flower_on_the_beat_host_sees_both_worker_hosts(cluster):
+    def both_workers():
+        try:
+            answer = requests.get(
+                cluster.local_flower_url + "/api/workers", params={"refresh": "1"}, auth=FLOWER_AUTH, timeout=10
+            )
+        except requests.RequestException:
+            return None  # Flower still starting
+        return answer.json() if answer.status_code == 200 and set(answer.json()) == set(cluster.workers) else None
+
+    assert requests.get(cluster.local_flower_url + "/api/workers", timeout=10).status_code == 401
+    wait_until(both_workers, 60, what="Flower to see both worker hosts")
+
+
+# What each host listens on, in its own namespace (its own loopback included).
+LISTENERS = {
+    "data": {REDIS_PORT, POSTGRES_PORT},
+    "web": {WEB_PORT},
+    "beat": {FLOWER_PORT},
+    "worker1": set(),
+    "worker2": set(),
+}
+
+
+def test_each_host_listens_on_its_own_ports_and_holds_files_of_its_own_directory_only(cluster):
+    """Nothing falls back to a path or server of another host (or of this
+    checkout's var/, where `make run` keeps its Redis port file, admin key
+    and indexes): every file a host's processes have open is its own or the
+    project's code and packages, and only the servers of its role listen."""
+    name = unique("own")
+    moss = [{"id": "moss", "text": "Moss grows on the north side of trees."}]
+    assert cluster.ingest(name, moss)["status"] == "succeeded"
+    assert cluster.search(name, query="which side does moss grow on")["status"] == "succeeded"
+    project_var = PROJECT_ROOT / "var"
+    for role, host in cluster.hosts.items():
+        assert listening_ports(host) == LISTENERS[role], role
+        others = [other.directory for other in cluster.hosts.values() if other is not host]
+        for path in open_files(host):
+            assert not any(path.is_relative_to(directory) for directory in others), (role, path)
+            assert not path.is_relative_to(project_var), (role, path)
+
+
+def listening_ports(host) -> set[int]:
+    """TCP ports listening in the host's namespace (its processes' view of /proc/net)."""
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{host.pids()[0]}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def open_files(host) -> list[Path]:
+    paths = []
+    for pid in host.pids():
+        try:
+            descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        for descriptor in descriptors:
+            try:
+                target = os.readlink(descriptor)
+            except FileNotFoundError:
+                continue
+            if target.startswith("/"):
+                paths.append(Path(target))
+    return paths
 
 
 def test_each_worker_hosts_jobs_are_delivered_to_a_webhook_once(cluster):
