@@ -1,8 +1,9 @@
 """The `requests` suite: the CPU one request of each kind costs the web
 (gunicorn's processes) and Redis, read from /proc, each kind measured alone
 from one client over keep-alive: a search submit, a poll of a finished job
-(200), and a conditional poll of it (304). The yardsticks of the web's share
-of a search's CPU."""
+(200), a conditional poll of it (304), and a poll by a key past its rate
+limit (429). The yardsticks of the web's share of a search's CPU, and of
+what a naive client costs the others."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from bench import service
 from bench.common import WORKER_CONCURRENCY, Log
 from bench.measure import cpu_seconds, group_pids
+from devstack.client import Client
 from devstack.processes import Stack
 
 DOCUMENTS = [{"text": f"The {animal} was seen near the {place}."}
@@ -43,6 +45,8 @@ def run(options: dict, log: Log) -> dict:
         etags = [poll(stack, job_id) for job_id in jobs]  # warm-up, and the ETags
         figures["poll_200"] = meter.per_request(lambda: [poll(stack, job_id) for job_id in jobs], count)
         figures["poll_304"] = meter.per_request(lambda: [poll(stack, j, etag) for j, etag in zip(jobs, etags)], count)
+        refused = exhausted_client(stack, jobs[0])
+        figures["poll_429"] = meter.per_request(lambda: [poll_refused(refused, jobs[0]) for _ in range(count)], count)
         service.check_alive(stack)
     for kind, cost in figures.items():
         log(f"{kind}: web {cost['web_cpu_ms']:.2f} ms, redis {cost['redis_cpu_ms']:.2f} ms CPU per request")
@@ -80,3 +84,16 @@ def poll(stack: Stack, job_id: str, etag: str | None = None) -> str:
     response = stack.get(f"/api/v1/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
     assert response.status_code == (304 if etag else 200), response.text
     return response.headers["ETag"]
+
+
+def exhausted_client(stack: Stack, job_id: str) -> Client:
+    """A client whose free-tier key has used up its window: its polls are refused."""
+    client = stack.client(stack.create_key("bench-refused", scopes="read", tier="free", name="refused"))
+    while client.get(f"/api/v1/jobs/{job_id}").status_code != 429:
+        pass
+    return client
+
+
+def poll_refused(client: Client, job_id: str) -> None:
+    response = client.get(f"/api/v1/jobs/{job_id}")
+    assert response.status_code == 429, response.text

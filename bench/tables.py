@@ -72,7 +72,7 @@ def webhooks(r: dict) -> list[str]:
 
 def request_cpu(r: dict) -> list[str]:
     kinds = {"submit": "Search submit (202)", "poll_200": "Poll of a finished job (200)",
-             "poll_304": "Conditional poll of it (304)"}  # fmt: skip
+             "poll_304": "Conditional poll of it (304)", "poll_429": "Poll by a key past its rate limit (429)"}  # fmt: skip
     return [
         *run_table(r, [["Requests of each kind, one client, keep-alive", str(r["requests_per_kind"])]]),
         *table(["Request", "Web CPU (ms)", "Redis CPU (ms)", "Wall (ms)"], [

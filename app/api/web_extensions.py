@@ -20,6 +20,7 @@ from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
 from app.api import bounded_json
+from app.api.refusals import Refusal, Refusals
 from app.extensions import settings
 
 # Response headers, documented once (components/headers); routes name them.
@@ -230,6 +231,11 @@ def _rate_limit_value() -> str:
     return settings.rate_limits[principal.tier if principal else "anonymous"]
 
 
+def _refusal_key() -> str:
+    # With the limit itself: a key moved to another tier is the limiter's to judge again.
+    return f"{_rate_limit_key()} {_rate_limit_value()}"
+
+
 def _not_api_request() -> bool:
     # A CORS preflight carries no key and is answered without touching data.
     return not request.path.startswith("/api/") or request.method == "OPTIONS"
@@ -248,6 +254,7 @@ class LimiterErrorCounter(logging.Handler):
 
 
 limiter_errors = LimiterErrorCounter()
+refusals = Refusals()
 
 api = QuarryApi()
 limiter = Limiter(
@@ -299,7 +306,23 @@ def init_limiter(app: Flask) -> None:
     # Registered first so that it runs after the limiter's own after_request
     # (Flask runs them in reverse), which counts a request that was not a 304.
     app.after_request(rate_limit_headers)
+    # Before the limiter's check: a key it refused a moment ago is refused again from memory.
+    app.before_request(refuse_remembered)
     limiter.init_app(app)
+
+
+def refuse_remembered() -> Response | None:
+    """The 429 the limiter gave this key, again, while its window is still
+    full (app/api/refusals.py); nothing when it is not."""
+    if _not_api_request():
+        return None
+    refusal = refusals.current(_refusal_key())
+    if refusal is None:
+        return None
+    from app.api.problems import problem
+
+    headers = _limit_headers(refusal.limit, 0, refusal.until)
+    return problem(429, refusal.detail, headers={**headers, "Retry-After": _retry_after(refusal.until)})
 
 
 def rate_limit_headers(response: Response) -> Response:
@@ -315,12 +338,21 @@ def rate_limit_headers(response: Response) -> Response:
         limiter_errors.count += 1
         logging.getLogger(__name__).warning("rate-limit headers unavailable: %s", exc)
         return response
-    response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["X-RateLimit-Remaining"] = str(remaining)
-    response.headers["X-RateLimit-Reset"] = str(int(reset_at))
-    if response.status_code == 429:
-        response.headers["Retry-After"] = str(max(1, int(reset_at - time.time())))
+    response.headers.update(_limit_headers(current.limit.amount, remaining, reset_at))
+    if response.status_code == 429 and current.breached:
+        response.headers["Retry-After"] = _retry_after(reset_at)
+        detail = (response.get_json(force=True, silent=True) or {}).get("detail") or str(current.limit.limit)
+        refusals.remember(_refusal_key(), Refusal(reset_at, current.limit.amount, detail))
     return response
+
+
+def _limit_headers(limit: int, remaining: int, reset_at: float) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(int(reset_at))}  # fmt: skip
+
+
+def _retry_after(reset_at: float) -> str:
+    return str(max(1, int(reset_at - time.time())))
 
 
 def init_http_niceties(app: Flask, cors_origins: tuple[str, ...], compress_min_bytes: int) -> None:

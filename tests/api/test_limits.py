@@ -7,6 +7,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from redis import Redis
+
+from devstack.waiting import wait_until
 from tests.integration.corpora import unique
 
 
@@ -44,6 +47,34 @@ def test_the_request_past_the_limit_is_429_and_other_keys_are_unaffected(app_wit
     assert_limit_headers(other, 5, 4)
     # The tier decides the limit: the app's enterprise key has a larger one.
     assert stack.get("/api/v1/collections").headers["X-RateLimit-Limit"] == "6000"
+
+
+def test_a_refused_key_is_refused_again_without_the_limiters_redis_until_its_window_frees(app_with, settings):
+    """A client retrying in a tight loop past its limit costs no Redis round
+    trip per retry, gets the same answer, and is let in again once the
+    window has room."""
+    stack = app_with(rate_limits=rate_limits(settings, free="2/second"))
+    client = stack.client(stack.create_key(unique("loop"), tier="free"))
+    assert [client.get("/api/v1/collections").status_code for _ in range(3)] == [200, 200, 429]
+
+    redis = Redis.from_url(settings.ratelimit_storage_url)
+    scripts_before = limiter_scripts_run(redis)
+    retries = [client.get("/api/v1/collections") for _ in range(30)]
+    scripts = limiter_scripts_run(redis) - scripts_before
+    assert {response.status_code for response in retries} == {429}
+    for response in retries:
+        assert response.json()["code"] == "rate_limited"
+        assert_limit_headers(response, 2, 0)
+        assert 1 <= int(response.headers["Retry-After"]) <= 2
+    # The limiter runs three scripts per request (check, deduction, window).
+    assert scripts == 0, scripts
+
+    assert wait_until(lambda: client.get("/api/v1/collections").status_code == 200, 5, what="the window to free")
+
+
+def limiter_scripts_run(redis: Redis) -> int:
+    """Lua scripts Redis has run (the limiter's every check; nothing else here runs one)."""
+    return sum(redis.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
 
 
 def test_one_budget_per_key_across_every_route(app_with, settings):
