@@ -3,7 +3,12 @@ topology (devstack/cluster.py: network namespaces, no shared disk) served by
 one worker host, then by two. On one machine the total cannot grow with
 hosts (they share its cores); what the run shows is the CPU each search
 costs, per host and in all, with one host and with two: a cost that grew
-with hosts would be coordination between them.
+with hosts would be coordination between them. Two things grow it without
+any coordination, and the run measures each: a host's micro-batches hold
+fewer searches when two hosts share the load (the mean batch size, from
+each worker host's own metrics), and two workers whose torch threads are
+each sized for every core contend for the same two (a third phase: two
+hosts with one torch thread each, WORKER_CPUS=1).
 
 A collection of rows written straight into the database (random unit
 vectors, made-up words, as in the `scale` suite); the result cache is off,
@@ -27,6 +32,7 @@ from bench.service import summarize_searches, timed_search
 from devstack.client import Client
 
 COLLECTION, QUERY_WORDS, SEED = "cluster-bench", 6, 20261204
+WORKER_ROLES = ("worker1", "worker2")
 
 
 def run(options: dict, log: Log) -> dict:
@@ -46,6 +52,7 @@ def run(options: dict, log: Log) -> dict:
                 queries = iter([" ".join(rng.choice(words, QUERY_WORDS)) for _ in range(100_000)])
                 hosts = {role: host for role, host in cluster.hosts.items() if role != "data"}
                 before = {role: cpu_seconds(host.pids()) for role, host in hosts.items()}
+                batches_before = {role: search_batches(cluster.hosts[role]) for role in WORKER_ROLES}
                 started = time.perf_counter()
                 results = closed_loop(lambda: Client(cluster.base_url, key), queries, clients, seconds)
                 wall = time.perf_counter() - started
@@ -53,16 +60,47 @@ def run(options: dict, log: Log) -> dict:
                 ok = summary["n"] - summary["failed"]
                 cpu = {role: cpu_seconds(host.pids()) - before[role] for role, host in hosts.items()}
                 summary["cpu_ms_per_search"] = {role: 1000 * s / ok for role, s in cpu.items()} if ok else {}
-                log(f"{label}: {summary['qps']:.1f} searches/s, CPU ms per search {summary['cpu_ms_per_search']}")
+                summary["mean_batch"] = mean_batches(batches_before, cluster)
+                log(f"{label}: {summary['qps']:.1f} searches/s, CPU ms per search {summary['cpu_ms_per_search']}, "
+                    f"mean batch {summary['mean_batch']}")  # fmt: skip
                 return summary
 
             cluster.consume("worker2", "search", on=False)
             out = {"one_host": phase("one worker host")}
             cluster.consume("worker2", "search", on=True)
             out["two_hosts"] = phase("two worker hosts")
+            for role in WORKER_ROLES:
+                cluster.restart_worker(role, WORKER_CPUS="1")
+            out["two_hosts_one_thread"] = phase("two worker hosts, one torch thread each")
         finally:
             cluster.stop()
     return {**out, "chunks": options["chunks"], "clients": clients, "seconds": seconds}
+
+
+def search_batches(host) -> tuple[float, float]:
+    """(jobs, batches) of search micro-batches the host's worker has run, from
+    its own metrics folder (Prometheus' multiprocess files)."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(host.var_dir / "metrics"))
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for metric in registry.collect():
+        for sample in metric.samples if metric.name == "quarry_job_batch_size" else ():
+            suffix = sample.name.removeprefix("quarry_job_batch_size")
+            if suffix in totals and sample.labels.get("type") == "search":
+                totals[suffix] += sample.value
+    return totals["_sum"], totals["_count"]
+
+
+def mean_batches(before: dict, cluster) -> dict[str, float]:
+    """Mean searches per micro-batch on each worker host since `before`."""
+    means = {}
+    for role, (jobs_before, batches_before) in before.items():
+        jobs, batches = search_batches(cluster.hosts[role])
+        if batches > batches_before:
+            means[role] = round((jobs - jobs_before) / (batches - batches_before), 2)
+    return means
 
 
 def closed_loop(new_client, queries, clients: int, seconds: float) -> list[dict]:

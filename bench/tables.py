@@ -216,15 +216,21 @@ def index_cache(r: dict) -> list[str]:
 
 
 def cluster(r: dict) -> list[str]:
-    phases = (("one_host", "one worker host"), ("two_hosts", "two worker hosts"))
+    phases = (
+        ("one_host", "one worker host"),
+        ("two_hosts", "two worker hosts"),
+        ("two_hosts_one_thread", "two worker hosts, one torch thread each"),
+    )
     roles = ("worker1", "worker2", "web", "beat")
     rows = [[label, r[key]["n"], r[key]["failed"], fmt(r[key]["qps"]), stats(r[key].get("took"), ("p50", "p95")),
              stats(r[key]["latency"], ("p50", "p95")),
              *(fmt(r[key]["cpu_ms_per_search"].get(role), 1) for role in roles),
-             fmt(sum(r[key]["cpu_ms_per_search"].values()), 1)]
-            for key, label in phases]  # fmt: skip
+             fmt(sum(r[key]["cpu_ms_per_search"].values()), 1),
+             " / ".join(fmt(r[key].get("mean_batch", {}).get(role), 2) for role in roles[:2])]
+            for key, label in phases if key in r]  # fmt: skip
     return [
         *run_table(r, [["Collection (chunks) / clients / seconds per phase", f"{r['chunks']:,} / {r['clients']} / {r['seconds']:g}"]]),
         *table(["Served by", "Searches", "Failed", "Searches/s", "`took_ms` p50 / p95", "Client p50 / p95 (ms)",
-                "CPU ms per search: worker1", "worker2", "web", "beat", "all hosts"], rows),
+                "CPU ms per search: worker1", "worker2", "web", "beat", "all hosts",
+                "Searches per batch: worker1 / worker2"], rows),
     ]  # fmt: skip

@@ -301,12 +301,13 @@ class Cluster(Client):
 
         upgrade_database(self.local_database_url)
 
-    def _spawn_worker(self, host: Host) -> None:
+    def _spawn_worker(self, host: Host, **env: str) -> None:
         name = f"{host.role}@{host.namespace}"
         host.spawn(
             worker_command(name, self.worker_concurrency),
             "worker.log",
             WORKER_CONCURRENCY=str(self.worker_concurrency),
+            **env,
         )
         self.workers[name] = host
 
@@ -358,6 +359,15 @@ class Cluster(Client):
         """(Celery node name, host) of a worker host."""
         [(name, host)] = [(name, host) for name, host in self.workers.items() if host.role == role]
         return name, host
+
+    def restart_worker(self, role: str, **env: str) -> None:
+        """The worker host's worker killed and started again with `env` on
+        top of its settings; back once the new one is ready."""
+        _name, host = self.worker_host(role)
+        host.kill()
+        ready_before = host.log("worker.log").count(" ready.")
+        self._spawn_worker(host, **env)
+        wait_until(lambda: host.log("worker.log").count(" ready.") > ready_before, 180, what=f"{role} again")
 
     def consume(self, role: str, queue: str, on: bool = True) -> None:
         """Make a worker host take messages from `queue` again, or no more
