@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_routes(app: Flask) -> None:
-    from app import cli
+    from app import cli, console
     from app.api import collections, documents, health, jobs, keys, metrics, pipelines, problems, webhooks
     from app.api.web_extensions import api
 
@@ -47,6 +47,7 @@ def _register_routes(app: Flask) -> None:
         api.register_blueprint(module.blp)
     problems.register_error_handlers(app)
     cli.register(app)
+    app.register_blueprint(console.blp)
     app.add_url_rule("/docs/assets/<path:filename>", "swagger_ui_assets", _swagger_asset)
     # The docs pages are /docs and /redoc; with a trailing slash they redirect there.
     for page in ("docs", "redoc"):
