@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # model stack again on start (17 CPU-seconds per worker start instead of 8).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install redis-server run cluster test coverage lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-cluster bench-memory eval chaos load clean
+.PHONY: install redis-server browser run cluster test coverage lint bench bench-requests bench-fairness bench-webhooks bench-hnsw bench-scale bench-index-cache bench-cluster bench-memory eval chaos load clean
 
 install: $(STAMP)
 
@@ -35,6 +35,14 @@ redis-server:
 		echo "installing Debian's redis-server"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
+# Debian's headless Chromium and its driver, for the console's browser tests
+# (tests/integration/test_console.py), when the machine has none: Selenium
+# drives these two, and never downloads a browser or driver of its own.
+browser:
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || { \
+		echo "installing Debian's chromium and chromium-driver"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
 run: install redis-server
 	@scripts/run-local.sh
 
@@ -45,7 +53,7 @@ cluster: install redis-server
 	$(BIN)/python -m devstack.cluster
 
 # Every tier (tests/README.md).
-test: install redis-server
+test: install redis-server browser
 	$(BIN)/python -m pytest
 
 # The suite again with the coverage of app/ measured in process (the
