@@ -58,7 +58,8 @@ test: install redis-server browser
 
 # The suite again with the coverage of app/ measured in process (the
 # in-process tier runs the jobs; code run inside gunicorn and Celery is not
-# counted). Kept out of `make test`: measuring costs the suite a sixth of its time.
+# counted). Kept out of `make test`: measuring costs the suite a sixth of its
+# time. CI reports it from its PostgreSQL run.
 coverage: install redis-server
 	$(BIN)/python -m pytest --cov=app --cov-report=term
 
