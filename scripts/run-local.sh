@@ -65,6 +65,12 @@ fi
 
 echo "Quarry is starting: web on $HOST:$PORT, Flower on $FLOWER_HOST:$FLOWER_PORT, Redis $redis_note."
 echo "The URLs and the admin key follow on one line once the web and a worker answer."
+case "$HOST" in
+  0.0.0.0|::|"") console_host=127.0.0.1 ;;
+  *:*) console_host="[$HOST]" ;;
+  *) console_host="$HOST" ;;
+esac
+echo "The web console: http://$console_host:$PORT/console (enter an API key there, such as the admin key)."
 local_run wait-ready "$KEY_FILE" &
 ready_pid=$!
 status=0
