@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common import selenium_manager
 from selenium.webdriver.common.by import By
@@ -42,8 +42,8 @@ _FLAGS = [
 
 # Installed before any page script runs (in the page's own world, so the
 # page's CSP does not apply to it): records each fetch the console makes
-# (URL, method, the Authorization and If-None-Match it sent, the status it
-# got) and every alert, confirm or prompt a script opens.
+# (URL, method, the Authorization and If-None-Match it sent, whether the
+# tab was visible, the status it got) and every alert, confirm or prompt a script opens.
 _RECORDER = """
 window.__requests = [];
 window.__dialogs = [];
@@ -52,7 +52,7 @@ window.fetch = (input, init = {}) => {
   const headers = new Headers(init.headers || {});
   const entry = {url: String(input), method: init.method || "GET",
                  authorization: headers.get("Authorization"), ifNoneMatch: headers.get("If-None-Match"),
-                 status: null};
+                 visibility: document.visibilityState, status: null};
   window.__requests.push(entry);
   return realFetch(input, init).then((response) => { entry.status = response.status; return response; });
 };
@@ -98,7 +98,14 @@ class Console:
     # --- waiting and finding ---
 
     def wait(self, timeout: float = WAIT_SECONDS) -> WebDriverWait:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05)
+        # The pages redraw lists as their polls answer: an element read a
+        # moment ago may be gone; the condition is simply checked again.
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        )
 
     def until(self, condition, what: str, timeout: float = WAIT_SECONDS):
         try:

@@ -164,6 +164,7 @@ def test_jobs_follow_their_status_cancel_a_queued_one_and_a_quota_refusal_says_w
     key, client = tenant(service, "console-jobs", tier="free")  # 10 jobs in flight at most
     name = unique("queued")
     service.pause_queue("ingest")
+    resumed = False
     try:
         ids = [
             client.submit(
@@ -192,10 +193,25 @@ def test_jobs_follow_their_status_cancel_a_queued_one_and_a_quota_refusal_says_w
         console.until(
             lambda: any(r["ifNoneMatch"] and r["status"] == 304 for r in job_polls(console)), "a conditional poll"
         )
+
+        # Another tab in front: the console's tab is hidden and polls nothing
+        # while its jobs run to the end.
+        driver, console_tab = console.driver, console.driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        try:
+            service.resume_queue("ingest")
+            resumed = True
+            finished = [client.wait_job(job_id)["status"] for job_id in ids[1:]]
+            assert finished == ["succeeded"] * 9
+        finally:
+            driver.close()
+            driver.switch_to.window(console_tab)
     finally:
-        service.resume_queue("ingest")
-    # The rows on the page follow their jobs to the end, without a reload.
-    console.until(lambda: len(console.find_all("tr.job[data-status='succeeded']")) == 9, "nine succeeded jobs", 60)
+        if not resumed:
+            service.resume_queue("ingest")
+    assert not [r for r in job_polls(console) if r["visibility"] == "hidden"]
+    # Shown again, the rows poll at once and follow their jobs, without a reload.
+    console.until(lambda: len(console.find_all("tr.job[data-status='succeeded']")) == 9, "nine succeeded jobs")
 
 
 def test_a_webhook_delivery_shows_and_is_redelivered(service, console):

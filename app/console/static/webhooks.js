@@ -6,8 +6,10 @@ import { attempt, call, lifetime, path, whileVisible } from "./api.js";
 import { button, confirmInline, fill, field, h, jsonBlock, needs, table, when } from "./dom.js";
 
 const EVENTS = ["job.succeeded", "job.failed", "job.cancelled", "job.progress", "ping", "*"];
-// Deliveries have no poll hint: while one is pending the list is read again this often.
-const DELIVERIES_REFRESH_MS = 1500;
+// Deliveries have no poll hint: while one is pending the list is read again,
+// soon at first (most attempts take milliseconds), then less and less often.
+const DELIVERIES_FIRST_MS = 200;
+const DELIVERIES_MAX_MS = 3000;
 
 function eventChecks(prefix, checked) {
   return h(
@@ -85,12 +87,16 @@ export function render(view, ctx) {
       h("h3", {}, "Deliveries to ", h("span", { id: "deliveries-url" }, endpoint.url)),
       table("deliveries-table", ["Event", "State", "Attempts", "Last status", "Last error", "Next attempt", "Created", "Attempts log", ""], body),
     );
+    let next = DELIVERIES_FIRST_MS;
     deliveriesLife.add(
       whileVisible(async () => {
         const { data } = await call("GET", path("/api/v1/webhooks/{}/deliveries", endpoint.id), { query: { limit: 50 } });
         fill(body, data.items.map((d) => deliveryRow(endpoint, d, () => showDeliveries(endpoint))));
         if (!data.items.length) body.append(h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No deliveries yet.")));
-        return data.items.some((d) => d.state === "pending") ? DELIVERIES_REFRESH_MS : null;
+        if (!data.items.some((d) => d.state === "pending")) return null;
+        const wait = next;
+        next = Math.min(next * 2, DELIVERIES_MAX_MS);
+        return wait;
       }),
     );
   }
