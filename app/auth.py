@@ -22,7 +22,8 @@ def _needs_key() -> bool:
     return request.path.startswith(API_PATH) and request.method != "OPTIONS"
 
 
-def _presented_key() -> str | None:
+def presented_key() -> str | None:
+    """The API key the request carries, as sent ("malformed" for a header that is not Bearer)."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -38,7 +39,7 @@ def identify() -> None:
     if not _needs_key():
         return
     try:
-        g.principal = keys.authenticate(db.session, _presented_key())
+        g.principal = keys.authenticate(db.session, presented_key())
     except Unauthorized as error:
         g.auth_error = error
     finally:

@@ -11,6 +11,10 @@ connection that stays silent for the idle timeout (WEB_TIMEOUT). A longer
 body (an upload) is read on the thread as it arrives, and there every read
 of the socket times out after the same idle time, so an upload that keeps
 sending is never cut short, however long it takes.
+
+A request whose API key this process refused a moment ago for its rate
+limit waits, still without a thread, until that refusal is about to lapse
+(at most a second; app/api/refusals.py) before a thread answers it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from functools import partial
 
 from gunicorn import util
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from app.api.refusals import refusals
 
 # Request bodies up to this size (every JSON submit) are in memory before a
 # thread sees the request; per worker, at most worker_connections of these.
@@ -67,6 +73,19 @@ def _declared_body_length(head: bytes) -> int | None:
     return length
 
 
+def presented_key(data: bytes) -> bytes | None:
+    """The API key a request's head carries (Bearer token or X-API-Key), if any."""
+    head = data[: data.find(_HEAD_END)]
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].strip()
+        if name == b"x-api-key":
+            return value
+    return None
+
+
 def set_idle_timeout(sock: socket.socket, seconds: float) -> None:
     """Blocking reads and writes of `sock` fail (EAGAIN) after `seconds`
     without progress. Kernel options, not socket.settimeout(), because gthread
@@ -83,6 +102,7 @@ class BufferingThreadWorker(ThreadWorker):
     def init_process(self) -> None:
         self.idle_timeout = float(self.cfg.timeout or 30)
         self.arriving: dict[TConn, bytearray] = {}
+        self.held: list[tuple[float, TConn]] = []  # (until, connection), requests held back
         super().init_process()
 
     def accept(self, listener) -> None:
@@ -131,6 +151,11 @@ class BufferingThreadWorker(ThreadWorker):
             return
         # Complete, or the client is done sending (half-closed): the thread parses it.
         conn.received = bytes(received)
+        key = presented_key(conn.received)
+        hold = refusals.hold_seconds(key) if key else 0.0
+        if hold > 0:
+            self.held.append((time.monotonic() + hold, conn))
+            return
         self.enqueue_req(conn)
 
     def handle(self, conn):
@@ -143,9 +168,15 @@ class BufferingThreadWorker(ThreadWorker):
         return super().handle(conn)
 
     def murder_pending(self) -> None:
-        """Also answers 408 to, and closes, connections silent for the idle timeout mid-request."""
+        """Also answers 408 to, and closes, connections silent for the idle
+        timeout mid-request; and hands on held requests whose time has come
+        (this runs at least once a second)."""
         super().murder_pending()
         now = time.monotonic()
+        due = [conn for until, conn in self.held if until <= now]
+        self.held = [(until, conn) for until, conn in self.held if until > now]
+        for conn in due:
+            self.enqueue_req(conn)
         for conn in [conn for conn in self.arriving if conn.timeout <= now]:
             started = bool(self.arriving.pop(conn))
             self.poller.unregister(conn.sock)

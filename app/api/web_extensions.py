@@ -20,7 +20,8 @@ from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
 from app.api import bounded_json
-from app.api.refusals import Refusal, Refusals
+from app.api.refusals import Refusal, refusals
+from app.auth import presented_key
 from app.extensions import settings
 
 # Response headers, documented once (components/headers); routes name them.
@@ -254,7 +255,6 @@ class LimiterErrorCounter(logging.Handler):
 
 
 limiter_errors = LimiterErrorCounter()
-refusals = Refusals()
 
 api = QuarryApi()
 limiter = Limiter(
@@ -342,7 +342,9 @@ def rate_limit_headers(response: Response) -> Response:
     if response.status_code == 429 and current.breached:
         response.headers["Retry-After"] = _retry_after(reset_at)
         detail = (response.get_json(force=True, silent=True) or {}).get("detail") or str(current.limit.limit)
-        refusals.remember(_refusal_key(), Refusal(reset_at, current.limit.amount, detail))
+        # The presented key too, when valid: the web worker holds its next requests back.
+        presented = presented_key() if g.get("principal") else None
+        refusals.remember(_refusal_key(), Refusal(reset_at, current.limit.amount, detail), presented)
     return response
 
 
