@@ -34,6 +34,7 @@ def test_the_page_is_public_and_carries_a_strict_policy(browser):
     assert csp["default-src"] == ["'self'"] and csp["script-src"] == ["'self'"]
     assert csp["frame-ancestors"] == ["'none'"] and csp["object-src"] == ["'none'"]
     assert csp["require-trusted-types-for"] == ["'script'"]
+    assert csp["form-action"] == ["'none'"]  # a form the script missed cannot put the key into a URL
     for values in csp.values():
         # Nothing inline, nothing evaluated, no origin but this one.
         assert not {"'unsafe-inline'", "'unsafe-eval'", "*", "data:", "http:", "https:"} & set(values), csp

@@ -159,7 +159,16 @@ class Console:
         self.shown("#nav")
 
     def click(self, css: str) -> None:
-        self.shown(css).click()
+        """Clicks the element once shown (found again if a redraw replaced it)."""
+
+        def clicked() -> bool:
+            element = self.find(css)
+            if not element.is_displayed():
+                return False
+            element.click()
+            return True
+
+        self.until(clicked, f"{css} to click")
 
     def type(self, css: str, text: str, clear: bool = True) -> None:
         element = self.shown(css)

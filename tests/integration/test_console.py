@@ -106,10 +106,23 @@ def test_create_a_collection_upload_files_and_search_them(service, console, tmp_
     [failed] = console.find_all(".upload .failed-files li")
     assert failed.text.startswith("broken.pdf: ") and "PDF" in failed.text
 
+    # A folder: its files, recursively, leaving out hidden ones and those of a type the service does not read.
+    folder = tmp_path / "folder"
+    (folder / "deeper").mkdir(parents=True)
+    (folder / "tides.txt").write_text("Ocean tides rise and fall with the moon.")
+    (folder / "deeper" / "chess.md").write_text("The knight jumps in an L shape.")
+    (folder / "deeper" / "photo.png").write_bytes(b"\x89PNG")
+    (folder / ".hidden.txt").write_text("not sent")
+    console.find("#folder-input").send_keys(str(folder))
+    console.until(lambda: len(console.find_all("#upload-status .upload")) == 2, "a second upload")
+    console.text_of(".upload:first-child .upload-counts", "2 documents, 2 chunks")
+    assert [li.text for li in console.find_all(".upload:first-child .not-sent li")] == ["folder/deeper/photo.png"]
+
     # A file dropped on the page goes the same way.
     drop_file(console, "bees.txt", "Honey bees make honey from nectar.")
-    console.until(lambda: len(console.find_all("#upload-status .upload")) == 2, "a second upload")
+    console.until(lambda: len(console.find_all("#upload-status .upload")) == 3, "a third upload")
     console.text_of(".upload:first-child .upload-counts", "1 documents, 1 chunks")
+    assert client.get(f"/api/v1/collections/{name}").json()["documents"] == 5
 
     console.go(f"search/{name}")
     console.type("#search-query", "how do I tie a loop in a rope?")
@@ -158,6 +171,14 @@ def test_compare_two_pipelines_side_by_side(service, console):
         lambda: [row.get_attribute("data-document-id") for row in console.find_all("#hits-a tr.hit")] == ["mars"],
         "the filtered hits",
     )
+
+    # Deleting the collection is a job the page follows; the list no longer has it.
+    console.go("collections")
+    console.text_of("#collections-table tbody tr", name).find_element("css selector", ".delete-collection").click()
+    console.click(".confirm-yes")
+    console.text_of("#collection-jobs .job-status", "succeeded")
+    console.until(lambda: not console.find_all(f"tr[data-collection='{name}']"), "the collection gone from the list")
+    assert client.get(f"/api/v1/collections/{name}").status_code == 404
 
 
 def test_jobs_follow_their_status_cancel_a_queued_one_and_a_quota_refusal_says_when_to_retry(service, console):
