@@ -109,7 +109,6 @@ function jobRow(job, ctx, life) {
     fill(status, next.status + (next.cancel_requested && !isFinal(next) ? " (cancel requested)" : ""));
     bar.value = percentOf(next);
     fill(percent, progressText(next));
-    cancel.hidden = cancel.hidden || isFinal(next);
     if (isFinal(next)) cancel.remove();
     if (!details.hidden) fill(details.firstChild, jsonBlock(next));
     if (!isFinal(next) && !watching) watching = life.add(watchJob(next, update));

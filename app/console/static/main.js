@@ -9,6 +9,9 @@ import * as search from "./search.js";
 import * as upload from "./upload.js";
 import * as webhooks from "./webhooks.js";
 
+// Keys are qk_ and 12 hex digits (the prefix lists show), then the secret.
+const KEY_PREFIX_LENGTH = 15;
+
 const PAGES = { collections, upload, search, jobs, documents, webhooks, keys };
 
 const ctx = { scopes: { read: false, write: false, admin: false } };
@@ -21,23 +24,24 @@ const $ = (id) => document.getElementById(id);
 // listing keys is 200 with `admin` and 403 without. A key the API refuses
 // (401) is forgotten at once.
 async function probeScopes() {
-  await call("GET", "/api/v1/pipelines");
-  const [write, admin] = await Promise.all([
+  const [read, write, admin] = await Promise.all([
+    allowed(() => call("GET", "/api/v1/pipelines")),
     allowed(() => call("POST", "/api/v1/jobs/console-scope-check/cancel")),
     allowed(() => call("GET", "/api/v1/keys", { query: { limit: 1 } })),
   ]);
-  return { read: true, write, admin };
+  return { read, write, admin };
 }
 
+// 403: the key lacks the scope. 401 (no such key, revoked, expired) is
+// thrown: no scope is worth probing. Anything else (the 404 of the cancel
+// probe, a 429, an outage) offers the controls, and the API decides.
 async function allowed(request) {
   try {
     await request();
     return true;
   } catch (error) {
-    if (error instanceof ApiError && error.status === 403) return false;
-    if (error instanceof ApiError && error.status === 404) return true;
-    // Unknown (a 429, an outage): offer the controls; the API decides.
-    return true;
+    if (error instanceof ApiError && error.status === 401) throw error;
+    return !(error instanceof ApiError && error.status === 403);
   }
 }
 
@@ -52,7 +56,7 @@ async function useKey() {
   document.body.dataset.scopes = Object.keys(ctx.scopes).filter((s) => ctx.scopes[s]).join(" ");
   const secret = key.get();
   // The visible prefix only (as key lists show it), never the secret part.
-  $("key-label").textContent = `Key ${secret.split("_").slice(0, 2).join("_")}… (${document.body.dataset.scopes})`;
+  $("key-label").textContent = `Key ${secret.slice(0, KEY_PREFIX_LENGTH)}… (${document.body.dataset.scopes})`;
   $("key-form").hidden = true;
   $("key-status").hidden = false;
   $("nav").hidden = false;

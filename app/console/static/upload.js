@@ -2,7 +2,7 @@
 // multipart ingest; the job's progress follows its poll hints, and the end
 // shows the counts and every file that failed, with its reason.
 
-import { attempt, call, lifetime, path } from "./api.js";
+import { attempt, call, lifetime, path, showProblem } from "./api.js";
 import { fill, field, h, needs } from "./dom.js";
 import { collectionInput } from "./collections.js";
 import { jobCard } from "./jobcard.js";
@@ -38,7 +38,7 @@ export function render(view, ctx) {
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    droppedFiles(event.dataTransfer).then(send, (error) => attempt(() => Promise.reject(error)));
+    droppedFiles(event.dataTransfer).then(send, showProblem);
   });
 
   async function send(files) {

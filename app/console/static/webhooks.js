@@ -19,6 +19,8 @@ function eventChecks(prefix, checked) {
   );
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 const checkedEvents = (container) => [...container.querySelectorAll("input:checked")].map((input) => input.value);
 
 function secretBox(id, label, secret) {
@@ -42,37 +44,53 @@ export function render(view, ctx) {
 
   function row(endpoint) {
     const ep = (suffix = "") => path(`/api/v1/webhooks/{}${suffix}`, endpoint.id);
-    const change = (body) => attempt(async () => {
+    const act = (label, className, action) => needs("write", ctx, button(label, () => attempt(action), { class: className }));
+    const change = (body) => async () => {
       await call("PATCH", ep(), { json: body });
       await load();
-    });
+    };
     const edit = h("span", { class: "edit-events", hidden: true });
-    fill(edit, eventChecks(`edit-${endpoint.id}`, endpoint.events), button("Save events", () => change({ events: checkedEvents(edit) }), { class: "save-events" }));
-    const remove = needs("write", ctx, button("Delete", () => confirmInline(remove, "Delete this endpoint and its history?", () => attempt(async () => {
+    fill(
+      edit,
+      eventChecks(`edit-${endpoint.id}`, endpoint.events),
+      button("Save events", () => attempt(change({ events: checkedEvents(edit) })), { class: "save-events" }),
+    );
+    const remove = needs(
+      "write",
+      ctx,
+      button("Delete", () => confirmInline(remove, "Delete this endpoint and its history?", () => attempt(drop)), {
+        class: "danger delete-webhook",
+      }),
+    );
+    async function drop() {
       await call("DELETE", ep());
       fill(deliveries);
       await load();
-    })), { class: "danger delete-webhook" }));
+    }
+    async function ping() {
+      await call("POST", ep("/test"));
+      showDeliveries(endpoint);
+    }
+    async function rotate() {
+      const { data } = await call("POST", ep("/rotate-secret"));
+      const label = `New secret of ${endpoint.url}; the old one signs beside it for a while`;
+      fill(notes, secretBox("rotated-secret", label, data.secret));
+    }
     const actions = [
       button("Deliveries", () => showDeliveries(endpoint), { class: "show-deliveries" }),
-      needs("write", ctx, button("Test ping", () => attempt(async () => {
-        await call("POST", ep("/test"));
-        showDeliveries(endpoint);
-      }), { class: "test-webhook" })),
+      act("Test ping", "test-webhook", ping),
       needs("write", ctx, button("Edit events", () => (edit.hidden = !edit.hidden), { class: "edit-webhook" })),
-      needs("write", ctx, button(endpoint.active ? "Disable" : "Enable", () => change({ active: !endpoint.active }), { class: "toggle-webhook" })),
-      needs("write", ctx, button("Rotate secret", () => attempt(async () => {
-        const { data } = await call("POST", ep("/rotate-secret"));
-        fill(notes, secretBox("rotated-secret", `New secret of ${endpoint.url}; the old one signs beside it for a while`, data.secret));
-      }), { class: "rotate-webhook" })),
+      act(endpoint.active ? "Disable" : "Enable", "toggle-webhook", change({ active: !endpoint.active })),
+      act("Rotate secret", "rotate-webhook", rotate),
       remove,
     ];
+    const state = endpoint.active ? "active" : `disabled${endpoint.disabled_reason ? `: ${endpoint.disabled_reason}` : ""}`;
     return h(
       "tr",
       { class: "webhook", data: { endpointId: endpoint.id } },
       h("td", { class: "url" }, endpoint.url, endpoint.description ? h("div", { class: "muted" }, endpoint.description) : null),
       h("td", { class: "events" }, endpoint.events.join(", "), edit),
-      h("td", { class: "active" }, endpoint.active ? "active" : `disabled${endpoint.disabled_reason ? `: ${endpoint.disabled_reason}` : ""}`),
+      h("td", { class: "active" }, state),
       h("td", {}, when(endpoint.created_at)),
       h("td", {}, actions.flatMap((a) => [a, " "])),
     );
@@ -103,6 +121,10 @@ export function render(view, ctx) {
 
   function deliveryRow(endpoint, d, refresh) {
     const history = d.attempt_history || [];
+    async function redeliver() {
+      await call("POST", path("/api/v1/webhooks/{}/deliveries/{}/redeliver", endpoint.id, d.id));
+      refresh();
+    }
     return h(
       "tr",
       { class: "delivery", data: { deliveryId: d.id, state: d.state } },
@@ -113,14 +135,11 @@ export function render(view, ctx) {
       h("td", { class: "last-error" }, d.last_error || ""),
       h("td", {}, when(d.next_attempt_at)),
       h("td", {}, when(d.created_at)),
-      h("td", {}, history.length ? h("details", {}, h("summary", {}, `${history.length} attempt${history.length === 1 ? "" : "s"}`), jsonBlock(history)) : "—"),
+      h("td", {}, history.length ? h("details", {}, h("summary", {}, plural(history.length, "attempt")), jsonBlock(history)) : "—"),
       h(
         "td",
         {},
-        needs("write", ctx, button("Redeliver", () => attempt(async () => {
-          await call("POST", path("/api/v1/webhooks/{}/deliveries/{}/redeliver", endpoint.id, d.id));
-          refresh();
-        }), { class: "redeliver" })),
+        needs("write", ctx, button("Redeliver", () => attempt(redeliver), { class: "redeliver" })),
       ),
     );
   }
