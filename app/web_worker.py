@@ -12,9 +12,10 @@ body (an upload) is read on the thread as it arrives, and there every read
 of the socket times out after the same idle time, so an upload that keeps
 sending is never cut short, however long it takes.
 
-A request whose API key this process refused a moment ago for its rate
-limit waits, still without a thread, until that refusal is about to lapse
-(at most a second; app/api/refusals.py) before a thread answers it.
+A request that comes too early — a retry by a key this process refused a
+moment ago for its rate limit, a conditional poll of a job before its poll
+hint — waits, still without a thread, until its time (at most a second;
+app/api/held_requests.py) before a thread answers it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from functools import partial
 from gunicorn import util
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from app.api.refusals import refusals
+from app.api import held_requests
 
 # Request bodies up to this size (every JSON submit) are in memory before a
 # thread sees the request; per worker, at most worker_connections of these.
@@ -73,17 +74,23 @@ def _declared_body_length(head: bytes) -> int | None:
     return length
 
 
-def presented_key(data: bytes) -> bytes | None:
-    """The API key a request's head carries (Bearer token or X-API-Key), if any."""
-    head = data[: data.find(_HEAD_END)]
-    for line in head.split(b"\r\n")[1:]:
+def held_for(data: bytes) -> float:
+    """Seconds to hold back the request whose head `data` begins with
+    (app/api/held_requests.py), from its request line and headers alone."""
+    lines = data[: data.find(_HEAD_END)].split(b"\r\n")
+    method, _, target = lines[0].partition(b" ")
+    path = target.partition(b" ")[0].partition(b"?")[0]
+    presented, conditional = None, False
+    for line in lines[1:]:
         name, _, value = line.partition(b":")
         name, value = name.strip().lower(), value.strip()
         if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return value[7:].strip()
-        if name == b"x-api-key":
-            return value
-    return None
+            presented = value[7:].strip()
+        elif name == b"x-api-key" and presented is None:
+            presented = value
+        elif name == b"if-none-match":
+            conditional = True
+    return held_requests.hold_seconds(presented, method, path, conditional)
 
 
 def set_idle_timeout(sock: socket.socket, seconds: float) -> None:
@@ -151,8 +158,7 @@ class BufferingThreadWorker(ThreadWorker):
             return
         # Complete, or the client is done sending (half-closed): the thread parses it.
         conn.received = bytes(received)
-        key = presented_key(conn.received)
-        hold = refusals.hold_seconds(key) if key else 0.0
+        hold = held_for(conn.received)
         if hold > 0:
             self.held.append((time.monotonic() + hold, conn))
             return
@@ -167,16 +173,23 @@ class BufferingThreadWorker(ThreadWorker):
             conn.parser.unreader.unread(received)
         return super().handle(conn)
 
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """Wakes no later than the first held request's time, and hands on
+        the held requests whose time has come."""
+        if self.held:
+            timeout = max(0.0, min(timeout, min(until for until, _conn in self.held) - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+        if self.held:
+            now = time.monotonic()
+            due = [conn for until, conn in self.held if until <= now]
+            self.held = [(until, conn) for until, conn in self.held if until > now]
+            for conn in due:
+                self.enqueue_req(conn)
+
     def murder_pending(self) -> None:
-        """Also answers 408 to, and closes, connections silent for the idle
-        timeout mid-request; and hands on held requests whose time has come
-        (this runs at least once a second)."""
+        """Also answers 408 to, and closes, connections silent for the idle timeout mid-request."""
         super().murder_pending()
         now = time.monotonic()
-        due = [conn for until, conn in self.held if until <= now]
-        self.held = [(until, conn) for until, conn in self.held if until > now]
-        for conn in due:
-            self.enqueue_req(conn)
         for conn in [conn for conn in self.arriving if conn.timeout <= now]:
             started = bool(self.arriving.pop(conn))
             self.poller.unregister(conn.sock)

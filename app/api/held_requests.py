@@ -1,21 +1,28 @@
-"""Keys past their rate limit, remembered by this process until their window
-frees, so that a client retrying in a tight loop is refused without asking
-Redis again.
+"""Requests that come too early, and what this process remembers to answer
+them cheaply: a key's retries past its rate limit, and conditional polls of
+a job sooner than its poll hint.
 
-The limiter's answer to a key past its limit costs three Redis round trips
-(check, deduction, the headers' window read); a client that ignores
-`Retry-After` sends that many per retry, for every other client to pay in
-CPU. Until the moment the 429 named (`X-RateLimit-Reset`, the sliding
-window's next free request), the limiter's answer cannot change — a refused
-request is not counted, and the others of that key are refused too — so this
-process answers the same 429 from memory. Each process learns it with one
-refusal of its own; after the moment passes the limiter decides again.
+Retries past the limit. The limiter's answer to a key past its limit costs
+three Redis round trips (check, deduction, the headers' window read); a
+client that ignores `Retry-After` sends that many per retry, for every other
+client to pay in CPU. Until the moment the 429 named (`X-RateLimit-Reset`,
+the sliding window's next free request) the limiter's answer cannot change
+— a refused request is not counted, and the others of that key are refused
+too — so the app answers the same 429 from memory (`Refusals`).
 
-The web worker (app/web_worker.py) also holds such a request back, without a
-thread, for up to HOLD_SECONDS before the app sees it: a client that honours
-`Retry-After` (at least a second) loses nothing, and one that ignores it is
-answered about once a second instead of as fast as it can send. It knows the
-request by the key it presents, before anything is parsed.
+Early polls. A conditional poll (If-None-Match) is free by the API's
+contract, so a client may send one every few milliseconds; the job cannot be
+worth polling again before the `poll_after_ms` the last answer gave (for a
+finished job, which never changes, HOLD_SECONDS).
+
+Both kinds are also held back by the web worker (app/web_worker.py), without
+a thread, before the app sees them: a retry until its refusal is about to
+lapse, an early poll until its hint has passed, at most HOLD_SECONDS either
+way. A client that follows `Retry-After` and `poll_after_ms` is never held
+and loses nothing; one that ignores them is answered about as often as the
+hints say instead of as fast as it can send. The worker knows a request by
+the API key it presents (kept here only as a digest) and its path, before
+anything is parsed. Each process learns from its own answers.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-# Refusals remembered at most (a burst of many keys past their limits): the
-# oldest go first, and are merely asked of the limiter again.
+# Entries remembered at most, per kind (many keys at once): the oldest go
+# first, and are merely decided afresh.
 MAX_REMEMBERED = 10_000
-# Longest a remembered refusal's request is held back before it is answered.
+# Longest a request is held back before the app answers it.
 HOLD_SECONDS = 1.0
+# Holds shorter than this are not worth a trip through the event loop.
+MIN_HOLD_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -44,45 +53,83 @@ def credential_digest(presented: bytes) -> bytes:
     return hashlib.sha256(presented).digest()
 
 
-class Refusals:
+class _Remembered:
+    """A bounded map, oldest entries dropped first, safe across threads."""
+
     def __init__(self) -> None:
-        self._by_key: dict[str, Refusal] = {}
-        self._until_by_credential: dict[bytes, float] = {}
+        self._items: dict = {}
         self._lock = threading.Lock()
 
-    def remember(self, key: str, refusal: Refusal, presented: str | None = None) -> None:
-        """`key`: the limiter's; `presented`: the API key the request carried, if any."""
+    def put(self, key, value) -> None:
         with self._lock:
-            _remember(self._by_key, key, refusal)
-            if presented:
-                _remember(self._until_by_credential, credential_digest(presented.encode()), refusal.until)
+            self._items.pop(key, None)
+            self._items[key] = value
+            while len(self._items) > MAX_REMEMBERED:
+                del self._items[next(iter(self._items))]
 
-    def hold_seconds(self, presented: bytes) -> float:
-        """How long to hold back a request carrying the API key `presented`."""
+    def get(self, key):
         with self._lock:
-            until = self._until_by_credential.get(credential_digest(presented))
-        return 0.0 if until is None else max(0.0, min(HOLD_SECONDS, until - time.time()))
+            return self._items.get(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class Refusals:
+    """Keys past their rate limit, until their window frees."""
+
+    def __init__(self) -> None:
+        self._by_key = _Remembered()
+        self._until_by_credential = _Remembered()
+
+    def remember(self, key: str, refusal: Refusal, presented: str | None = None) -> None:
+        """`key`: the limiter's; `presented`: the valid API key the request carried, if any."""
+        self._by_key.put(key, refusal)
+        if presented:
+            self._until_by_credential.put(credential_digest(presented.encode()), refusal.until)
 
     def current(self, key: str) -> Refusal | None:
         """The refusal that still holds for `key`, if any."""
-        with self._lock:
-            refusal = self._by_key.get(key)
-            if refusal is not None and refusal.until <= time.time():
-                del self._by_key[key]
-                return None
-            return refusal
+        refusal = self._by_key.get(key)
+        return refusal if refusal is not None and refusal.until > time.time() else None
+
+    def until(self, presented: bytes) -> float | None:
+        return self._until_by_credential.get(credential_digest(presented))
 
     def forget(self) -> None:
-        with self._lock:
-            self._by_key.clear()
-            self._until_by_credential.clear()
+        self._by_key.clear()
+        self._until_by_credential.clear()
 
 
-def _remember(remembered: dict, key, value) -> None:
-    remembered.pop(key, None)
-    remembered[key] = value
-    while len(remembered) > MAX_REMEMBERED:
-        del remembered[next(iter(remembered))]
+class EarlyPolls:
+    """When each key's conditional polls of each job are next worth answering."""
+
+    def __init__(self) -> None:
+        self._next = _Remembered()
+
+    def remember(self, presented: str | None, path: str, poll_after_ms: int | None) -> None:
+        """A conditional poll of `path` with the API key `presented` was
+        answered; `poll_after_ms` is its hint, None when the job is final."""
+        if not presented:
+            return
+        wait = HOLD_SECONDS if poll_after_ms is None else poll_after_ms / 1000
+        self._next.put((credential_digest(presented.encode()), path), time.time() + wait)
+
+    def until(self, presented: bytes, path: bytes) -> float | None:
+        return self._next.get((credential_digest(presented), path.decode("latin-1")))
 
 
 refusals = Refusals()
+early_polls = EarlyPolls()
+
+
+def hold_seconds(presented: bytes | None, method: bytes, path: bytes, conditional: bool) -> float:
+    """How long the web worker holds back a request, from its head alone."""
+    if not presented:
+        return 0.0
+    until = refusals.until(presented)
+    if conditional and method == b"GET":
+        until = max(until or 0.0, early_polls.until(presented, path) or 0.0)
+    hold = min(HOLD_SECONDS, (until or 0.0) - time.time())
+    return hold if hold >= MIN_HOLD_SECONDS else 0.0

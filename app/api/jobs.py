@@ -3,10 +3,11 @@ from __future__ import annotations
 from flask import Response, request
 
 from app.api import API_PREFIX, JOB_HEADERS, job_answer, poll_headers
+from app.api.held_requests import early_polls
 from app.api.job_schemas import JobPageSchema, JobSchema
 from app.api.schemas import JobListArgsSchema
 from app.api.web_extensions import Blueprint, response_headers
-from app.auth import current_tenant_id
+from app.auth import current_tenant_id, presented_key
 from app.extensions import db
 from app.services import jobs
 from app.services.jobs import job_to_dict
@@ -35,6 +36,11 @@ def get_job(job_id: str):
     if request.if_none_match:
         # Answered from the job's version alone, without reading the job.
         version = jobs.job_version(db.session, tenant_id, job_id)
+        # This key's next conditional poll of the job waits for the hint in
+        # the web worker (app/api/held_requests.py).
+        early_polls.remember(
+            presented_key(), request.path, jobs.next_poll_ms(version.status, version.type, version.created_at)
+        )
         if request.if_none_match.contains_weak(version.tag):
             headers = {"ETag": _etag(version), **poll_headers(version.status, version.type, version.created_at)}
             return Response(status=304, headers=headers)

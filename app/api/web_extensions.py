@@ -20,7 +20,7 @@ from flask_smorest import Api
 from webargs.flaskparser import FlaskParser
 
 from app.api import bounded_json
-from app.api.refusals import Refusal, refusals
+from app.api.held_requests import Refusal, refusals
 from app.auth import presented_key
 from app.extensions import settings
 
@@ -313,7 +313,7 @@ def init_limiter(app: Flask) -> None:
 
 def refuse_remembered() -> Response | None:
     """The 429 the limiter gave this key, again, while its window is still
-    full (app/api/refusals.py); nothing when it is not."""
+    full (app/api/held_requests.py); nothing when it is not."""
     if _not_api_request():
         return None
     refusal = refusals.current(_refusal_key())
@@ -341,7 +341,7 @@ def rate_limit_headers(response: Response) -> Response:
     response.headers.update(_limit_headers(current.limit.amount, remaining, reset_at))
     if response.status_code == 429 and current.breached:
         response.headers["Retry-After"] = _retry_after(reset_at)
-        detail = (response.get_json(force=True, silent=True) or {}).get("detail") or str(current.limit.limit)
+        detail = (response.get_json(force=True, silent=True) or {}).get("detail") or str(current.limit)
         # The presented key too, when valid: the web worker holds its next requests back.
         presented = presented_key() if g.get("principal") else None
         refusals.remember(_refusal_key(), Refusal(reset_at, current.limit.amount, detail), presented)

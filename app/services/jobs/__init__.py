@@ -41,7 +41,7 @@ from app.services.jobs.runner import (
     claim,
     run,
 )
-from app.services.jobs.serialize import job_to_dict, retry_after_seconds
+from app.services.jobs.serialize import job_to_dict, next_poll_ms, retry_after_seconds
 from app.services.jobs.submit import submit
 from app.services.jobs.transitions import StatusChangeOutsideTransition, transition
 
@@ -75,6 +75,7 @@ __all__ = [
     "list_jobs",
     "purge_expired_jobs",
     "recover_stuck_jobs",
+    "next_poll_ms",
     "retry_after_seconds",
     "run",
     "run_job",

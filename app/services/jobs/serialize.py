@@ -55,6 +55,11 @@ def poll_after_ms(job: Job) -> int:
     return poll_hints.poll_after_ms(job.type, job.created_at)
 
 
+def next_poll_ms(status: str, job_type: str, created_at: datetime) -> int | None:
+    """The poll hint of a job in this state; None once it is final (it never changes again)."""
+    return poll_hints.poll_after_ms(job_type, created_at) if status in ACTIVE else None
+
+
 def retry_after_seconds(job_type: str, created_at: datetime) -> int:
     """The same hint in whole seconds, for the Retry-After header (at least 1)."""
     return max(1, -(-poll_hints.poll_after_ms(job_type, created_at) // 1000))
