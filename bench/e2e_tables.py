@@ -120,6 +120,13 @@ def results_tables(r: dict) -> list[str]:
             *peer_table(r), *phase_table(svc), *ingest_table(svc), *load_table(svc.get("load")), *cpu_table(svc)]  # fmt: skip
 
 
+def service_cpu_per_search(svc: dict) -> float | None:
+    phase, searches = svc["cpu_by_phase"].get("concurrent"), svc["concurrent"]["n"]
+    if not phase or not searches:
+        return None
+    return 1000 * phase["wall_s"] * sum(phase.get(name, 0.0) for name in PROCESS_COLUMNS) / searches
+
+
 def peer_table(r: dict) -> list[str]:
     peer, svc = r.get("peer"), r["service"]
     if not peer or "skipped" in peer:
@@ -132,6 +139,8 @@ def peer_table(r: dict) -> list[str]:
         [f"Searches/s, {peer['concurrent']['clients']} clients", fmt(peer["concurrent"]["qps"], 2), fmt(svc["concurrent"]["qps"], 2)],
         [f"Latency with {peer['concurrent']['clients']} clients, p50 / p95 / p99 (ms)", stats(peer["concurrent"]["latency"]),
          stats(svc["concurrent"]["latency"])],
+        [f"CPU per search with {peer['concurrent']['clients']} clients (ms; Quarry: every process of the service)",
+         fmt(peer["concurrent"].get("cpu_ms_per_search"), 1), fmt(service_cpu_per_search(svc), 1)],
         ["nDCG@10 / Recall@10", f"{q['peer']['ndcg@10']:.4f} / {q['peer']['recall@10']:.4f}",
          f"{q['service']['ndcg@10']:.4f} / {q['service']['recall@10']:.4f}"],
         ["Peak RSS (MB)", fmt(peer["peak_rss_mb"], 0), f"worker {fmt(svc['memory']['worker']['sum_hwm_mb'], 0)} + web "
@@ -200,8 +209,29 @@ def load_table(load: dict | None) -> list[str]:
     ]  # fmt: skip
 
 
+# The service's processes as the cores-busy table names them (older runs: the worker whole).
+PROCESS_COLUMNS = {"worker main": "Worker main", "worker pool": "Worker pool", "worker": "Worker", "web": "Web",
+                   "redis": "Redis"}  # fmt: skip
+
+
 def cpu_table(svc: dict) -> list[str]:
-    columns = ("worker", "web", "redis", "driver", "other", "idle")
-    rows = [[name, fmt(p["wall_s"]), *(fmt(p[c], 2) for c in columns)] for name, p in svc["cpu_by_phase"].items()]
-    return ["### Cores busy per phase of the service run (average)", "",
-            *table(["Phase", "Wall (s)", "Worker", "Web", "Redis", "Benchmark client", "Other processes", "Idle"], rows)]  # fmt: skip
+    phases = svc["cpu_by_phase"]
+    processes = [name for name in PROCESS_COLUMNS if any(name in p for p in phases.values())]
+    columns = (*processes, "driver", "other", "idle")
+    rows = [[name, fmt(p["wall_s"]), *(fmt(p.get(c), 2) for c in columns)] for name, p in phases.items()]
+    headers = ["Phase", "Wall (s)", *(PROCESS_COLUMNS[name] for name in processes), "Benchmark client",
+               "Other processes", "Idle"]  # fmt: skip
+    return ["### Cores busy per phase of the service run (average)", "", *table(headers, rows),
+            *cpu_per_search_table(svc, processes)]  # fmt: skip
+
+
+def cpu_per_search_table(svc: dict, processes: list[str]) -> list[str]:
+    """CPU per search over the concurrent phase, by process: the service's
+    cores busy × the phase's wall time ÷ its searches; txtai's from its own process."""
+    phase, searches = svc["cpu_by_phase"].get("concurrent"), svc["concurrent"]["n"]
+    if not phase or not searches:
+        return []
+    per_search = {name: 1000 * phase[name] * phase["wall_s"] / searches for name in processes if name in phase}
+    rows = [[PROCESS_COLUMNS[name], fmt(ms, 1)] for name, ms in per_search.items()]
+    rows.append(["**All of the service**", fmt(sum(per_search.values()), 1)])
+    return [f"### CPU per search, {svc['concurrent']['clients']} clients (ms)", "", *table(["Process", "Quarry"], rows)]

@@ -89,7 +89,9 @@ def run_service(data: SciFact, workdir: Path, options: dict, log: Log) -> dict:
         sampler = MemorySampler({"worker": worker.pid, "web": stack.processes[0].pid})
         try:
             service.warm_up_worker(stack)
-            meter = CpuMeter({"worker": worker.pid, "web": stack.processes[0].pid}, stack.redis.process.pid)
+            meter = CpuMeter(
+                {"worker": worker.pid, "web": stack.processes[0].pid}, stack.redis.process.pid, split=("worker",)
+            )
             out = measure_ingest(stack, data, options["ingest_timeout"], meter, log)
             out.update(measure_searches(stack, lambda: stack.client(api_key), data.queries, meter, log))
             if not options["no_load"]:

@@ -98,16 +98,25 @@ class OtherLoad:
 
 
 class CpuMeter:
-    """Average cores busy per phase: the given process groups, redis, this
-    driver's threads (the HTTP clients), everything else, idle."""
+    """Average cores busy per phase: the given process groups (a group named
+    in `split` as its leader and the rest: a Celery worker's main process and
+    its pool), redis, this driver's threads (the HTTP clients), everything
+    else, idle."""
 
-    def __init__(self, groups: dict[str, int], redis_pid: int) -> None:
-        self.groups, self.redis_pid = groups, redis_pid
+    def __init__(self, groups: dict[str, int], redis_pid: int, split: tuple[str, ...] = ()) -> None:
+        self.groups, self.redis_pid, self.split = groups, redis_pid, split
         self.phases: dict[str, dict] = {}
         self._mark = self._read()
 
     def _read(self) -> dict:
-        values = {name: cpu_seconds(group_pids(pgid)) for name, pgid in self.groups.items()}
+        values = {}
+        for name, pgid in self.groups.items():
+            group = cpu_seconds(group_pids(pgid))
+            if name in self.split:
+                leader = cpu_seconds([pgid])
+                values |= {f"{name} main": leader, f"{name} pool": group - leader}
+            else:
+                values[name] = group
         t = os.times()
         values.update(redis=cpu_seconds([self.redis_pid]), driver=t.user + t.system)
         return {**values, "machine": machine_busy_seconds(), "wall": time.perf_counter()}

@@ -20,7 +20,7 @@ import yaml
 from app.search.embedding import resolve_model_path
 from bench.common import TOP_K, Log, settings
 from bench.dataset import SciFact, document_text
-from bench.measure import ROOT, MemorySampler
+from bench.measure import ROOT, MemorySampler, cpu_seconds, group_pids
 from bench.service import run_concurrently, summarize_searches
 from devstack.client import Client
 from devstack.ports import free_port
@@ -54,7 +54,7 @@ def run(data: SciFact, workdir: Path, clients: int, log: Log) -> dict:
             raise RuntimeError(f"txtai's API exited {process.returncode}; see {workdir / 'txtai.log'}")
         sampler = MemorySampler({"txtai": process.pid})
         try:
-            out = measure(url, data, clients, log)
+            out = measure(url, data, clients, log, lambda: cpu_seconds(group_pids(process.pid)))
         finally:
             out_memory = sampler.stop()["txtai"]
     finally:
@@ -103,8 +103,9 @@ def stop(process: subprocess.Popen) -> None:
             continue
 
 
-def measure(url: str, data: SciFact, clients: int, log: Log) -> dict:
-    """Ingest (POST /add in batches, then GET /index, which embeds them all), then the searches."""
+def measure(url: str, data: SciFact, clients: int, log: Log, server_cpu) -> dict:
+    """Ingest (POST /add in batches, then GET /index, which embeds them all),
+    then the searches; `server_cpu()`: the API's CPU seconds so far."""
     session, started = requests.Session(), time.perf_counter()
     for i in range(0, len(data.documents), ADD_BATCH):
         batch = [{"id": str(d["_id"]), "text": document_text(d)} for d in data.documents[i : i + ADD_BATCH]]
@@ -119,9 +120,10 @@ def measure(url: str, data: SciFact, clients: int, log: Log) -> dict:
     for _, text in data.queries[:WARMUP_QUERIES]:
         timed_search(new_client(), text)
     for phase, threads in (("sequential", 1), ("concurrent", clients)):
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), server_cpu()
         results = run_concurrently(new_client, data.queries, threads, timed_search)
         out[phase] = {**summarize_searches(results, time.perf_counter() - t0), "clients": threads}
+        out[phase]["cpu_ms_per_search"] = 1000 * (server_cpu() - cpu) / max(1, len(results))
         if phase == "sequential":
             out["rankings"] = {r["qid"]: r.get("doc_ids", []) for r in results}
     return out
