@@ -109,20 +109,23 @@ def hydrate(session: Session, rankings: list[Ranking]) -> list[list[dict[str, An
     wanted = {chunk_id for ranking in rankings for chunk_id, _ in ranking}
     if not wanted:
         return [[] for _ in rankings]
+    # Columns, not ORM objects: a search reads its hits and never changes them.
     rows = {
-        chunk.id: (chunk, document)
-        for chunk, document in session.execute(
-            select(Chunk, Document).join(Document, Chunk.document_id == Document.id).where(Chunk.id.in_(wanted))
+        chunk_id: (text, external_id, meta)
+        for chunk_id, text, external_id, meta in session.execute(
+            select(Chunk.id, Chunk.text, Document.external_id, Document.meta)
+            .join(Document, Chunk.document_id == Document.id)
+            .where(Chunk.id.in_(wanted))
         )
     }
     return [
         [
             {
-                "document_id": rows[chunk_id][1].external_id,
+                "document_id": rows[chunk_id][1],
                 "chunk_id": str(chunk_id),
                 "score": round(score, 6),
-                "text": rows[chunk_id][0].text,
-                "metadata": rows[chunk_id][1].meta or {},
+                "text": rows[chunk_id][0],
+                "metadata": rows[chunk_id][2] or {},
             }
             for chunk_id, score in ranking
             if chunk_id in rows  # deleted since the index was written
