@@ -59,9 +59,9 @@ test: install redis-server browser
 # The suite again with the coverage of app/ measured in process (the
 # in-process tier runs the jobs; code run inside gunicorn and Celery is not
 # counted). Kept out of `make test`: measuring costs the suite a sixth of its
-# time. CI reports it from its PostgreSQL run.
-coverage: install redis-server
-	$(BIN)/python -m pytest --cov=app --cov-report=term
+# time. CI reports it from its PostgreSQL run, and fails under 85 %.
+coverage: install redis-server browser
+	$(BIN)/python -m pytest --cov=app --cov-report=term --cov-fail-under=85
 
 # What CI checks besides the suite: ruff (lint and format) on every Python
 # file of the repository, and mypy on the
