@@ -50,7 +50,7 @@ run: install redis-server
 # private bridge: data, web, two workers, beat; devstack/cluster.py). Needs
 # root. Prints the web address and an admin key; Ctrl-C removes everything.
 cluster: install redis-server
-	$(BIN)/python -m devstack.cluster
+	$(BIN)/python -m devstack.run_cluster
 
 # Every tier (tests/README.md).
 test: install redis-server browser
