@@ -5,11 +5,16 @@ dropped, and a batch whose worker dies loses none of its jobs."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import make_url, select, update
 
 from app.models import Collection, Job, utcnow
 from app.services import jobs, staging
@@ -129,6 +134,43 @@ def test_the_message_of_a_job_a_batch_took_is_dropped(runtime, corpora):
     assert seen_busy == [True]
     assert jobs.run_job(ids[1], "search") == "skipped"  # its message, arriving late
     assert [job.status for job in _jobs(runtime, ids)] == ["succeeded", "succeeded"]
+
+
+def test_the_message_of_a_job_a_batch_took_is_dropped_while_another_writer_holds_the_database(
+    runtime, corpora, test_settings
+):
+    """Under load most messages of searches are of jobs a batch took: they
+    are dropped after a read, never waiting behind another process's write."""
+    ids = _submit(runtime, corpora, [("nature", _search("bees")), ("nature", _search("reefs"))])
+    dropped: list[str] = []
+
+    def handler(contexts):
+        with writer_holding(test_settings.normalized_database_url(), ids[1]):
+            late_message = threading.Thread(target=lambda: dropped.append(jobs.run_job(ids[1], "search")))
+            late_message.start()
+            late_message.join(10)  # a write would wait out the other writer (30 s on SQLite)
+        assert dropped == ["skipped"]
+        return run_searches(contexts)
+
+    assert batches.run_batch(ids[0], handler, max_jobs=32, wait_ms=0) == "succeeded"
+    assert [job.status for job in _jobs(runtime, ids)] == ["succeeded", "succeeded"]
+
+
+@contextmanager
+def writer_holding(database_url: str, job_id: str) -> Iterator[None]:
+    """Another process's open write: SQLite's write lock, or PostgreSQL's lock on the job's row."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        connection = sqlite3.connect(url.database, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+    else:
+        connection = psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        connection.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
 
 
 def test_a_search_that_crashes_fails_only_the_jobs_that_share_it(runtime, corpora):
