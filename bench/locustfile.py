@@ -243,7 +243,9 @@ def prepare_workload(environment, **_kwargs) -> None:
     client = Client(base_url, key)
     documents, queries = corpus_and_queries(options.dataset, options.corpus_docs)
     run = f"load-{time.strftime('%Y%m%d-%H%M%S')}"
-    naive_keys = {user.__name__: naive_key(client, f"{run}-{user.__name__}") for user in NAIVE_USERS}
+    # Keys only for the naive clients this run has (making keys takes an admin key).
+    naive = [user for user in NAIVE_USERS if user in environment.user_classes]
+    naive_keys = {user.__name__: naive_key(client, f"{run}-{user.__name__}") for user in naive}
     workload = Workload(key, run, f"{run}-notes", queries, {name: secret for name, (secret, _id) in naive_keys.items()})
     log.info("Ingesting %d documents into %s at %s ...", len(documents), run, client.base_url)
     started = time.monotonic()
