@@ -25,6 +25,7 @@ import selectors
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from functools import partial
 
 from gunicorn import util
@@ -59,15 +60,19 @@ def request_has_arrived(data: bytes) -> bool:
     return len(data) - head_end - len(_HEAD_END) >= min(length, BUFFERED_BODY_BYTES)
 
 
-def _declared_body_length(head: bytes) -> int | None:
-    length = 0
+def _header_fields(head: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(lower-case name, value) of each header line of a request's head."""
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        name = name.strip().lower()
+        yield name.strip().lower(), value.strip()
+
+
+def _declared_body_length(head: bytes) -> int | None:
+    length = 0
+    for name, value in _header_fields(head):
         if name == b"transfer-encoding":
             return None
         if name == b"content-length":
-            value = value.strip()
             if not value.isdigit():
                 return None
             length = int(value)
@@ -77,13 +82,11 @@ def _declared_body_length(head: bytes) -> int | None:
 def held_for(data: bytes) -> float:
     """Seconds to hold back the request whose head `data` begins with
     (app/api/held_requests.py), from its request line and headers alone."""
-    lines = data[: data.find(_HEAD_END)].split(b"\r\n")
-    method, _, target = lines[0].partition(b" ")
+    head = data[: data.find(_HEAD_END)]
+    method, _, target = head.partition(b"\r\n")[0].partition(b" ")
     path = target.partition(b" ")[0].partition(b"?")[0]
     presented, conditional = None, False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip()
+    for name, value in _header_fields(head):
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             presented = value[7:].strip()
         elif name == b"x-api-key" and presented is None:

@@ -341,7 +341,8 @@ def rate_limit_headers(response: Response) -> Response:
     response.headers.update(_limit_headers(current.limit.amount, remaining, reset_at))
     if response.status_code == 429 and current.breached:
         response.headers["Retry-After"] = _retry_after(reset_at)
-        detail = (response.get_json(force=True, silent=True) or {}).get("detail") or str(current.limit)
+        # The limiter's own 429 description (no error_message is configured).
+        detail = str(current.limit)
         # The presented key too, when valid: the web worker holds its next requests back.
         presented = presented_key() if g.get("principal") else None
         refusals.remember(_refusal_key(), Refusal(reset_at, current.limit.amount, detail), presented)
