@@ -41,6 +41,7 @@ from app.services.jobs.runner import (
     claim,
     final_move,
     finish,
+    held_by_a_batch,
     load_reference,
     run,
 )
@@ -110,13 +111,9 @@ def _taken_already(job_id: str) -> bool:
     if row is None:
         return False  # claim() says what an unknown job is
     status, lease_owner, lease_expires_at = row
-    batch_holds_it = (
-        status == JobStatus.RUNNING
-        and (lease_owner or "").endswith(BATCHED_OWNER_SUFFIX)
-        and lease_expires_at is not None
-        and lease_expires_at >= utcnow()
-    )
-    return batch_holds_it or JobStatus(status).is_terminal
+    if JobStatus(status).is_terminal:
+        return True
+    return status == JobStatus.RUNNING and held_by_a_batch(lease_owner, lease_expires_at, utcnow())
 
 
 def _claim_waiting(job_type: str, owner: str, limit: int, *, exclude: str) -> list[JobContext]:

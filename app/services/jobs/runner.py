@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -178,8 +178,14 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: int) -> Job 
         session.commit()
         return None
     remaining = (expires_at - now).total_seconds() if lease_lives and expires_at is not None else 1
-    batched = lease_lives and (job.lease_owner or "").endswith(BATCHED_OWNER_SUFFIX)
+    batched = held_by_a_batch(job.lease_owner, expires_at, now)
     raise JobBusy(max(1, int(remaining) + 1), batched=batched)
+
+
+def held_by_a_batch(lease_owner: str | None, lease_expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a micro-batch holds the job under a lease still alive at `now`."""
+    alive = lease_expires_at is not None and lease_expires_at >= now
+    return alive and (lease_owner or "").endswith(BATCHED_OWNER_SUFFIX)
 
 
 @cache
