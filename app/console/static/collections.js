@@ -1,7 +1,7 @@
 // Collections: list (documents, chunks, index type, generation), create, delete.
 
 import { attempt, call, lifetime, path } from "./api.js";
-import { button, confirmInline, fill, field, h, needs, options, table, when } from "./dom.js";
+import { button, confirmInline, field, fill, h, needs, options, scriptForm, table, when } from "./dom.js";
 import { jobCard } from "./jobcard.js";
 
 const LIST_LIMIT = 100;
@@ -95,25 +95,25 @@ function createForm(onCreated) {
   const description = h("input", { id: "new-collection-description", placeholder: "what it holds" });
   const indexType = h("select", { id: "new-collection-index" }, options([["flat", "flat (exact)"], ["hnsw", "hnsw (approximate)"]], "flat"));
   const created = h("p", { id: "collection-created", class: "muted" });
-  const form = h(
-    "form",
-    { id: "create-collection", class: "inline", novalidate: true },
-    field("Name", name, "a-z, 0-9, _ and -"),
-    field("Description", description),
-    field("Index type", indexType),
-    h("button", { type: "submit", class: "primary", id: "create-collection-submit" }, "Create collection"),
-    created,
+  const form = scriptForm(
+    { id: "create-collection", class: "inline" },
+    [
+      field("Name", name, "a-z, 0-9, _ and -"),
+      field("Description", description),
+      field("Index type", indexType),
+      h("button", { type: "submit", class: "primary", id: "create-collection-submit" }, "Create collection"),
+      created,
+    ],
+    async () => {
+      const body = { name: name.value.trim(), index_type: indexType.value };
+      if (description.value.trim()) body.description = description.value.trim();
+      const answer = await attempt(() => call("POST", "/api/v1/collections", { json: body }));
+      if (!answer) return;
+      fill(created, `Created ${answer.data.name}.`);
+      name.value = "";
+      description.value = "";
+      onCreated();
+    },
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = { name: name.value.trim(), index_type: indexType.value };
-    if (description.value.trim()) body.description = description.value.trim();
-    const answer = await attempt(() => call("POST", "/api/v1/collections", { json: body }));
-    if (!answer) return;
-    fill(created, `Created ${answer.data.name}.`);
-    name.value = "";
-    description.value = "";
-    onCreated();
-  });
   return form;
 }

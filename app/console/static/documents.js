@@ -2,7 +2,7 @@
 // metadata, chunk count and content hash, and its deletion (a job).
 
 import { attempt, call, lifetime, path } from "./api.js";
-import { button, confirmInline, fill, field, h, jsonBlock, needs, table, when } from "./dom.js";
+import { button, confirmInline, field, fill, h, jsonBlock, needs, scriptForm, table, when } from "./dom.js";
 import { collectionInput } from "./collections.js";
 import { jobCard } from "./jobcard.js";
 
@@ -19,20 +19,20 @@ export function render(view, ctx) {
   let cursor = null;
   const name = () => view.querySelector("#docs-collection").value.trim();
 
-  const form = h(
-    "form",
-    { id: "docs-form", class: "inline", novalidate: true },
-    field("Collection", collection),
-    field("Metadata filter (JSON)", metadata),
-    h("button", { type: "submit", id: "docs-load" }, "List documents"),
+  const form = scriptForm(
+    { id: "docs-form", class: "inline" },
+    [
+      field("Collection", collection),
+      field("Metadata filter (JSON)", metadata),
+      h("button", { type: "submit", id: "docs-load" }, "List documents"),
+    ],
+    () => {
+      const wanted = name();
+      // The collection goes into the address, so a reload or a link shows it again.
+      if (wanted && wanted !== initialCollection) location.hash = `#/documents/${encodeURIComponent(wanted)}`;
+      else load();
+    },
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const wanted = name();
-    // The collection goes into the address, so a reload or a link shows it again.
-    if (wanted && wanted !== initialCollection) location.hash = `#/documents/${encodeURIComponent(wanted)}`;
-    else load();
-  });
 
   async function load(from = null) {
     if (!name()) return;

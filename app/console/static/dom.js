@@ -98,6 +98,18 @@ export function confirmInline(anchor, message, onYes) {
   }
 }
 
+// A form the page handles itself: the browser never submits it (the policy's
+// form-action 'none' would refuse that, and a submitted form could put what
+// was typed, a key say, into a URL) nor validates it (the API's refusals are
+// shown instead). `children` are its fields and buttons.
+export function scriptForm(attrs, children, onSubmit) {
+  const submit = (event) => {
+    event.preventDefault();
+    onSubmit();
+  };
+  return h("form", { novalidate: true, ...attrs, on: { submit } }, ...children);
+}
+
 export function button(label, onClick, attrs = {}) {
   return h("button", { type: "button", ...attrs, on: { click: onClick } }, label);
 }

@@ -3,7 +3,7 @@
 // visible, cancel, and any job's full JSON.
 
 import { attempt, call, isFinal, lifetime, path, watchJob } from "./api.js";
-import { button, fill, field, h, jsonBlock, needs, options, table, when } from "./dom.js";
+import { button, field, fill, h, jsonBlock, needs, options, scriptForm, table, when } from "./dom.js";
 import { percentOf, progressText } from "./jobcard.js";
 
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -27,20 +27,20 @@ export function render(view, ctx) {
   let cursors = [null];
   let next = null;
 
-  const filters = h(
-    "form",
-    { id: "jobs-filter", class: "inline", novalidate: true },
-    field("Status", status),
-    field("Type", type),
-    field("Collection", collection),
-    h("button", { type: "submit", id: "jobs-apply" }, "Apply"),
-    button("Refresh", () => show(cursors.length - 1), { id: "jobs-refresh" }),
+  const filters = scriptForm(
+    { id: "jobs-filter", class: "inline" },
+    [
+      field("Status", status),
+      field("Type", type),
+      field("Collection", collection),
+      h("button", { type: "submit", id: "jobs-apply" }, "Apply"),
+      button("Refresh", () => show(cursors.length - 1), { id: "jobs-refresh" }),
+    ],
+    () => {
+      cursors = [null];
+      show(0);
+    },
   );
-  filters.addEventListener("submit", (event) => {
-    event.preventDefault();
-    cursors = [null];
-    show(0);
-  });
 
   async function show(page) {
     if (page < 0) return;

@@ -2,7 +2,7 @@
 // once), rotate, revoke.
 
 import { attempt, call, path } from "./api.js";
-import { button, confirmInline, fill, field, h, options, table, when } from "./dom.js";
+import { button, confirmInline, field, fill, h, options, scriptForm, table, when } from "./dom.js";
 
 const SCOPES = ["read", "write", "admin"];
 const TIERS = ["free", "pro", "enterprise"];
@@ -53,30 +53,30 @@ export function render(view) {
   );
   const tier = h("select", { id: "new-key-tier" }, options(TIERS.map((t) => [t, t]), "free"));
   const expires = h("input", { id: "new-key-expires", type: "datetime-local" });
-  const form = h(
-    "form",
-    { id: "create-key", class: "inline", novalidate: true },
-    field("Name", name),
-    field("Scopes", scopes),
-    field("Tier", tier),
-    field("Expires (optional, your time)", expires),
-    h("button", { type: "submit", class: "primary", id: "create-key-submit" }, "Create key"),
+  const form = scriptForm(
+    { id: "create-key", class: "inline" },
+    [
+      field("Name", name),
+      field("Scopes", scopes),
+      field("Tier", tier),
+      field("Expires (optional, your time)", expires),
+      h("button", { type: "submit", class: "primary", id: "create-key-submit" }, "Create key"),
+    ],
+    async () => {
+      const body = {
+        name: name.value.trim(),
+        scopes: [...scopes.querySelectorAll("input:checked")].map((input) => input.value),
+        tier: tier.value,
+      };
+      // datetime-local is the person's local time; the API wants UTC ISO 8601.
+      if (expires.value) body.expires_at = new Date(expires.value).toISOString();
+      const answer = await attempt(() => call("POST", "/api/v1/keys", { json: body }));
+      if (!answer) return;
+      shown(`Key ${answer.data.prefix}`, answer.data);
+      name.value = "";
+      await load();
+    },
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = {
-      name: name.value.trim(),
-      scopes: [...scopes.querySelectorAll("input:checked")].map((input) => input.value),
-      tier: tier.value,
-    };
-    // datetime-local is the person's local time; the API wants UTC ISO 8601.
-    if (expires.value) body.expires_at = new Date(expires.value).toISOString();
-    const answer = await attempt(() => call("POST", "/api/v1/keys", { json: body }));
-    if (!answer) return;
-    shown(`Key ${answer.data.prefix}`, answer.data);
-    name.value = "";
-    await load();
-  });
 
   fill(
     view,

@@ -3,7 +3,7 @@
 // lacks it; an answer's citations lead to the hits they quote.
 
 import { attempt, call, finished, lifetime, path } from "./api.js";
-import { button, fill, field, h, jsonBlock, needs, options } from "./dom.js";
+import { button, field, fill, h, jsonBlock, needs, options, scriptForm } from "./dom.js";
 import { collectionInput } from "./collections.js";
 
 const PIPELINES = ["hybrid", "dense", "keyword", "rerank"];
@@ -34,30 +34,28 @@ export function render(view, ctx) {
     }
   }, () => {});
 
-  const form = h(
-    "form",
-    { id: "search-form", novalidate: true },
-    h("div", { class: "inline" }, field("Collection", collection), field("Pipeline", pipelineA), field("Top k", topK)),
-    field("Query", query),
-    h("h3", {}, "Filters"),
-    h("p", { class: "muted" }, 'Metadata key = value. A value is read as JSON when it is a number, true/false, a "quoted string" or a [list]; otherwise as text.'),
-    filters,
-    button("Add filter", () => filters.append(filterRow())),
-    h(
-      "p",
-      {},
-      h("label", { class: "check" }, collapse, "Each document once (collapse)"),
-      h("label", { class: "check" }, answer, "Answer with citations"),
-      h("label", { class: "check" }, compare, "Compare two pipelines"),
-      compareField,
-    ),
-    needs("write", ctx, h("button", { type: "submit", class: "primary", id: "search-submit" }, "Search")),
-    ctx.scopes.write ? null : h("p", { class: "muted" }, "A search is a submit: this key has no write scope."),
+  const form = scriptForm(
+    { id: "search-form" },
+    [
+      h("div", { class: "inline" }, field("Collection", collection), field("Pipeline", pipelineA), field("Top k", topK)),
+      field("Query", query),
+      h("h3", {}, "Filters"),
+      h("p", { class: "muted" }, 'Metadata key = value. A value is read as JSON when it is a number, true/false, a "quoted string" or a [list]; otherwise as text.'),
+      filters,
+      button("Add filter", () => filters.append(filterRow())),
+      h(
+        "p",
+        {},
+        h("label", { class: "check" }, collapse, "Each document once (collapse)"),
+        h("label", { class: "check" }, answer, "Answer with citations"),
+        h("label", { class: "check" }, compare, "Compare two pipelines"),
+        compareField,
+      ),
+      needs("write", ctx, h("button", { type: "submit", class: "primary", id: "search-submit" }, "Search")),
+      ctx.scopes.write ? null : h("p", { class: "muted" }, "A search is a submit: this key has no write scope."),
+    ],
+    run,
   );
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    run();
-  });
 
   async function run() {
     const name = view.querySelector("#search-collection").value.trim();

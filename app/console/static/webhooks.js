@@ -3,7 +3,7 @@
 // codes, errors), with redeliver.
 
 import { attempt, call, lifetime, path, whileVisible } from "./api.js";
-import { button, confirmInline, fill, field, h, jsonBlock, needs, table, when } from "./dom.js";
+import { button, confirmInline, field, fill, h, jsonBlock, needs, scriptForm, table, when } from "./dom.js";
 
 const EVENTS = ["job.succeeded", "job.failed", "job.cancelled", "job.progress", "ping", "*"];
 // Deliveries have no poll hint: while one is pending the list is read again,
@@ -160,24 +160,24 @@ function createForm(notes, onCreated) {
   const url = h("input", { id: "webhook-url", type: "url", placeholder: "https://example.com/quarry-hook", size: 40 });
   const description = h("input", { id: "webhook-description", placeholder: "optional" });
   const events = eventChecks("webhook", ["job.succeeded", "job.failed"]);
-  const form = h(
-    "form",
-    { id: "create-webhook", class: "inline", novalidate: true },
-    field("URL", url),
-    field("Events", events),
-    field("Description", description),
-    h("button", { type: "submit", class: "primary", id: "create-webhook-submit" }, "Add endpoint"),
+  const form = scriptForm(
+    { id: "create-webhook", class: "inline" },
+    [
+      field("URL", url),
+      field("Events", events),
+      field("Description", description),
+      h("button", { type: "submit", class: "primary", id: "create-webhook-submit" }, "Add endpoint"),
+    ],
+    async () => {
+      const body = { url: url.value.trim(), events: checkedEvents(events) };
+      if (description.value.trim()) body.description = description.value.trim();
+      const answer = await attempt(() => call("POST", "/api/v1/webhooks", { json: body }));
+      if (!answer) return;
+      fill(notes, secretBox("webhook-secret", `Signing secret of ${answer.data.url}`, answer.data.secret));
+      url.value = "";
+      description.value = "";
+      onCreated();
+    },
   );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = { url: url.value.trim(), events: checkedEvents(events) };
-    if (description.value.trim()) body.description = description.value.trim();
-    const answer = await attempt(() => call("POST", "/api/v1/webhooks", { json: body }));
-    if (!answer) return;
-    fill(notes, secretBox("webhook-secret", `Signing secret of ${answer.data.url}`, answer.data.secret));
-    url.value = "";
-    description.value = "";
-    onCreated();
-  });
   return form;
 }
