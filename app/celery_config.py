@@ -51,7 +51,9 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         # RabbitMQ hands a dead worker's unacknowledged message out again as
         # soon as its connection drops; priorities live in the queues
         # (x-max-priority, _routing).
-        return {"connect_timeout": 2}
+        # Connecting takes a TCP and an AMQP handshake: on a loaded host 2 s
+        # was seen to be too short for a web process's first submit.
+        return {"connect_timeout": 4}
     return {
         # A message whose worker died is handed out again after this long;
         # the job lease (JOB_LEASE_SECONDS) recovers it much sooner, see
