@@ -190,7 +190,7 @@ class PerProcess(Generic[T]):
 
 class RedisClient:
     """Lazily connected client for the shared fast state: the search cache and
-    its in-flight marks, poll-hint medians, embedding-core claims, health."""
+    its in-flight marks, poll-hint job durations, embedding-core claims, health."""
 
     def __init__(self) -> None:
         self._client: redis.Redis | None = None

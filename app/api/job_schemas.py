@@ -98,7 +98,7 @@ class _JobFieldsSchema(ma.Schema):
     poll_after_ms = fields.Integer(
         metadata=_doc(
             "Only while queued or running: milliseconds until a poll is worth making (what is left of "
-            "the recent median submit-to-success time of the job's type, or half the job's age once it "
+            "the time three in four recent jobs of its type took from submit to success, or half the job's age once it "
             "is older than that)",
             200,
         )

@@ -65,11 +65,12 @@ def test_before_any_job_finished_the_kinds_own_hint_applies(fresh_hints):
     assert retry_after == 1
 
 
-def test_the_hint_is_the_median_time_recent_jobs_took(fresh_hints):
-    for seconds in (0.3, 0.6, 0.9):
+def test_the_hint_is_the_time_three_recent_jobs_in_four_took(fresh_hints):
+    for seconds in (0.2, 0.2, 0.9, 0.9):
         _run_taking(fresh_hints, "search", seconds)
     poll_after_ms, retry_after = _hint(fresh_hints, _submitted_ago(fresh_hints, "search", 0))
-    assert 550 <= poll_after_ms < 900
+    # Not the median (about 550 ms): by 900 ms (and the runs' own overhead) three in four were done.
+    assert 850 <= poll_after_ms < 1200
     assert retry_after == 1
 
 
@@ -90,15 +91,15 @@ def test_a_failed_job_teaches_nothing(fresh_hints):
     assert 150 <= _hint(fresh_hints, _submitted_ago(fresh_hints, "search", 0))[0] <= 200
 
 
-def test_a_job_younger_than_the_median_is_next_polled_when_it_should_be_done(fresh_hints):
-    for seconds in (0.3, 0.6, 0.9):
+def test_a_job_younger_than_the_typical_time_is_next_polled_when_it_should_be_done(fresh_hints):
+    for seconds in (0.3, 0.6, 0.6, 0.9):
         _run_taking(fresh_hints, "search", seconds)
     poll_after_ms, _ = _hint(fresh_hints, _submitted_ago(fresh_hints, "search", 250))
-    # The median is 600-900 ms (the runs' own overhead adds a little): what is left of it.
+    # The typical time is 600-900 ms (the runs' own overhead adds a little): what is left of it.
     assert 300 <= poll_after_ms < 700
 
 
-def test_a_job_past_the_median_is_next_polled_after_half_its_age(fresh_hints):
+def test_a_job_past_the_typical_time_is_next_polled_after_half_its_age(fresh_hints):
     for seconds in (0.3, 0.3, 0.3):
         _run_taking(fresh_hints, "search", seconds)
     poll_after_ms, retry_after = _hint(fresh_hints, _submitted_ago(fresh_hints, "search", 5000))
@@ -108,7 +109,7 @@ def test_a_job_past_the_median_is_next_polled_after_half_its_age(fresh_hints):
 
 def test_a_client_following_the_hints_polls_a_slow_job_a_few_times(fresh_hints):
     """A job twenty times slower than usual (a queue formed): polls at the
-    median, then at half the age each time, not one per median."""
+    typical time, then at half the age each time, not one per typical time."""
     for seconds in (0.1, 0.1, 0.1):
         _run_taking(fresh_hints, "search", seconds)
     job_id = _submit(fresh_hints, "search")
@@ -117,5 +118,5 @@ def test_a_client_following_the_hints_polls_a_slow_job_a_few_times(fresh_hints):
         _age(fresh_hints, job_id, age_ms)
         age_ms += _hint(fresh_hints, job_id)[0]
         polls += 1
-    assert polls <= 10  # one per median would be about 20
+    assert polls <= 10  # one per typical time would be about 20
     assert age_ms <= 1.5 * finishes_at_ms + 50  # seen at most half its age late
