@@ -75,9 +75,11 @@ def _load_model_before_fork(**_kwargs) -> None:
 @worker_process_init.connect
 def _ready_the_child(**_kwargs) -> None:
     """Each prefork child: its own database connections, a share of the
-    cores for torch (children x threads never exceeds them), and the model
+    cores for torch and for FAISS (children x threads never exceeds them),
+    and the model
     (inherited from the main process, or loaded here when not preloaded)."""
     from app.search.embedding import set_torch_threads
+    from app.search.vector_index import set_search_threads
     from app.services.handlers.embedding_threads import pool_share
     from app.services.handlers.indexing import embedder
 
@@ -85,6 +87,7 @@ def _ready_the_child(**_kwargs) -> None:
     if db.engine is not None:
         db.engine.dispose(close=False)
     set_torch_threads(pool_share())
+    set_search_threads(pool_share())
     started = time.monotonic()
     embedder()
     log.info("pool process %d ready in %.1f s", os.getpid(), time.monotonic() - started)

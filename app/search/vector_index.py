@@ -21,6 +21,14 @@ EXACT_FILTER_LIMIT = 4096
 EXACT_BATCH = 65536
 
 
+def set_search_threads(threads: int) -> None:
+    """The OpenMP threads FAISS may use in this process. FAISS brings its own
+    OpenMP runtime, apart from torch's: left at one thread per core in every
+    pool process, each small search wakes threads that then spin on cores
+    the other processes' encodes are using."""
+    faiss.omp_set_num_threads(max(1, threads))
+
+
 @dataclass(frozen=True)
 class HnswParams:
     m: int = 32

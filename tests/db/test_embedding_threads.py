@@ -1,15 +1,18 @@
 """An ingest that is the only one embedding on its host uses every core; a
 second one sends both back to their pool share; a finished ingest leaves
-its process at its share for the searches that follow."""
+its process at its share for the searches that follow. A pool process
+starts at its share for torch and FAISS alike."""
 
 from __future__ import annotations
 
 import os
 
+import faiss
 import pytest
 import torch
 
 from app.services.handlers import embedding_threads
+from workers import signals
 
 CORES = os.cpu_count() or 1
 pytestmark = pytest.mark.skipif(CORES < 2, reason="one core: every share is the whole machine")
@@ -43,3 +46,15 @@ def test_two_ingests_on_a_host_keep_to_their_share(runtime):
             assert torch.get_num_threads() == 1
         embedding_threads.before_batch("ingest-a")  # b finished: a has the machine again
         assert torch.get_num_threads() == CORES
+
+
+def test_a_pool_process_starts_with_its_share_for_torch_and_faiss():
+    """Each runs its own thread pool: left at one thread per core, FAISS's
+    would spin on the cores the other pool processes encode on."""
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(CORES)
+        signals._ready_the_child()
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+    finally:
+        faiss.omp_set_num_threads(before)
