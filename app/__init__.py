@@ -74,6 +74,9 @@ def _register_request_hooks(app: Flask, settings: Settings) -> None:
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
+    # Defines the storage class the URL's scheme names.
+    from app.api.rate_limit_storage import storage_uri
+
     return dict(
         QUARRY_VERSION=__version__,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
@@ -90,7 +93,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         OPENAPI_REDOC_URL="/static/redoc/redoc.standalone.js",
         API_SPEC_OPTIONS=_API_SPEC_OPTIONS,
         OPENAPI_SWAGGER_UI_CONFIG={"persistAuthorization": True},
-        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_url,
+        RATELIMIT_STORAGE_URI=storage_uri(settings.ratelimit_storage_url),
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     )
 

@@ -77,6 +77,32 @@ def limiter_scripts_run(redis: Redis) -> int:
     return sum(redis.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
 
 
+def test_a_counted_request_reads_and_counts_once_and_a_304_only_reads(app_with, settings):
+    """The limiter's Redis round trips, headers included: a counted request
+    reads the key's window and counts itself (two scripts), a 304 only reads
+    it; the headers are as exact as a fresh read would give."""
+    stack = app_with(rate_limits=rate_limits(settings, free="100/minute"))
+    client = stack.client(stack.create_key(unique("trips"), tier="free"))
+    redis = Redis.from_url(settings.ratelimit_storage_url)
+    name = unique("trips")
+    assert client.post("/api/v1/collections", json={"name": name}).status_code == 201  # the window exists now
+    job = client.delete(f"/api/v1/collections/{name}").json()
+    job = client.wait_job(job["id"])
+    for _attempt in range(3):  # a window may end mid-sequence: its shift is read again; try again
+        before = limiter_scripts_run(redis)
+        counted = client.get(f"/api/v1/jobs/{job['id']}")
+        after_counted = limiter_scripts_run(redis)
+        unchanged = client.get(f"/api/v1/jobs/{job['id']}", headers={"If-None-Match": counted.headers["ETag"]})
+        after_304 = limiter_scripts_run(redis)
+        if (after_counted - before, after_304 - after_counted) == (2, 1):
+            break
+    assert (after_counted - before, after_304 - after_counted) == (2, 1)
+    assert (counted.status_code, unchanged.status_code) == (200, 304)
+    remaining = int(counted.headers["X-RateLimit-Remaining"])
+    assert int(unchanged.headers["X-RateLimit-Remaining"]) == remaining
+    assert_limit_headers(client.get("/api/v1/collections"), 100, remaining - 1)
+
+
 def test_one_budget_per_key_across_every_route(app_with, settings):
     stack = app_with(rate_limits=rate_limits(settings, free="6/minute"))
     client = stack.client(stack.create_key(unique("t1"), tier="free"))
@@ -116,6 +142,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_ip_is_counted(app_with, set
 def test_in_flight_quota_and_queue_depth_push_back(app_with):
     stack = app_with(inflight_jobs={"free": 2, "pro": 100, "enterprise": 1000}, queue_depth_limit=4)
     stack.worker.run_pending()  # the queues start empty
+    time.sleep(1.1)  # and a depth sampled before (once a second at most) is stale
     tenant = unique("busy")
     owner = stack.client(stack.create_key(tenant))
     first = owner.client(owner.create_key(tenant, tier="free"))
@@ -174,6 +201,7 @@ def test_a_key_past_its_fair_share_in_flight_is_overtaken_by_other_keys(app_with
     beyond its fair share runs after the searches other keys send later."""
     stack = app_with(fair_share_jobs=2)
     stack.worker.run_pending()  # the queues start empty
+    time.sleep(1.1)  # and a depth sampled before (once a second at most) is stale
     tenant = unique("fair")
     owner = stack.client(stack.create_key(tenant))
     greedy = owner.client(owner.create_key(tenant, tier="pro"))
