@@ -3,9 +3,9 @@ them cheaply: a key's retries past its rate limit, and conditional polls of
 a job sooner than its poll hint.
 
 Retries past the limit. The limiter's answer to a key past its limit costs
-three Redis round trips (check, deduction, the headers' window read); a
-client that ignores `Retry-After` sends that many per retry, for every other
-client to pay in CPU. Until the moment the 429 named (`X-RateLimit-Reset`,
+a Redis round trip (the window's read) and a 429 built by the app; a client
+that ignores `Retry-After` sends one per retry, for every other client to
+pay in CPU. Until the moment the 429 named (`X-RateLimit-Reset`,
 the sliding window's next free request) the limiter's answer cannot change
 — a refused request is not counted, and the others of that key are refused
 too — so the app answers the same 429 from memory (`Refusals`).
