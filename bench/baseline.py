@@ -45,6 +45,7 @@ def measure(dataset: Path, docs: int | None, queries: int | None) -> dict:
     out["rankings"], out["sequential"] = time_queries(search, data.queries)
     torch.set_num_threads(1)  # what each service worker child gets
     out["sequential_1thread"] = time_queries(search, data.queries)[1]
+    out["encode_ms_by_batch"] = encode_cost_by_batch(embedder, [text for _, text in data.queries])
     torch.set_num_threads(out["torch_threads"])
     # The upper bound: all queries in one batched encode and one FAISS call.
     started = time.perf_counter()
@@ -52,6 +53,25 @@ def measure(dataset: Path, docs: int | None, queries: int | None) -> dict:
     out["batched_qps"] = len(data.queries) / (time.perf_counter() - started)
     out["peak_rss_mb"] = memory_kb(os.getpid())["VmHWM"] / 1024
     return out
+
+
+# Batch sizes whose encode cost is measured, and queries encoded at each.
+ENCODE_BATCHES, ENCODE_QUERIES = (1, 2, 4, 8, 16), 48
+
+
+def encode_cost_by_batch(embedder: Embedder, texts: list[str]) -> dict[int, float]:
+    """CPU ms per query of the model's encode alone, by batch size, on this
+    process's torch threads: what a worker's micro-batch of that size costs
+    before anything else a search does."""
+    texts = texts[:ENCODE_QUERIES]
+    embedder.encode(texts[:1])
+    costs = {}
+    for size in ENCODE_BATCHES:
+        started = time.process_time()
+        for first in range(0, len(texts), size):
+            embedder.encode(texts[first : first + size])
+        costs[size] = (time.process_time() - started) * 1000 / len(texts)
+    return costs
 
 
 def build_index(embedder: Embedder, documents: list[dict]):

@@ -26,7 +26,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import Log
-from bench.measure import cpu_seconds
+from bench.measure import cpu_seconds, search_batches
 from bench.scale import fill_collection
 from bench.service import summarize_searches, timed_search
 from devstack.client import Client
@@ -52,7 +52,9 @@ def run(options: dict, log: Log) -> dict:
                 queries = iter([" ".join(rng.choice(words, QUERY_WORDS)) for _ in range(100_000)])
                 hosts = {role: host for role, host in cluster.hosts.items() if role != "data"}
                 before = {role: cpu_seconds(host.pids()) for role, host in hosts.items()}
-                batches_before = {role: search_batches(cluster.hosts[role]) for role in WORKER_ROLES}
+                batches_before = {
+                    role: search_batches(cluster.hosts[role].var_dir / "metrics") for role in WORKER_ROLES
+                }
                 started = time.perf_counter()
                 results = closed_loop(lambda: Client(cluster.base_url, key), queries, clients, seconds)
                 wall = time.perf_counter() - started
@@ -77,27 +79,11 @@ def run(options: dict, log: Log) -> dict:
     return {**out, "chunks": options["chunks"], "clients": clients, "seconds": seconds}
 
 
-def search_batches(host) -> tuple[float, float]:
-    """(jobs, batches) of search micro-batches the host's worker has run, from
-    its own metrics folder (Prometheus' multiprocess files)."""
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(host.var_dir / "metrics"))
-    totals = {"_sum": 0.0, "_count": 0.0}
-    for metric in registry.collect():
-        for sample in metric.samples if metric.name == "quarry_job_batch_size" else ():
-            suffix = sample.name.removeprefix("quarry_job_batch_size")
-            if suffix in totals and sample.labels.get("type") == "search":
-                totals[suffix] += sample.value
-    return totals["_sum"], totals["_count"]
-
-
 def mean_batches(before: dict, cluster) -> dict[str, float]:
     """Mean searches per micro-batch on each worker host since `before`."""
     means = {}
     for role, (jobs_before, batches_before) in before.items():
-        jobs, batches = search_batches(cluster.hosts[role])
+        jobs, batches = search_batches(cluster.hosts[role].var_dir / "metrics")
         if batches > batches_before:
             means[role] = round((jobs - jobs_before) / (batches - batches_before), 2)
     return means

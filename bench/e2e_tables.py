@@ -10,6 +10,8 @@ from bench.tables import fmt, met, ratio, stats, table
 TARGET_SEARCH_X_LIMIT, TARGET_CONCURRENT_X_LIMIT, TARGET_CONCURRENT_P50_MS = 1.5, 0.75, 150.0
 TARGET_INGEST_X_LIMIT, TARGET_DURING_INGEST_X_IDLE = 0.9, 3.0
 TARGET_SUBMIT_P95_MS, TARGET_MEMORY_X_BEFORE = 20.0, 0.6
+# Against the peer (txtai) in the same run, with the concurrent phase's clients.
+TARGET_CPU_PER_SEARCH_MS, TARGET_QPS_X_PEER, TARGET_P50_X_PEER = 20.0, 2.0, 0.5
 PUBLISHED_NDCG = 0.645  # all-MiniLM-L6-v2 on BEIR SciFact (MTEB / SBERT tables)
 
 
@@ -48,6 +50,34 @@ def targets(r: dict) -> list[list]:
     return [[f, lim, p, q, ratio(q, lim), t, ok] for f, lim, p, q, t, ok in rows]
 
 
+def against_peer(r: dict) -> list[str]:
+    """The CPU-per-search targets against txtai in this run, each with the
+    bound this run's own figures put on it."""
+    svc, peer = r["service"], r.get("peer") or {}
+    conc, cores = svc["concurrent"], r["machine"]["cores"]
+    theirs = peer.get("concurrent", {}) if "skipped" not in peer else {}
+    cpu, phase = service_cpu_per_search(svc), svc["cpu_by_phase"].get("concurrent")
+    if cpu is None or not phase:
+        return []
+    clients_cpu = 1000 * phase["driver"] * phase["wall_s"] / conc["n"]
+    qps, p50 = conc["qps"], conc["latency"].get("p50")
+    their_qps, their_p50 = theirs.get("qps"), theirs.get("latency", {}).get("p50")
+    encode = encode_ms(r)
+    rows = [
+        ["CPU per search, all of the service (ms)", theirs.get("cpu_ms_per_search"), cpu, f"≤ {TARGET_CPU_PER_SEARCH_MS:g} ms",
+         cpu <= TARGET_CPU_PER_SEARCH_MS,
+         "" if encode is None else f"the model's encode alone, batches of {fmt(conc.get('mean_batch'), 1)}: {fmt(encode, 1)} ms"],
+        ["Searches/s", their_qps, qps, f"≥ {TARGET_QPS_X_PEER:g}× txtai", None if their_qps is None else qps >= TARGET_QPS_X_PEER * their_qps,
+         f"{cores} cores ÷ (service + clients' {fmt(clients_cpu, 1)} ms) = {fmt(cores * 1000 / (cpu + clients_cpu))}/s at most"],
+        ["Client-observed p50 (ms)", their_p50, p50, f"≤ {TARGET_P50_X_PEER:g}× txtai's",
+         None if their_p50 is None or p50 is None else p50 <= TARGET_P50_X_PEER * their_p50,
+         f"{conc['clients']} clients ÷ {fmt(qps)} searches/s = {fmt(1000 * conc['clients'] / qps, 0)} ms mean (closed loop)"],
+    ]  # fmt: skip
+    return [f"### Against txtai, {conc['clients']} clients", "",
+            *table(["Figure", "txtai", "Quarry", "Target", "Met", "What bounds it in this run"],
+                   [[f, fmt(t), fmt(q), target, met(ok), bound] for f, t, q, target, ok, bound in rows])]  # fmt: skip
+
+
 def end_to_end(r: dict) -> list[str]:
     cfg, base = r["config"], r["baseline"]
 
@@ -70,6 +100,7 @@ def end_to_end(r: dict) -> list[str]:
         ]),
         "### Targets", "",
         *table(["Figure", "Limit (in process)", "Peer: txtai (× limit)", "Quarry", "Quarry ÷ limit", "Target", "Met"], target_rows),
+        *against_peer(r),
         *results_tables(r),
     ]  # fmt: skip
 
@@ -117,7 +148,8 @@ def results_tables(r: dict) -> list[str]:
         ["Tracebacks in the service logs", fmt(svc["tracebacks"]), "–"],
     ]  # fmt: skip
     return ["### Service and baseline", "", *table(["", "Service (HTTP jobs)", "In-process baseline"], rows),
-            *peer_table(r), *phase_table(svc), *ingest_table(svc), *load_table(svc.get("load")), *cpu_table(svc)]  # fmt: skip
+            *peer_table(r), *phase_table(svc), *ingest_table(svc), *load_table(svc.get("load")), *cpu_table(svc),
+            *cpu_per_search_table(r)]  # fmt: skip
 
 
 def service_cpu_per_search(svc: dict) -> float | None:
@@ -221,17 +253,45 @@ def cpu_table(svc: dict) -> list[str]:
     rows = [[name, fmt(p["wall_s"]), *(fmt(p.get(c), 2) for c in columns)] for name, p in phases.items()]
     headers = ["Phase", "Wall (s)", *(PROCESS_COLUMNS[name] for name in processes), "Benchmark client",
                "Other processes", "Idle"]  # fmt: skip
-    return ["### Cores busy per phase of the service run (average)", "", *table(headers, rows),
-            *cpu_per_search_table(svc, processes)]  # fmt: skip
+    return ["### Cores busy per phase of the service run (average)", "", *table(headers, rows)]
 
 
-def cpu_per_search_table(svc: dict, processes: list[str]) -> list[str]:
+def cpu_per_search_table(r: dict) -> list[str]:
     """CPU per search over the concurrent phase, by process: the service's
-    cores busy × the phase's wall time ÷ its searches; txtai's from its own process."""
+    cores busy × the phase's wall time ÷ its searches, the pool's split into
+    the model's encode (as the baseline measured it at the phase's mean
+    batch) and the rest; txtai's whole server beside it."""
+    svc, peer = r["service"], r.get("peer") or {}
     phase, searches = svc["cpu_by_phase"].get("concurrent"), svc["concurrent"]["n"]
     if not phase or not searches:
         return []
-    per_search = {name: 1000 * phase[name] * phase["wall_s"] / searches for name in processes if name in phase}
+    per_search = {name: 1000 * phase[name] * phase["wall_s"] / searches for name in PROCESS_COLUMNS if name in phase}
     rows = [[PROCESS_COLUMNS[name], fmt(ms, 1)] for name, ms in per_search.items()]
+    batch, encode = svc["concurrent"].get("mean_batch"), encode_ms(r)
+    if encode is not None and "worker pool" in per_search:
+        at = list(per_search).index("worker pool") + 1
+        rows[at:at] = [[f"– of which the model's encode, batches of {fmt(batch, 1)} (in process, 1 thread)", fmt(encode, 1)],
+                       ["– the rest: claim, finish, FAISS, results, Celery", fmt(per_search["worker pool"] - encode, 1)]]  # fmt: skip
     rows.append(["**All of the service**", fmt(sum(per_search.values()), 1)])
-    return [f"### CPU per search, {svc['concurrent']['clients']} clients (ms)", "", *table(["Process", "Quarry"], rows)]
+    clients_cpu = 1000 * phase["driver"] * phase["wall_s"] / searches
+    rows.append(["The benchmark's clients (not the service)", fmt(clients_cpu, 1)])
+    txtai = peer.get("concurrent", {}).get("cpu_ms_per_search") if "skipped" not in peer else None
+    rows = [[*row, fmt(txtai, 1) if row[0].startswith("**All") else ""] for row in rows]
+    return [f"### CPU per search, {svc['concurrent']['clients']} clients (ms)", "",
+            *table(["Process", "Quarry", "txtai (its server)"], rows)]  # fmt: skip
+
+
+def encode_ms(r: dict) -> float | None:
+    """The baseline's encode CPU per query at the concurrent phase's mean batch
+    (between the two measured sizes around it)."""
+    by_batch = {int(size): ms for size, ms in r["baseline"].get("encode_ms_by_batch", {}).items()}
+    batch = r["service"]["concurrent"].get("mean_batch")
+    if not by_batch or batch is None:
+        return None
+    sizes = sorted(by_batch)
+    below = max([s for s in sizes if s <= batch], default=sizes[0])
+    above = min([s for s in sizes if s >= batch], default=sizes[-1])
+    if above == below:
+        return by_batch[below]
+    share = (batch - below) / (above - below)
+    return by_batch[below] + share * (by_batch[above] - by_batch[below])

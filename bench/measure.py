@@ -198,3 +198,19 @@ def code_state() -> str:
     status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout.splitlines()
     changed = [line[3:] for line in status if not line[3:].startswith(("bench/", "docs/"))]
     return head + (f" + changes to {', '.join(changed)}" if changed else "")
+
+
+def search_batches(metrics_dir: Path) -> tuple[float, float]:
+    """(jobs, batches) of the search micro-batches a worker has run, from its
+    metrics folder (Prometheus' multiprocess files)."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for metric in registry.collect():
+        for sample in metric.samples if metric.name == "quarry_job_batch_size" else ():
+            suffix = sample.name.removeprefix("quarry_job_batch_size")
+            if suffix in totals and sample.labels.get("type") == "search":
+                totals[suffix] += sample.value
+    return totals["_sum"], totals["_count"]

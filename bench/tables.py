@@ -168,6 +168,10 @@ def met(ok: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "–"}[ok]
 
 
+# The users' throughput beside naive clients, as a share of theirs alone.
+FAIRNESS_KEPT_THROUGHPUT = 0.8
+
+
 def fairness(r: dict) -> list[str]:
     alone, crowded = r["alone"], r["with_naive"]
     naive = {
@@ -176,9 +180,12 @@ def fairness(r: dict) -> list[str]:
         "naive_submit": "tight-loop submitter: submits",
     }
     slower = ", ".join(f"{p} {v:+.0%}" for p, v in r["slowdown"].items())
+    kept = ratio(crowded.get("search_job", {}).get("n"), alone.get("search_job", {}).get("n"))
     return [
         *run_table(r, [["Load test, each run", f"{alone.get('users')} users, {r['seconds']} s"],
-                       ["Users' search jobs with the naive clients", f"{slower} (target ≤ {r['target_slowdown']:+.0%})"]]),
+                       ["Users' search jobs with the naive clients", f"{slower} (target ≤ {r['target_slowdown']:+.0%})"],
+                       ["Users' search jobs done with the naive clients ÷ alone",
+                        f"{fmt(kept, 2)}× (target ≥ {FAIRNESS_KEPT_THROUGHPUT:g}×)"]]),
         *table(["Users' figures", "Alone", "With the naive clients"], [
             ["Search job submit → result p50 / p95 / p99 (ms)", stats(alone.get("search_job")), stats(crowded.get("search_job"))],
             ["The same in the service, created → finished p50 / p95 / p99 (ms)",
