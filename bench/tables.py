@@ -72,9 +72,11 @@ def webhooks(r: dict) -> list[str]:
 
 def request_cpu(r: dict) -> list[str]:
     kinds = {"submit": "Search submit (202)", "poll_200": "Poll of a finished job (200)",
-             "poll_304": "Conditional poll of it (304)", "poll_429": "Poll by a key past its rate limit (429)"}  # fmt: skip
+             "poll_304": "Conditional poll of it (304)",
+             "poll_429": "Poll by a key past its rate limit (429; each held about a second, idle CPU taken off)"}  # fmt: skip
     return [
-        *run_table(r, [["Requests of each kind, one client, keep-alive", str(r["requests_per_kind"])]]),
+        *run_table(r, [["Requests of each kind, one client, keep-alive", f"{r['requests_per_kind']} (refused: "
+                        f"{r.get('refused_polls', r['requests_per_kind'])})"]]),
         *table(["Request", "Web CPU (ms)", "Redis CPU (ms)", "Wall (ms)"], [
             [label, fmt(f["web_cpu_ms"], 2), fmt(f["redis_cpu_ms"], 2), fmt(f["wall_ms"], 1)]
             for kind, label in kinds.items() if (f := r["cpu_per_request"].get(kind))
