@@ -26,7 +26,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import Log
-from bench.measure import cpu_seconds, search_batches
+from bench.measure import cpu_seconds, mean_batch, search_batches
 from bench.scale import fill_collection
 from bench.service import summarize_searches, timed_search
 from devstack.client import Client
@@ -82,10 +82,10 @@ def run(options: dict, log: Log) -> dict:
 def mean_batches(before: dict, cluster) -> dict[str, float]:
     """Mean searches per micro-batch on each worker host since `before`."""
     means = {}
-    for role, (jobs_before, batches_before) in before.items():
-        jobs, batches = search_batches(cluster.hosts[role].var_dir / "metrics")
-        if batches > batches_before:
-            means[role] = round((jobs - jobs_before) / (batches - batches_before), 2)
+    for role, counts in before.items():
+        mean = mean_batch(counts, search_batches(cluster.hosts[role].var_dir / "metrics"))
+        if mean is not None:
+            means[role] = round(mean, 2)
     return means
 
 

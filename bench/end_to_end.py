@@ -17,7 +17,7 @@ from app.services.jobs import TERMINAL
 from bench import baseline, load, memory, peer, service
 from bench.common import TOP_K, WORKER_CONCURRENCY, Log, settings
 from bench.dataset import SciFact, document_ranking, load_scifact, quality
-from bench.measure import CpuMeter, MemorySampler, OtherLoad, search_batches
+from bench.measure import CpuMeter, MemorySampler, OtherLoad, mean_batch, search_batches
 from devstack.processes import Stack
 
 CLIENT_THREADS = 16
@@ -150,11 +150,10 @@ def measure_searches(stack: Stack, new_client, queries: list, meter: CpuMeter, l
     out, rankings = {}, {}
     metrics_dir = Path(stack.env["QUARRY_VAR_DIR"]) / "metrics"
     for phase, clients in (("sequential", 1), ("concurrent", CLIENT_THREADS)):
-        started, (jobs, batches) = time.perf_counter(), search_batches(metrics_dir)
+        started, batches = time.perf_counter(), search_batches(metrics_dir)
         results = service.run_concurrently(new_client, queries, clients, search)
         out[phase] = {**service.summarize_searches(results, time.perf_counter() - started), "clients": clients}
-        jobs_after, batches_after = search_batches(metrics_dir)
-        out[phase]["mean_batch"] = (jobs_after - jobs) / (batches_after - batches) if batches_after > batches else None
+        out[phase]["mean_batch"] = mean_batch(batches, search_batches(metrics_dir))
         rankings[phase] = {r["qid"]: document_ranking([h["document_id"] for h in r.get("hits", [])]) for r in results}
         service.check_alive(stack)
         meter.phase(phase)

@@ -214,3 +214,9 @@ def search_batches(metrics_dir: Path) -> tuple[float, float]:
             if suffix in totals and sample.labels.get("type") == "search":
                 totals[suffix] += sample.value
     return totals["_sum"], totals["_count"]
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Searches per micro-batch between two search_batches() reads; None when none ran."""
+    (jobs, batches), (jobs_after, batches_after) = before, after
+    return (jobs_after - jobs) / (batches_after - batches) if batches_after > batches else None
