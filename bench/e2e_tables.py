@@ -3,6 +3,8 @@ in-process limit of the same run, the peer beside it) and the figures behind the
 
 from __future__ import annotations
 
+import numpy as np
+
 from bench import tables
 from bench.tables import fmt, met, ratio, stats, table
 
@@ -56,10 +58,10 @@ def against_peer(r: dict) -> list[str]:
     svc, peer = r["service"], r.get("peer") or {}
     conc, cores = svc["concurrent"], r["machine"]["cores"]
     theirs = peer.get("concurrent", {}) if "skipped" not in peer else {}
-    cpu, phase = service_cpu_per_search(svc), svc["cpu_by_phase"].get("concurrent")
-    if cpu is None or not phase:
+    cpu = service_cpu_per_search(svc)
+    if cpu is None:
         return []
-    clients_cpu = 1000 * phase["driver"] * phase["wall_s"] / conc["n"]
+    clients_cpu = concurrent_cpu_ms(svc)["driver"]
     qps, p50 = conc["qps"], conc["latency"].get("p50")
     their_qps, their_p50 = theirs.get("qps"), theirs.get("latency", {}).get("p50")
     encode, lone = encode_ms(r), svc["sequential"]["phases"]["created_to_finished"]["p50"]
@@ -159,11 +161,20 @@ def results_tables(r: dict) -> list[str]:
             *cpu_per_search_table(r)]  # fmt: skip
 
 
-def service_cpu_per_search(svc: dict) -> float | None:
+def concurrent_cpu_ms(svc: dict) -> dict[str, float]:
+    """CPU ms per search of each process (and "driver", the benchmark's
+    clients) over the concurrent phase: cores busy × wall time ÷ searches."""
     phase, searches = svc["cpu_by_phase"].get("concurrent"), svc["concurrent"]["n"]
     if not phase or not searches:
-        return None
-    return 1000 * phase["wall_s"] * sum(phase.get(name, 0.0) for name in PROCESS_COLUMNS) / searches
+        return {}
+    return {
+        name: 1000 * phase[name] * phase["wall_s"] / searches for name in (*PROCESS_COLUMNS, "driver") if name in phase
+    }
+
+
+def service_cpu_per_search(svc: dict) -> float | None:
+    per_search = concurrent_cpu_ms(svc)
+    return sum(ms for name, ms in per_search.items() if name in PROCESS_COLUMNS) if per_search else None
 
 
 def peer_table(r: dict) -> list[str]:
@@ -269,10 +280,10 @@ def cpu_per_search_table(r: dict) -> list[str]:
     the model's encode (as the baseline measured it at the phase's mean
     batch) and the rest; txtai's whole server beside it."""
     svc, peer = r["service"], r.get("peer") or {}
-    phase, searches = svc["cpu_by_phase"].get("concurrent"), svc["concurrent"]["n"]
-    if not phase or not searches:
+    per_search = concurrent_cpu_ms(svc)
+    if not per_search:
         return []
-    per_search = {name: 1000 * phase[name] * phase["wall_s"] / searches for name in PROCESS_COLUMNS if name in phase}
+    clients_cpu = per_search.pop("driver")
     rows = [[PROCESS_COLUMNS[name], fmt(ms, 1)] for name, ms in per_search.items()]
     batch, encode = svc["concurrent"].get("mean_batch"), encode_ms(r)
     if encode is not None and "worker pool" in per_search:
@@ -280,7 +291,6 @@ def cpu_per_search_table(r: dict) -> list[str]:
         rows[at:at] = [[f"– of which the model's encode, batches of {fmt(batch, 1)} (in process, 1 thread)", fmt(encode, 1)],
                        ["– the rest: claim, finish, FAISS, results, Celery", fmt(per_search["worker pool"] - encode, 1)]]  # fmt: skip
     rows.append(["**All of the service**", fmt(sum(per_search.values()), 1)])
-    clients_cpu = 1000 * phase["driver"] * phase["wall_s"] / searches
     rows.append(["The benchmark's clients (not the service)", fmt(clients_cpu, 1)])
     txtai = peer.get("concurrent", {}).get("cpu_ms_per_search") if "skipped" not in peer else None
     rows = [[*row, fmt(txtai, 1) if row[0].startswith("**All") else ""] for row in rows]
@@ -290,15 +300,10 @@ def cpu_per_search_table(r: dict) -> list[str]:
 
 def encode_ms(r: dict) -> float | None:
     """The baseline's encode CPU per query at the concurrent phase's mean batch
-    (between the two measured sizes around it)."""
-    by_batch = {int(size): ms for size, ms in r["baseline"].get("encode_ms_by_batch", {}).items()}
+    (interpolated between the measured sizes around it)."""
+    by_batch = sorted((int(size), ms) for size, ms in r["baseline"].get("encode_ms_by_batch", {}).items())
     batch = r["service"]["concurrent"].get("mean_batch")
     if not by_batch or batch is None:
         return None
-    sizes = sorted(by_batch)
-    below = max([s for s in sizes if s <= batch], default=sizes[0])
-    above = min([s for s in sizes if s >= batch], default=sizes[-1])
-    if above == below:
-        return by_batch[below]
-    share = (batch - below) / (above - below)
-    return by_batch[below] + share * (by_batch[above] - by_batch[below])
+    sizes, costs = zip(*by_batch)
+    return float(np.interp(batch, sizes, costs))
