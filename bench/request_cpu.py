@@ -72,10 +72,8 @@ class WebMeter:
 
     def idle_per_second(self, seconds: float) -> tuple[float, float]:
         """CPU seconds per second of the web and Redis with no request at all."""
-        (web, redis), started = self.read(), time.perf_counter()
-        time.sleep(seconds)
-        (web_after, redis_after), wall = self.read(), time.perf_counter() - started
-        return (web_after - web) / wall, (redis_after - redis) / wall
+        idle = self.per_request(lambda: time.sleep(seconds), 1)
+        return idle["web_cpu_ms"] / idle["wall_ms"], idle["redis_cpu_ms"] / idle["wall_ms"]
 
     def per_request(self, send, count: int, idle: tuple[float, float] = (0.0, 0.0)) -> dict:
         """CPU per request of `count` requests sent by send(), less `idle`
