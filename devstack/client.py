@@ -104,9 +104,15 @@ class Client(JobCalls):
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.http.delete(self.url(path), timeout=30, **kwargs)
 
-    def submit(self, path: str, body: dict) -> dict:
-        """POST a job; its 202 answer (the queued job)."""
+    def submit(self, path: str, body: dict, retries: int = 0) -> dict:
+        """POST a job; its 202 answer (the queued job). A refusal for now
+        (429, 503) is sent again after its Retry-After, `retries` times at most."""
         response = self.post(path, json=body)
+        for _ in range(retries):
+            if response.status_code not in REFUSALS:
+                break
+            time.sleep(float(response.headers.get("Retry-After", 1)))
+            response = self.post(path, json=body)
         if response.status_code != 202:
             raise RuntimeError(f"POST {path} answered {response.status_code}: {response.text[:300]}")
         return response.json()

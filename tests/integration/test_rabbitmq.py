@@ -13,7 +13,6 @@ from kombu import Connection, Exchange, Queue
 
 from app.services.jobs.broker import AMQP_MAX_PRIORITY, BULK_PRIORITY, NORMAL_PRIORITY, RECOVERY_PRIORITY, wire_priority
 from devstack import rabbitmq
-from devstack.client import REFUSALS
 from devstack.receiver import Receiver
 from devstack.waiting import wait_until
 from tests.integration.corpora import large_corpus
@@ -64,10 +63,12 @@ def test_on_rabbitmq_jobs_webhooks_and_a_killed_workers_ingest_complete(new_stac
     receiver = Receiver().start()
     try:
         documents = large_corpus(100)
-        submitted = _submit(
-            stack,
+        # As a careful client submits: a refusal for now (a broker slow to
+        # answer a loaded host's first connection) is tried again.
+        submitted = stack.submit(
             "/api/v1/collections/rabbit/documents",
             {"documents": documents, "callback_url": receiver.url(), "callback_events": ["job.succeeded"]},
+            retries=2,
         )
 
         def mid_way():
@@ -93,15 +94,3 @@ def test_on_rabbitmq_jobs_webhooks_and_a_killed_workers_ingest_complete(new_stac
         assert [event["type"] for event in receiver.events()] == ["job.succeeded"]
     finally:
         receiver.stop()
-
-
-def _submit(stack, path: str, body: dict) -> dict:
-    """Submit as a careful client does: a refusal for now (429, 503) is
-    tried again after its Retry-After, a few times at most."""
-    for _ in range(3):
-        answer = stack.post(path, json=body)
-        if answer.status_code not in REFUSALS:
-            break
-        time.sleep(float(answer.headers.get("Retry-After", 1)))
-    assert answer.status_code == 202, answer.text
-    return answer.json()
