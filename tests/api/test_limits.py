@@ -139,10 +139,16 @@ def test_behind_a_trusted_proxy_the_forwarded_client_ip_is_counted(app_with, set
     assert anonymous.get("/api/v1/jobs", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
 
 
+def empty_queues(stack) -> None:
+    """Nothing waits in the queues, and the depth this process sampled before
+    (once a second at most) has gone stale."""
+    stack.worker.run_pending()
+    time.sleep(1.1)
+
+
 def test_in_flight_quota_and_queue_depth_push_back(app_with):
     stack = app_with(inflight_jobs={"free": 2, "pro": 100, "enterprise": 1000}, queue_depth_limit=4)
-    stack.worker.run_pending()  # the queues start empty
-    time.sleep(1.1)  # and a depth sampled before (once a second at most) is stale
+    empty_queues(stack)
     tenant = unique("busy")
     owner = stack.client(stack.create_key(tenant))
     first = owner.client(owner.create_key(tenant, tier="free"))
@@ -200,8 +206,7 @@ def test_a_key_past_its_fair_share_in_flight_is_overtaken_by_other_keys(app_with
     """A key submitting in a tight loop keeps its quota, but what it queues
     beyond its fair share runs after the searches other keys send later."""
     stack = app_with(fair_share_jobs=2)
-    stack.worker.run_pending()  # the queues start empty
-    time.sleep(1.1)  # and a depth sampled before (once a second at most) is stale
+    empty_queues(stack)
     tenant = unique("fair")
     owner = stack.client(stack.create_key(tenant))
     greedy = owner.client(owner.create_key(tenant, tier="pro"))
